@@ -1,0 +1,334 @@
+//! Decoding and encoding: the only place JSON meets the typed messages.
+//!
+//! Decoding runs, in order: topic, size limit, JSON shape (serde, with the failing
+//! field's path), schema version, value checks ([`Validate`]), and that topic and
+//! payload name the same device. Each failure is its own [`DecodeError`] variant, with
+//! a stable [`DecodeError::reason`] code for dead-letter records and metrics.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, CommandAck};
+use crate::envelope::{Envelope, SUPPORTED_SCHEMAS};
+use crate::event::Event;
+use crate::heartbeat::Heartbeat;
+use crate::ids::{DeviceId, TenantId};
+use crate::state::State;
+use crate::topic::{Channel, Topic, TopicError};
+use crate::validate::{FieldError, Limits, Problem, Validate};
+
+/// A message type that travels on one channel.
+pub trait Payload: Serialize + DeserializeOwned + Validate {
+    /// The channel this type is published on.
+    const CHANNEL: Channel;
+    /// The schema version the message declares.
+    fn schema(&self) -> u32;
+    /// The device the message is from or for.
+    fn device_id(&self) -> &DeviceId;
+}
+
+macro_rules! device_payload {
+    ($body:ty, $channel:expr) => {
+        impl Payload for Envelope<$body> {
+            const CHANNEL: Channel = $channel;
+            fn schema(&self) -> u32 {
+                self.schema
+            }
+            fn device_id(&self) -> &DeviceId {
+                &self.device_id
+            }
+        }
+    };
+}
+
+device_payload!(Heartbeat, Channel::Heartbeat);
+device_payload!(Event, Channel::Event);
+device_payload!(State, Channel::State);
+device_payload!(CommandAck, Channel::Ack);
+
+impl Payload for Command {
+    const CHANNEL: Channel = Channel::Command;
+    fn schema(&self) -> u32 {
+        self.schema
+    }
+    fn device_id(&self) -> &DeviceId {
+        &self.device_id
+    }
+}
+
+/// Any message of the protocol, typed by its channel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// From the `heartbeat` channel.
+    Heartbeat(Envelope<Heartbeat>),
+    /// From the `event` channel.
+    Event(Envelope<Event>),
+    /// From the `state` channel.
+    State(Envelope<State>),
+    /// From the `cmd` channel.
+    Command(Command),
+    /// From the `ack` channel.
+    Ack(Envelope<CommandAck>),
+}
+
+impl Message {
+    /// The channel the message belongs on.
+    pub fn channel(&self) -> Channel {
+        match self {
+            Message::Heartbeat(_) => Channel::Heartbeat,
+            Message::Event(_) => Channel::Event,
+            Message::State(_) => Channel::State,
+            Message::Command(_) => Channel::Command,
+            Message::Ack(_) => Channel::Ack,
+        }
+    }
+
+    /// The device the message is from or for.
+    pub fn device_id(&self) -> &DeviceId {
+        match self {
+            Message::Heartbeat(m) => &m.device_id,
+            Message::Event(m) => &m.device_id,
+            Message::State(m) => &m.device_id,
+            Message::Command(m) => &m.device_id,
+            Message::Ack(m) => &m.device_id,
+        }
+    }
+
+    /// The topic this message is published on, for a tenant.
+    pub fn topic(&self, tenant: &TenantId) -> Topic {
+        Topic::new(tenant.clone(), self.device_id().clone(), self.channel())
+    }
+
+    /// Validates and serialises the message.
+    pub fn encode(&self, limits: &Limits) -> Result<Vec<u8>, EncodeError> {
+        match self {
+            Message::Heartbeat(m) => encode_with(m, limits),
+            Message::Event(m) => encode_with(m, limits),
+            Message::State(m) => encode_with(m, limits),
+            Message::Command(m) => encode_with(m, limits),
+            Message::Ack(m) => encode_with(m, limits),
+        }
+    }
+}
+
+/// Why a message was rejected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    /// The topic is not one of the protocol's.
+    #[error("invalid topic: {0}")]
+    Topic(#[from] TopicError),
+    /// The payload exceeds the size limit.
+    #[error("payload is {size} bytes; the limit is {limit}")]
+    TooLarge {
+        /// The payload's size.
+        size: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The payload ends before the JSON document does.
+    #[error("payload is truncated: {0}")]
+    Truncated(String),
+    /// The payload is not well-formed JSON (this includes `NaN`, infinities and numbers
+    /// too large for any type).
+    #[error("payload is not valid JSON at `{at}`: {message}")]
+    Syntax {
+        /// Where the parser was, as a dotted path.
+        at: String,
+        /// What the parser found.
+        message: String,
+    },
+    /// The message declares a schema version this build does not read.
+    #[error("unsupported schema version {found}; this build reads {SUPPORTED_SCHEMAS:?}")]
+    UnsupportedSchema {
+        /// The declared version.
+        found: u64,
+    },
+    /// A field is missing, of the wrong type or has a bad value.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// The topic and the payload name different devices.
+    #[error("topic names device `{topic}` but the payload names `{payload}`")]
+    DeviceMismatch {
+        /// The device in the topic.
+        topic: DeviceId,
+        /// The device in the payload.
+        payload: DeviceId,
+    },
+}
+
+impl DecodeError {
+    /// A short stable code for the kind of rejection, for dead-letter records and
+    /// metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Topic(_) => "bad_topic",
+            DecodeError::TooLarge { .. } => "too_large",
+            DecodeError::Truncated(_) => "truncated",
+            DecodeError::Syntax { .. } => "bad_json",
+            DecodeError::UnsupportedSchema { .. } => "unsupported_schema",
+            DecodeError::Field(f) => match f.problem {
+                Problem::Missing => "missing_field",
+                Problem::WrongType(_) => "wrong_type",
+                Problem::OutOfRange { .. } | Problem::TimestampOutOfRange { .. } => "out_of_range",
+                Problem::NotFinite => "not_finite",
+                Problem::Invalid(_)
+                | Problem::TooLong { .. }
+                | Problem::Empty
+                | Problem::ControlChar
+                | Problem::Inconsistent(_) => "invalid_value",
+            },
+            DecodeError::DeviceMismatch { .. } => "device_mismatch",
+        }
+    }
+}
+
+/// Why a message could not be encoded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EncodeError {
+    /// The message declares a schema version this build does not write.
+    #[error("unsupported schema version {0}")]
+    UnsupportedSchema(u32),
+    /// A value breaks the protocol's rules.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// The encoded message would exceed the size limit.
+    #[error("encoded message is {size} bytes; the limit is {limit}")]
+    TooLarge {
+        /// The encoded size.
+        size: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+}
+
+/// A decoded message with its parsed topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// The topic it arrived on.
+    pub topic: Topic,
+    /// The message.
+    pub message: Message,
+}
+
+/// Decodes a message as received: topic string and payload bytes.
+pub fn decode(topic: &str, payload: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
+    let topic = Topic::parse(topic)?;
+    let message = match topic.channel {
+        Channel::Heartbeat => Message::Heartbeat(decode_payload(payload, limits)?),
+        Channel::Event => Message::Event(decode_payload(payload, limits)?),
+        Channel::State => Message::State(decode_payload(payload, limits)?),
+        Channel::Command => Message::Command(decode_payload(payload, limits)?),
+        Channel::Ack => Message::Ack(decode_payload(payload, limits)?),
+    };
+    if message.device_id() != &topic.device {
+        return Err(DecodeError::DeviceMismatch {
+            topic: topic.device,
+            payload: message.device_id().clone(),
+        });
+    }
+    Ok(Decoded { topic, message })
+}
+
+/// Decodes a payload of a known type, without a topic.
+pub fn decode_payload<T: Payload>(payload: &[u8], limits: &Limits) -> Result<T, DecodeError> {
+    if payload.len() > limits.max_payload_bytes {
+        return Err(DecodeError::TooLarge {
+            size: payload.len(),
+            limit: limits.max_payload_bytes,
+        });
+    }
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    let value: T = match serde_path_to_error::deserialize(&mut de) {
+        Ok(v) => v,
+        // A message of another schema version fails on its own terms; say so rather
+        // than naming whichever field happened to differ.
+        Err(e) => return Err(unsupported_schema(payload).unwrap_or_else(|| json_error(e))),
+    };
+    de.end().map_err(|e| DecodeError::Syntax {
+        at: ".".into(),
+        message: strip_position(&e.to_string()),
+    })?;
+    let schema = value.schema();
+    if !SUPPORTED_SCHEMAS.contains(&schema) {
+        return Err(DecodeError::UnsupportedSchema {
+            found: schema.into(),
+        });
+    }
+    value.validate(limits)?;
+    Ok(value)
+}
+
+/// Validates and serialises a message with the default limits.
+pub fn encode<T: Payload>(message: &T) -> Result<Vec<u8>, EncodeError> {
+    encode_with(message, &Limits::default())
+}
+
+/// Validates and serialises a message with the given limits.
+pub fn encode_with<T: Payload>(message: &T, limits: &Limits) -> Result<Vec<u8>, EncodeError> {
+    if !SUPPORTED_SCHEMAS.contains(&message.schema()) {
+        return Err(EncodeError::UnsupportedSchema(message.schema()));
+    }
+    message.validate(limits)?;
+    let bytes = serde_json::to_vec(message)
+        .expect("protocol types serialise infallibly: string keys, validated finite floats");
+    if bytes.len() > limits.max_payload_bytes {
+        return Err(EncodeError::TooLarge {
+            size: bytes.len(),
+            limit: limits.max_payload_bytes,
+        });
+    }
+    Ok(bytes)
+}
+
+fn unsupported_schema(payload: &[u8]) -> Option<DecodeError> {
+    #[derive(Deserialize)]
+    struct Probe {
+        schema: u64,
+    }
+    let probe: Probe = serde_json::from_slice(payload).ok()?;
+    let known = u32::try_from(probe.schema).is_ok_and(|s| SUPPORTED_SCHEMAS.contains(&s));
+    (!known).then_some(DecodeError::UnsupportedSchema {
+        found: probe.schema,
+    })
+}
+
+fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> DecodeError {
+    use serde_json::error::Category;
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    let message = strip_position(&inner.to_string());
+    match inner.classify() {
+        Category::Eof => DecodeError::Truncated(message),
+        Category::Syntax | Category::Io => DecodeError::Syntax { at: path, message },
+        Category::Data => {
+            // serde reports a missing field at its parent's path, naming the field in
+            // the message; put the name back into the path.
+            if let Some(name) = message
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.strip_suffix('`'))
+            {
+                let field = if path == "." {
+                    name.to_owned()
+                } else {
+                    format!("{path}.{name}")
+                };
+                return FieldError::new(field, Problem::Missing).into();
+            }
+            let problem = if message.starts_with("invalid type") {
+                Problem::WrongType(message)
+            } else {
+                Problem::Invalid(message)
+            };
+            FieldError::new(path, problem).into()
+        }
+    }
+}
+
+/// serde_json appends " at line L column C"; for single-line payloads the path says
+/// more, so drop it.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) if message[i..].contains(" column ") => message[..i].to_owned(),
+        _ => message.to_owned(),
+    }
+}

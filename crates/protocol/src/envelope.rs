@@ -1,0 +1,54 @@
+//! The header every device-originated message carries, around a typed body.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{BootId, DeviceId, Seq, Timestamp};
+use crate::validate::{self, Checked, Limits, Validate};
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The schema versions this build reads.
+pub const SUPPORTED_SCHEMAS: &[u32] = &[1];
+
+/// A device-originated message: header fields plus the channel's body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<B> {
+    /// Schema version of this message.
+    pub schema: u32,
+    /// The publishing device; must match the topic's device level.
+    pub device_id: DeviceId,
+    /// Per-device sequence number, increasing across reboots.
+    pub seq: Seq,
+    /// The boot this message was produced in.
+    pub boot_id: BootId,
+    /// When the device produced the message, by its own clock.
+    pub ts_ms: Timestamp,
+    /// True when the message was held in the device's spool and sent late.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub historical: bool,
+    /// The channel-specific content.
+    pub body: B,
+}
+
+impl<B> Envelope<B> {
+    /// A live (not historical) message of the current schema version.
+    pub fn new(device_id: DeviceId, seq: Seq, boot_id: BootId, ts: Timestamp, body: B) -> Self {
+        Envelope {
+            schema: SCHEMA_VERSION,
+            device_id,
+            seq,
+            boot_id,
+            ts_ms: ts,
+            historical: false,
+            body,
+        }
+    }
+}
+
+impl<B: Validate> Validate for Envelope<B> {
+    fn validate(&self, limits: &Limits) -> Checked {
+        validate::timestamp("ts_ms", self.ts_ms, limits)?;
+        self.body.validate(limits)
+    }
+}

@@ -1,0 +1,266 @@
+//! The periodic heartbeat: one interval of device health, aggregated on the device.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::reboot::RebootReason;
+use crate::validate::{self as v, Checked, FieldError, Limits, Problem, Validate};
+
+/// The longest heartbeat interval accepted: seven days.
+pub const MAX_INTERVAL_S: u32 = 7 * 24 * 3600;
+/// The highest per-interval count accepted for reboots, crashes and errors.
+pub const MAX_COUNT: u32 = 100_000;
+
+/// One heartbeat interval's aggregated telemetry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Length of the interval covered, seconds.
+    pub interval_s: u32,
+    /// Time the device was running during the interval, seconds.
+    pub operational_s: u32,
+    /// Operational time without a crash or unexpected reboot, seconds.
+    pub crash_free_s: u32,
+    /// Time in active use (screen on, playing, worn), seconds.
+    pub active_s: u32,
+    /// Restarts during the interval, counted by reason.
+    #[serde(default)]
+    pub reboots: BTreeMap<RebootReason, u32>,
+    /// Application or system crashes during the interval.
+    pub crashes: u32,
+    /// Storage read/write errors during the interval.
+    pub storage_errors: u32,
+    /// Battery state; absent on mains-powered devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub battery: Option<BatteryReport>,
+    /// Temperature; absent where the device has no sensor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thermal: Option<ThermalReport>,
+    /// Network connectivity during the interval.
+    pub connectivity: ConnectivityReport,
+    /// Rolling features computed on the device over longer windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<EdgeFeatures>,
+    /// Spooled messages the device had to drop (oldest first) since the last heartbeat.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub spool_dropped: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Battery state over the interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatteryReport {
+    /// State of charge at the start of the interval, percent.
+    pub soc_start_pct: f32,
+    /// State of charge at the end of the interval, percent.
+    pub soc_end_pct: f32,
+    /// Lowest state of charge in the interval, percent.
+    pub soc_min_pct: f32,
+    /// Largest drop in state of charge within the drop window, percentage points.
+    pub max_drop_pct: f32,
+    /// Cell voltage at the end of the interval, volts.
+    pub voltage_v: f32,
+    /// State of health: full-charge capacity over design capacity, percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soh_pct: Option<f32>,
+    /// Charge cycles over the battery's life.
+    pub charge_cycles: u32,
+    /// Time on a charger during the interval, seconds.
+    pub charging_s: u32,
+}
+
+/// Device temperature over the interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThermalReport {
+    /// Lowest temperature, °C.
+    pub min_c: f32,
+    /// Mean temperature, °C.
+    pub mean_c: f32,
+    /// Highest temperature, °C.
+    pub max_c: f32,
+    /// Time above the device's over-temperature threshold, seconds.
+    pub above_threshold_s: u32,
+}
+
+/// Connectivity over the interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectivityReport {
+    /// Time connected to the broker, seconds.
+    pub connected_s: u32,
+    /// Number of connection losses.
+    pub disconnects: u32,
+    /// Mean received signal strength, dBm; absent on wired devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rssi_dbm: Option<i16>,
+}
+
+/// Rolling features the device computes over windows longer than one interval. Each is
+/// optional: a device reports those it can compute.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EdgeFeatures {
+    /// Unexpected reboots in the last 24 hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unexpected_reboots_24h: Option<u32>,
+    /// Unexpected reboots in the last 7 days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unexpected_reboots_7d: Option<u32>,
+    /// State-of-charge drain per hour of active use, percentage points per hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soc_drain_pct_per_active_h: Option<f32>,
+    /// Trend of state of health, percentage points per 30 days (negative when fading).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soh_slope_pct_per_30d: Option<f32>,
+}
+
+impl Validate for Heartbeat {
+    fn validate(&self, limits: &Limits) -> Checked {
+        let interval = u64::from(self.interval_s);
+        v::int("body.interval_s", interval, 1, MAX_INTERVAL_S.into(), "s")?;
+        v::ordered(
+            "body.operational_s",
+            self.operational_s.into(),
+            interval,
+            "operational time exceeds the interval",
+        )?;
+        v::ordered(
+            "body.crash_free_s",
+            self.crash_free_s.into(),
+            self.operational_s.into(),
+            "crash-free time exceeds operational time",
+        )?;
+        v::ordered(
+            "body.active_s",
+            self.active_s.into(),
+            self.operational_s.into(),
+            "active time exceeds operational time",
+        )?;
+        for count in self.reboots.values() {
+            v::int("body.reboots", (*count).into(), 0, MAX_COUNT.into(), "reboots")?;
+        }
+        v::int("body.crashes", self.crashes.into(), 0, MAX_COUNT.into(), "crashes")?;
+        v::int(
+            "body.storage_errors",
+            self.storage_errors.into(),
+            0,
+            MAX_COUNT.into(),
+            "errors",
+        )?;
+        if let Some(b) = &self.battery {
+            b.validate(interval)?;
+        }
+        if let Some(t) = &self.thermal {
+            t.validate(interval)?;
+        }
+        self.connectivity.validate(interval)?;
+        if let Some(f) = &self.features {
+            f.validate(limits)?;
+        }
+        Ok(())
+    }
+}
+
+impl BatteryReport {
+    fn validate(&self, interval: u64) -> Checked {
+        v::float("body.battery.soc_start_pct", self.soc_start_pct, 0.0, 100.0, "%")?;
+        v::float("body.battery.soc_end_pct", self.soc_end_pct, 0.0, 100.0, "%")?;
+        v::float("body.battery.soc_min_pct", self.soc_min_pct, 0.0, 100.0, "%")?;
+        v::float("body.battery.max_drop_pct", self.max_drop_pct, 0.0, 100.0, "%")?;
+        v::float("body.battery.voltage_v", self.voltage_v, 0.0, 30.0, "V")?;
+        v::opt_float("body.battery.soh_pct", self.soh_pct, 0.0, 150.0, "%")?;
+        v::int(
+            "body.battery.charge_cycles",
+            self.charge_cycles.into(),
+            0,
+            100_000,
+            "cycles",
+        )?;
+        v::ordered(
+            "body.battery.charging_s",
+            self.charging_s.into(),
+            interval,
+            "charging time exceeds the interval",
+        )?;
+        if self.soc_min_pct > self.soc_start_pct.min(self.soc_end_pct) {
+            return Err(FieldError::new(
+                "body.battery.soc_min_pct",
+                Problem::Inconsistent("the minimum is above the start or end value"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ThermalReport {
+    fn validate(&self, interval: u64) -> Checked {
+        v::float("body.thermal.min_c", self.min_c, -40.0, 150.0, "°C")?;
+        v::float("body.thermal.mean_c", self.mean_c, -40.0, 150.0, "°C")?;
+        v::float("body.thermal.max_c", self.max_c, -40.0, 150.0, "°C")?;
+        if !(self.min_c <= self.mean_c && self.mean_c <= self.max_c) {
+            return Err(FieldError::new(
+                "body.thermal.mean_c",
+                Problem::Inconsistent("the mean is not between the minimum and the maximum"),
+            ));
+        }
+        v::ordered(
+            "body.thermal.above_threshold_s",
+            self.above_threshold_s.into(),
+            interval,
+            "time above threshold exceeds the interval",
+        )
+    }
+}
+
+impl ConnectivityReport {
+    fn validate(&self, interval: u64) -> Checked {
+        v::ordered(
+            "body.connectivity.connected_s",
+            self.connected_s.into(),
+            interval,
+            "connected time exceeds the interval",
+        )?;
+        v::int(
+            "body.connectivity.disconnects",
+            self.disconnects.into(),
+            0,
+            MAX_COUNT.into(),
+            "disconnects",
+        )?;
+        if let Some(rssi) = self.rssi_dbm {
+            v::float("body.connectivity.rssi_dbm", rssi.into(), -150.0, 0.0, "dBm")?;
+        }
+        Ok(())
+    }
+}
+
+impl Validate for EdgeFeatures {
+    fn validate(&self, _limits: &Limits) -> Checked {
+        let count = |field, n: Option<u32>| {
+            n.map_or(Ok(()), |n| v::int(field, n.into(), 0, MAX_COUNT.into(), "reboots"))
+        };
+        count(
+            "body.features.unexpected_reboots_24h",
+            self.unexpected_reboots_24h,
+        )?;
+        count(
+            "body.features.unexpected_reboots_7d",
+            self.unexpected_reboots_7d,
+        )?;
+        v::opt_float(
+            "body.features.soc_drain_pct_per_active_h",
+            self.soc_drain_pct_per_active_h,
+            0.0,
+            1000.0,
+            "%/h",
+        )?;
+        v::opt_float(
+            "body.features.soh_slope_pct_per_30d",
+            self.soh_slope_pct_per_30d,
+            -100.0,
+            100.0,
+            "%/30d",
+        )
+    }
+}
