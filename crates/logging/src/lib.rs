@@ -5,7 +5,7 @@
 //! or `LOG_FORMAT=json`), filtered by `RUST_LOG` (default `info`).
 
 use std::fmt;
-use std::io;
+use std::io::{self, IsTerminal};
 use std::str::FromStr;
 
 use tracing::Subscriber;
@@ -68,10 +68,11 @@ pub fn format_from_env() -> Result<LogFormat, LogError> {
 }
 
 /// Builds a subscriber writing to `writer`, filtered by `filter` (a `RUST_LOG`-style
-/// directive string).
+/// directive string), with terminal colours in the human format when `ansi`.
 pub fn subscriber<W>(
     format: LogFormat,
     filter: &str,
+    ansi: bool,
     writer: W,
 ) -> Result<Box<dyn Subscriber + Send + Sync>, LogError>
 where
@@ -80,6 +81,7 @@ where
     let filter = EnvFilter::builder().parse(filter)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi && format == LogFormat::Human)
         .with_writer(writer);
     Ok(match format {
         LogFormat::Human => Box::new(builder.finish()),
@@ -88,10 +90,11 @@ where
 }
 
 /// Installs the process-wide subscriber: `format`, filtered by `RUST_LOG` or `info`,
-/// writing to standard error.
+/// writing to standard error; coloured only on a terminal and without `NO_COLOR`.
 pub fn init(format: LogFormat) -> Result<(), LogError> {
     let filter = std::env::var(EnvFilter::DEFAULT_ENV).unwrap_or_else(|_| "info".to_owned());
-    let sub = subscriber(format, &filter, io::stderr)?;
+    let ansi = io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let sub = subscriber(format, &filter, ansi, io::stderr)?;
     tracing::subscriber::set_global_default(sub)?;
     Ok(())
 }
@@ -114,10 +117,10 @@ mod tests {
         }
     }
 
-    fn capture(format: LogFormat, filter: &str) -> String {
+    fn capture(format: LogFormat, filter: &str, ansi: bool) -> String {
         let buf = Buf::default();
         let out = buf.clone();
-        let sub = subscriber(format, filter, move || out.clone()).unwrap();
+        let sub = subscriber(format, filter, ansi, move || out.clone()).unwrap();
         tracing::subscriber::with_default(sub, || {
             tracing::info!(device = "dev-1", "ingested");
             tracing::debug!("hidden at info");
@@ -128,7 +131,8 @@ mod tests {
 
     #[test]
     fn json_format_writes_one_object_per_line() {
-        let out = capture(LogFormat::Json, "info");
+        // Colours never leak into JSON, even when asked for.
+        let out = capture(LogFormat::Json, "info", true);
         let lines: Vec<_> = out.lines().collect();
         assert_eq!(lines.len(), 1, "debug line must be filtered out: {out}");
         let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
@@ -139,10 +143,22 @@ mod tests {
 
     #[test]
     fn human_format_is_not_json_and_honours_filter() {
-        let out = capture(LogFormat::Human, "debug");
-        assert!(out.contains("ingested") && out.contains("device=\"dev-1\""), "{out}");
+        let out = capture(LogFormat::Human, "debug", false);
+        assert!(
+            !out.contains('\x1b'),
+            "no escape codes without ansi: {out:?}"
+        );
+        assert!(
+            out.contains("ingested") && out.contains("device=\"dev-1\""),
+            "{out}"
+        );
         assert!(out.contains("hidden at info"));
         assert!(serde_json::from_str::<serde_json::Value>(out.lines().next().unwrap()).is_err());
+    }
+
+    #[test]
+    fn ansi_colours_only_when_asked() {
+        assert!(capture(LogFormat::Human, "info", true).contains('\x1b'));
     }
 
     #[test]
@@ -158,7 +174,7 @@ mod tests {
     #[test]
     fn bad_filter_is_an_error() {
         assert!(matches!(
-            subscriber(LogFormat::Human, "=[", io::sink),
+            subscriber(LogFormat::Human, "=[", false, io::sink),
             Err(LogError::Filter(_))
         ));
     }

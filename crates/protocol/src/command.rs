@@ -31,7 +31,12 @@ pub struct Command {
 
 impl Command {
     /// A command of the current schema version.
-    pub fn new(device_id: DeviceId, command_id: CommandId, ts: Timestamp, body: CommandBody) -> Self {
+    pub fn new(
+        device_id: DeviceId,
+        command_id: CommandId,
+        ts: Timestamp,
+        body: CommandBody,
+    ) -> Self {
         Command {
             schema: SCHEMA_VERSION,
             device_id,
@@ -289,9 +294,24 @@ impl ConfigChange {
         let int = |field, v: Option<u32>, min, max| {
             v.map_or(Ok(()), |n| v::int(field, n.into(), min, max, "s"))
         };
-        int("body.config.heartbeat_interval_s", self.heartbeat_interval_s, 60, 86_400)?;
-        int("body.config.sample_interval_s", self.sample_interval_s, 1, 3_600)?;
-        int("body.config.battery_drop_window_s", self.battery_drop_window_s, 60, 86_400)?;
+        int(
+            "body.config.heartbeat_interval_s",
+            self.heartbeat_interval_s,
+            60,
+            86_400,
+        )?;
+        int(
+            "body.config.sample_interval_s",
+            self.sample_interval_s,
+            1,
+            3_600,
+        )?;
+        int(
+            "body.config.battery_drop_window_s",
+            self.battery_drop_window_s,
+            60,
+            86_400,
+        )?;
         v::opt_float(
             "body.config.battery_drop_threshold_pct",
             self.battery_drop_threshold_pct,

@@ -111,13 +111,24 @@ impl Validate for Event {
                 v::int("body.reboot.prev_uptime_s", s, 0, 10 * 365 * 86_400, "s")
             }),
             Event::Crash(e) => {
-                v::text("body.crash.signature", &e.signature, MAX_SIGNATURE_LEN, false)?;
+                v::text(
+                    "body.crash.signature",
+                    &e.signature,
+                    MAX_SIGNATURE_LEN,
+                    false,
+                )?;
                 v::opt_text("body.crash.process", e.process.as_deref(), MAX_NAME_LEN)
             }
             Event::BatteryDrop(e) => {
                 v::float("body.battery_drop.from_pct", e.from_pct, 0.0, 100.0, "%")?;
                 v::float("body.battery_drop.to_pct", e.to_pct, 0.0, 100.0, "%")?;
-                v::int("body.battery_drop.window_s", e.window_s.into(), 1, 86_400, "s")?;
+                v::int(
+                    "body.battery_drop.window_s",
+                    e.window_s.into(),
+                    1,
+                    86_400,
+                    "s",
+                )?;
                 if e.to_pct >= e.from_pct {
                     return Err(FieldError::new(
                         "body.battery_drop.to_pct",

@@ -167,7 +167,13 @@ pub fn birth() -> Envelope<State> {
 /// The death message registered as the Last Will. Its `seq` is reserved at connect
 /// time, so it is lower than the messages sent after the birth.
 pub fn death() -> Envelope<State> {
-    envelope(1041, 0, State::Offline(Death { cause: DeathCause::Will }))
+    envelope(
+        1041,
+        0,
+        State::Offline(Death {
+            cause: DeathCause::Will,
+        }),
+    )
 }
 
 /// A trade-in offer with a quote and an extra.
@@ -272,7 +278,10 @@ pub fn all() -> Vec<(&'static str, Message)> {
         ("event-reboot", Message::Event(reboot_event())),
         ("event-crash", Message::Event(crash_event())),
         ("event-battery-drop", Message::Event(battery_drop_event())),
-        ("event-over-temperature", Message::Event(over_temperature_event())),
+        (
+            "event-over-temperature",
+            Message::Event(over_temperature_event()),
+        ),
         ("event-storage-error", Message::Event(storage_error_event())),
         ("cmd-offer", Message::Command(offer_command())),
         ("cmd-config", Message::Command(config_command())),

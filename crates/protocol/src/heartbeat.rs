@@ -138,9 +138,21 @@ impl Validate for Heartbeat {
             "active time exceeds operational time",
         )?;
         for count in self.reboots.values() {
-            v::int("body.reboots", (*count).into(), 0, MAX_COUNT.into(), "reboots")?;
+            v::int(
+                "body.reboots",
+                (*count).into(),
+                0,
+                MAX_COUNT.into(),
+                "reboots",
+            )?;
         }
-        v::int("body.crashes", self.crashes.into(), 0, MAX_COUNT.into(), "crashes")?;
+        v::int(
+            "body.crashes",
+            self.crashes.into(),
+            0,
+            MAX_COUNT.into(),
+            "crashes",
+        )?;
         v::int(
             "body.storage_errors",
             self.storage_errors.into(),
@@ -164,10 +176,34 @@ impl Validate for Heartbeat {
 
 impl BatteryReport {
     fn validate(&self, interval: u64) -> Checked {
-        v::float("body.battery.soc_start_pct", self.soc_start_pct, 0.0, 100.0, "%")?;
-        v::float("body.battery.soc_end_pct", self.soc_end_pct, 0.0, 100.0, "%")?;
-        v::float("body.battery.soc_min_pct", self.soc_min_pct, 0.0, 100.0, "%")?;
-        v::float("body.battery.max_drop_pct", self.max_drop_pct, 0.0, 100.0, "%")?;
+        v::float(
+            "body.battery.soc_start_pct",
+            self.soc_start_pct,
+            0.0,
+            100.0,
+            "%",
+        )?;
+        v::float(
+            "body.battery.soc_end_pct",
+            self.soc_end_pct,
+            0.0,
+            100.0,
+            "%",
+        )?;
+        v::float(
+            "body.battery.soc_min_pct",
+            self.soc_min_pct,
+            0.0,
+            100.0,
+            "%",
+        )?;
+        v::float(
+            "body.battery.max_drop_pct",
+            self.max_drop_pct,
+            0.0,
+            100.0,
+            "%",
+        )?;
         v::float("body.battery.voltage_v", self.voltage_v, 0.0, 30.0, "V")?;
         v::opt_float("body.battery.soh_pct", self.soh_pct, 0.0, 150.0, "%")?;
         v::int(
@@ -229,7 +265,13 @@ impl ConnectivityReport {
             "disconnects",
         )?;
         if let Some(rssi) = self.rssi_dbm {
-            v::float("body.connectivity.rssi_dbm", rssi.into(), -150.0, 0.0, "dBm")?;
+            v::float(
+                "body.connectivity.rssi_dbm",
+                rssi.into(),
+                -150.0,
+                0.0,
+                "dBm",
+            )?;
         }
         Ok(())
     }
@@ -238,7 +280,9 @@ impl ConnectivityReport {
 impl Validate for EdgeFeatures {
     fn validate(&self, _limits: &Limits) -> Checked {
         let count = |field, n: Option<u32>| {
-            n.map_or(Ok(()), |n| v::int(field, n.into(), 0, MAX_COUNT.into(), "reboots"))
+            n.map_or(Ok(()), |n| {
+                v::int(field, n.into(), 0, MAX_COUNT.into(), "reboots")
+            })
         };
         count(
             "body.features.unexpected_reboots_24h",

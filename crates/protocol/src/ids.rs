@@ -238,7 +238,11 @@ mod tests {
 
     #[test]
     fn accepts_typical_ids() {
-        for ok in ["dev-0001", "A.b_c-9", "550e8400-e29b-41d4-a716-446655440000"] {
+        for ok in [
+            "dev-0001",
+            "A.b_c-9",
+            "550e8400-e29b-41d4-a716-446655440000",
+        ] {
             assert_eq!(DeviceId::new(ok).unwrap().as_str(), ok);
         }
         assert!(FirmwareVersion::new("4.2.1+b77").is_ok());
@@ -246,10 +250,7 @@ mod tests {
 
     #[test]
     fn rejects_topic_metacharacters_and_bad_lengths() {
-        assert_eq!(
-            DeviceId::new(""),
-            Err(IdError::Empty { kind: "device id" })
-        );
+        assert_eq!(DeviceId::new(""), Err(IdError::Empty { kind: "device id" }));
         for bad in ["a/b", "a+b", "a#", "$SYS", "a b", "é"] {
             assert!(
                 matches!(DeviceId::new(bad), Err(IdError::BadChar { .. })),
@@ -259,7 +260,11 @@ mod tests {
         let long = "x".repeat(65);
         assert!(matches!(
             DeviceId::new(long),
-            Err(IdError::TooLong { len: 65, max: 64, .. })
+            Err(IdError::TooLong {
+                len: 65,
+                max: 64,
+                ..
+            })
         ));
         assert!(DeviceId::new("x".repeat(64)).is_ok());
         // '+' is fine in a version, never in a topic-level id.
@@ -271,7 +276,10 @@ mod tests {
         let id: Result<DeviceId, _> = serde_json::from_str("\"ok-1\"");
         assert_eq!(id.unwrap().as_str(), "ok-1");
         let bad: Result<DeviceId, _> = serde_json::from_str("\"no/slash\"");
-        assert!(bad.unwrap_err().to_string().contains("device id contains '/'"));
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("device id contains '/'"));
     }
 
     #[test]

@@ -105,8 +105,8 @@ impl RebootReason {
         match self {
             UserRequest | FirmwareUpdate | LowBatteryShutdown | FactoryReset | RemoteCommand
             | Scheduled | PowerOn => RebootClass::Expected,
-            BrownOut | HardwareWatchdog | SoftwareWatchdog | KernelPanic | Assert
-            | OutOfMemory | OverTemperature | Unknown => RebootClass::Unexpected,
+            BrownOut | HardwareWatchdog | SoftwareWatchdog | KernelPanic | Assert | OutOfMemory
+            | OverTemperature | Unknown => RebootClass::Unexpected,
             Vendor { class, .. } => *class,
         }
     }

@@ -193,8 +193,7 @@ pub fn ingest_filters(tenant: Option<&TenantId>) -> Vec<String> {
 /// replicas in one group split the messages between them.
 pub fn shared_filter(group: &str, filter: &str) -> Result<String, TopicError> {
     // A group name is one topic level with no wildcards: the id charset fits.
-    TenantId::new(group)
-        .map_err(|e| TopicError::ShareGroup(rename_kind(e, "share group")))?;
+    TenantId::new(group).map_err(|e| TopicError::ShareGroup(rename_kind(e, "share group")))?;
     Ok(format!("$share/{group}/{filter}"))
 }
 
@@ -233,7 +232,10 @@ mod tests {
 
     #[test]
     fn rejects_malformed_topics() {
-        assert_eq!(Topic::parse("other/acme/d/event"), Err(TopicError::WrongRoot));
+        assert_eq!(
+            Topic::parse("other/acme/d/event"),
+            Err(TopicError::WrongRoot)
+        );
         assert_eq!(
             Topic::parse("fleet/acme/d"),
             Err(TopicError::WrongLevelCount(3))
@@ -291,7 +293,10 @@ mod tests {
         );
         assert!(matches!(
             shared_filter("a/b", "fleet/+/+/event"),
-            Err(TopicError::ShareGroup(IdError::BadChar { kind: "share group", .. }))
+            Err(TopicError::ShareGroup(IdError::BadChar {
+                kind: "share group",
+                ..
+            }))
         ));
     }
 }

@@ -122,7 +122,13 @@ pub trait Validate {
 }
 
 /// A float that must be finite and within `min..=max`.
-pub(crate) fn float(field: &'static str, v: f32, min: f32, max: f32, unit: &'static str) -> Checked {
+pub(crate) fn float(
+    field: &'static str,
+    v: f32,
+    min: f32,
+    max: f32,
+    unit: &'static str,
+) -> Checked {
     if !v.is_finite() {
         return Err(FieldError::new(field, Problem::NotFinite));
     }
@@ -229,7 +235,9 @@ mod tests {
             Problem::NotFinite
         );
         assert_eq!(
-            float("f", f32::INFINITY, 0.0, 100.0, "%").unwrap_err().problem,
+            float("f", f32::INFINITY, 0.0, 100.0, "%")
+                .unwrap_err()
+                .problem,
             Problem::NotFinite
         );
         let e = float("x.y", 100.5, 0.0, 100.0, "%").unwrap_err();
@@ -241,7 +249,10 @@ mod tests {
     #[test]
     fn text_rules() {
         assert!(text("t", "fine", 8, false).is_ok());
-        assert_eq!(text("t", "  ", 8, false).unwrap_err().problem, Problem::Empty);
+        assert_eq!(
+            text("t", "  ", 8, false).unwrap_err().problem,
+            Problem::Empty
+        );
         assert_eq!(
             text("t", "123456789", 8, false).unwrap_err().problem,
             Problem::TooLong { len: 9, max: 8 }

@@ -22,13 +22,19 @@ fn heartbeat() -> Value {
 }
 
 fn with(mut v: Value, pointer: &str, new: Value) -> Value {
-    *v.pointer_mut(pointer).unwrap_or_else(|| panic!("no {pointer}")) = new;
+    *v.pointer_mut(pointer)
+        .unwrap_or_else(|| panic!("no {pointer}")) = new;
     v
 }
 
 fn without(mut v: Value, pointer: &str) -> Value {
     let (parent, key) = pointer.rsplit_once('/').unwrap();
-    v.pointer_mut(parent).unwrap().as_object_mut().unwrap().remove(key).expect("field present");
+    v.pointer_mut(parent)
+        .unwrap()
+        .as_object_mut()
+        .unwrap()
+        .remove(key)
+        .expect("field present");
     v
 }
 
@@ -90,7 +96,10 @@ fn trailing_garbage_after_the_document() {
     let mut p = bytes(&heartbeat());
     p.extend_from_slice(b" {}");
     let e = reject(HB_TOPIC, &p);
-    assert!(matches!(e, DecodeError::Syntax { ref message, .. } if message.contains("trailing")), "{e:?}");
+    assert!(
+        matches!(e, DecodeError::Syntax { ref message, .. } if message.contains("trailing")),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -102,9 +111,19 @@ fn json_array_instead_of_object() {
 #[test]
 fn wrong_type_names_the_field() {
     let e = reject(HB_TOPIC, &bytes(&with(heartbeat(), "/seq", json!("1042"))));
-    assert_field(e, "seq", "wrong_type", |p| matches!(p, Problem::WrongType(m) if m.contains("string")));
-    let e = reject(HB_TOPIC, &bytes(&with(heartbeat(), "/body/battery/voltage_v", json!(true))));
-    assert_field(e, "body.battery.voltage_v", "wrong_type", |p| matches!(p, Problem::WrongType(_)));
+    assert_field(
+        e,
+        "seq",
+        "wrong_type",
+        |p| matches!(p, Problem::WrongType(m) if m.contains("string")),
+    );
+    let e = reject(
+        HB_TOPIC,
+        &bytes(&with(heartbeat(), "/body/battery/voltage_v", json!(true))),
+    );
+    assert_field(e, "body.battery.voltage_v", "wrong_type", |p| {
+        matches!(p, Problem::WrongType(_))
+    });
 }
 
 #[test]
@@ -112,14 +131,24 @@ fn missing_required_fields_name_their_full_path() {
     let e = reject(HB_TOPIC, &bytes(&without(heartbeat(), "/seq")));
     assert_field(e, "seq", "missing_field", |p| *p == Problem::Missing);
     let e = reject(HB_TOPIC, &bytes(&without(heartbeat(), "/body/interval_s")));
-    assert_field(e, "body.interval_s", "missing_field", |p| *p == Problem::Missing);
-    let e = reject(HB_TOPIC, &bytes(&without(heartbeat(), "/body/battery/soc_min_pct")));
-    assert_field(e, "body.battery.soc_min_pct", "missing_field", |p| *p == Problem::Missing);
+    assert_field(e, "body.interval_s", "missing_field", |p| {
+        *p == Problem::Missing
+    });
+    let e = reject(
+        HB_TOPIC,
+        &bytes(&without(heartbeat(), "/body/battery/soc_min_pct")),
+    );
+    assert_field(e, "body.battery.soc_min_pct", "missing_field", |p| {
+        *p == Problem::Missing
+    });
 }
 
 #[test]
 fn optional_sections_may_be_absent() {
-    let v = without(without(without(heartbeat(), "/body/battery"), "/body/thermal"), "/body/features");
+    let v = without(
+        without(without(heartbeat(), "/body/battery"), "/body/thermal"),
+        "/body/features",
+    );
     assert!(decode(HB_TOPIC, &bytes(&v), &Limits::default()).is_ok());
 }
 
@@ -134,25 +163,55 @@ fn unknown_extra_fields_are_tolerated() {
 #[test]
 fn out_of_range_values() {
     let cases = [
-        ("/body/battery/soc_end_pct", json!(101.0), "body.battery.soc_end_pct"),
-        ("/body/battery/soc_start_pct", json!(-0.5), "body.battery.soc_start_pct"),
-        ("/body/battery/voltage_v", json!(48.0), "body.battery.voltage_v"),
-        ("/body/battery/soh_pct", json!(151.0), "body.battery.soh_pct"),
+        (
+            "/body/battery/soc_end_pct",
+            json!(101.0),
+            "body.battery.soc_end_pct",
+        ),
+        (
+            "/body/battery/soc_start_pct",
+            json!(-0.5),
+            "body.battery.soc_start_pct",
+        ),
+        (
+            "/body/battery/voltage_v",
+            json!(48.0),
+            "body.battery.voltage_v",
+        ),
+        (
+            "/body/battery/soh_pct",
+            json!(151.0),
+            "body.battery.soh_pct",
+        ),
         ("/body/thermal/max_c", json!(300.0), "body.thermal.max_c"),
-        ("/body/connectivity/rssi_dbm", json!(10), "body.connectivity.rssi_dbm"),
+        (
+            "/body/connectivity/rssi_dbm",
+            json!(10),
+            "body.connectivity.rssi_dbm",
+        ),
         ("/body/interval_s", json!(0), "body.interval_s"),
         ("/body/crashes", json!(1_000_000), "body.crashes"),
     ];
     for (pointer, value, field) in cases {
         let e = reject(HB_TOPIC, &bytes(&with(heartbeat(), pointer, value.clone())));
-        assert_field(e, field, "out_of_range", |p| matches!(p, Problem::OutOfRange { .. }));
+        assert_field(e, field, "out_of_range", |p| {
+            matches!(p, Problem::OutOfRange { .. })
+        });
     }
 }
 
 #[test]
 fn negative_number_for_an_unsigned_field() {
-    let e = reject(HB_TOPIC, &bytes(&with(heartbeat(), "/body/crashes", json!(-1))));
-    assert_field(e, "body.crashes", "invalid_value", |p| matches!(p, Problem::Invalid(m) if m.contains("-1")));
+    let e = reject(
+        HB_TOPIC,
+        &bytes(&with(heartbeat(), "/body/crashes", json!(-1))),
+    );
+    assert_field(
+        e,
+        "body.crashes",
+        "invalid_value",
+        |p| matches!(p, Problem::Invalid(m) if m.contains("-1")),
+    );
 }
 
 #[test]
@@ -161,7 +220,9 @@ fn non_finite_numbers_are_rejected_on_the_wire() {
     // a number too large for any float is rejected as well.
     for bad in ["NaN", "Infinity", "-Infinity", "1e999"] {
         let text = bytes(&heartbeat());
-        let text = String::from_utf8(text).unwrap().replace("\"voltage_v\":3.62", &format!("\"voltage_v\":{bad}"));
+        let text = String::from_utf8(text)
+            .unwrap()
+            .replace("\"voltage_v\":3.62", &format!("\"voltage_v\":{bad}"));
         let e = reject(HB_TOPIC, text.as_bytes());
         assert!(
             matches!(&e, DecodeError::Syntax { at, .. } if at == "body.battery.voltage_v"),
@@ -189,10 +250,19 @@ fn oversized_payload() {
     v["padding"] = json!("x".repeat(20_000));
     let p = bytes(&v);
     let e = reject(HB_TOPIC, &p);
-    assert_eq!(e, DecodeError::TooLarge { size: p.len(), limit: 16 * 1024 });
+    assert_eq!(
+        e,
+        DecodeError::TooLarge {
+            size: p.len(),
+            limit: 16 * 1024
+        }
+    );
     assert_eq!(e.reason(), "too_large");
     // The limit is configurable.
-    let small = Limits { max_payload_bytes: 100, ..Limits::default() };
+    let small = Limits {
+        max_payload_bytes: 100,
+        ..Limits::default()
+    };
     assert!(matches!(
         decode(HB_TOPIC, &bytes(&heartbeat()), &small),
         Err(DecodeError::TooLarge { limit: 100, .. })
@@ -207,7 +277,10 @@ fn unknown_schema_version() {
     // A future version whose shape differs is still reported as a version problem,
     // not as whichever field happens to be missing.
     let v2 = without(with(heartbeat(), "/schema", json!(7)), "/body/interval_s");
-    assert_eq!(reject(HB_TOPIC, &bytes(&v2)), DecodeError::UnsupportedSchema { found: 7 });
+    assert_eq!(
+        reject(HB_TOPIC, &bytes(&v2)),
+        DecodeError::UnsupportedSchema { found: 7 }
+    );
     let e = reject(HB_TOPIC, &bytes(&without(heartbeat(), "/schema")));
     assert_field(e, "schema", "missing_field", |p| *p == Problem::Missing);
 }
@@ -217,23 +290,42 @@ fn topic_and_payload_naming_different_devices() {
     let e = reject("fleet/acme/dev-999/heartbeat", &bytes(&heartbeat()));
     assert_eq!(
         e,
-        DecodeError::DeviceMismatch { topic: "dev-999".parse().unwrap(), payload: "dev-000123".parse().unwrap() }
+        DecodeError::DeviceMismatch {
+            topic: "dev-999".parse().unwrap(),
+            payload: "dev-000123".parse().unwrap()
+        }
     );
     assert_eq!(e.reason(), "device_mismatch");
 }
 
 #[test]
 fn bad_device_id_in_payload() {
-    let e = reject(HB_TOPIC, &bytes(&with(heartbeat(), "/device_id", json!("dev/000123"))));
-    assert_field(e, "device_id", "invalid_value", |p| matches!(p, Problem::Invalid(m) if m.contains("'/'")));
+    let e = reject(
+        HB_TOPIC,
+        &bytes(&with(heartbeat(), "/device_id", json!("dev/000123"))),
+    );
+    assert_field(
+        e,
+        "device_id",
+        "invalid_value",
+        |p| matches!(p, Problem::Invalid(m) if m.contains("'/'")),
+    );
     let e = reject(HB_TOPIC, &bytes(&with(heartbeat(), "/boot_id", json!(""))));
-    assert_field(e, "boot_id", "invalid_value", |p| matches!(p, Problem::Invalid(m) if m.contains("empty")));
+    assert_field(
+        e,
+        "boot_id",
+        "invalid_value",
+        |p| matches!(p, Problem::Invalid(m) if m.contains("empty")),
+    );
 }
 
 #[test]
 fn bad_topics() {
     let p = bytes(&heartbeat());
-    assert_eq!(reject("devices/acme/dev-000123/heartbeat", &p), DecodeError::Topic(TopicError::WrongRoot));
+    assert_eq!(
+        reject("devices/acme/dev-000123/heartbeat", &p),
+        DecodeError::Topic(TopicError::WrongRoot)
+    );
     assert_eq!(
         reject("fleet/acme/dev-000123/metrics", &p),
         DecodeError::Topic(TopicError::UnknownChannel("metrics".into()))
@@ -245,37 +337,73 @@ fn bad_topics() {
 fn absurd_timestamps() {
     for ts in [json!(0), json!(1_000_000_000), json!(5_000_000_000_000u64)] {
         let e = reject(HB_TOPIC, &bytes(&with(heartbeat(), "/ts_ms", ts)));
-        assert_field(e, "ts_ms", "out_of_range", |p| matches!(p, Problem::TimestampOutOfRange { .. }));
+        assert_field(e, "ts_ms", "out_of_range", |p| {
+            matches!(p, Problem::TimestampOutOfRange { .. })
+        });
     }
     // Seconds instead of milliseconds is the classic mistake.
-    let e = reject(HB_TOPIC, &bytes(&with(heartbeat(), "/ts_ms", json!(1_795_338_000u64))));
+    let e = reject(
+        HB_TOPIC,
+        &bytes(&with(heartbeat(), "/ts_ms", json!(1_795_338_000u64))),
+    );
     assert_eq!(e.reason(), "out_of_range");
 }
 
 #[test]
 fn inconsistent_fields() {
-    let e = reject(HB_TOPIC, &bytes(&with(heartbeat(), "/body/operational_s", json!(4000))));
-    assert_field(e, "body.operational_s", "invalid_value", |p| matches!(p, Problem::Inconsistent(_)));
-    let e = reject(HB_TOPIC, &bytes(&with(heartbeat(), "/body/battery/soc_min_pct", json!(50.0))));
-    assert_field(e, "body.battery.soc_min_pct", "invalid_value", |p| matches!(p, Problem::Inconsistent(_)));
-    let e = reject(HB_TOPIC, &bytes(&with(heartbeat(), "/body/thermal/mean_c", json!(20.0))));
-    assert_field(e, "body.thermal.mean_c", "invalid_value", |p| matches!(p, Problem::Inconsistent(_)));
-    let drop = with(example_json("event-battery-drop"), "/body/battery_drop/to_pct", json!(40.0));
+    let e = reject(
+        HB_TOPIC,
+        &bytes(&with(heartbeat(), "/body/operational_s", json!(4000))),
+    );
+    assert_field(e, "body.operational_s", "invalid_value", |p| {
+        matches!(p, Problem::Inconsistent(_))
+    });
+    let e = reject(
+        HB_TOPIC,
+        &bytes(&with(heartbeat(), "/body/battery/soc_min_pct", json!(50.0))),
+    );
+    assert_field(e, "body.battery.soc_min_pct", "invalid_value", |p| {
+        matches!(p, Problem::Inconsistent(_))
+    });
+    let e = reject(
+        HB_TOPIC,
+        &bytes(&with(heartbeat(), "/body/thermal/mean_c", json!(20.0))),
+    );
+    assert_field(e, "body.thermal.mean_c", "invalid_value", |p| {
+        matches!(p, Problem::Inconsistent(_))
+    });
+    let drop = with(
+        example_json("event-battery-drop"),
+        "/body/battery_drop/to_pct",
+        json!(40.0),
+    );
     let e = reject(EV_TOPIC, &bytes(&drop));
-    assert_field(e, "body.battery_drop.to_pct", "invalid_value", |p| matches!(p, Problem::Inconsistent(_)));
+    assert_field(e, "body.battery_drop.to_pct", "invalid_value", |p| {
+        matches!(p, Problem::Inconsistent(_))
+    });
 }
 
 #[test]
 fn unknown_reboot_reason() {
-    let v = with(example_json("event-reboot"), "/body/reboot/reason", json!("exploded"));
+    let v = with(
+        example_json("event-reboot"),
+        "/body/reboot/reason",
+        json!("exploded"),
+    );
     let e = reject(EV_TOPIC, &bytes(&v));
-    assert_field(e, "body.reboot.reason", "invalid_value", |p| {
-        matches!(p, Problem::Invalid(m) if m.contains("unknown reboot reason `exploded`"))
-    });
+    assert_field(
+        e,
+        "body.reboot.reason",
+        "invalid_value",
+        |p| matches!(p, Problem::Invalid(m) if m.contains("unknown reboot reason `exploded`")),
+    );
     let mut hb = heartbeat();
     hb["body"]["reboots"] = json!({"brown_out": 1, "gremlins": 2});
     let e = reject(HB_TOPIC, &bytes(&hb));
-    assert!(matches!(&e, DecodeError::Field(f) if f.field.starts_with("body.reboots")), "{e:?}");
+    assert!(
+        matches!(&e, DecodeError::Field(f) if f.field.starts_with("body.reboots")),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -283,36 +411,86 @@ fn unknown_event_kind() {
     let mut v = example_json("event-crash");
     v["body"] = json!({"exploded": {"how": "loudly"}});
     let e = reject(EV_TOPIC, &bytes(&v));
-    assert_field(e, "body", "invalid_value", |p| matches!(p, Problem::Invalid(m) if m.contains("unknown variant")));
+    assert_field(
+        e,
+        "body",
+        "invalid_value",
+        |p| matches!(p, Problem::Invalid(m) if m.contains("unknown variant")),
+    );
 }
 
 #[test]
 fn text_fields_are_bounded_and_printable() {
-    let v = with(example_json("event-crash"), "/body/crash/signature", json!("a\u{0}b"));
+    let v = with(
+        example_json("event-crash"),
+        "/body/crash/signature",
+        json!("a\u{0}b"),
+    );
     let e = reject(EV_TOPIC, &bytes(&v));
-    assert_field(e, "body.crash.signature", "invalid_value", |p| *p == Problem::ControlChar);
-    let v = with(example_json("event-crash"), "/body/crash/signature", json!("s".repeat(300)));
+    assert_field(e, "body.crash.signature", "invalid_value", |p| {
+        *p == Problem::ControlChar
+    });
+    let v = with(
+        example_json("event-crash"),
+        "/body/crash/signature",
+        json!("s".repeat(300)),
+    );
     let e = reject(EV_TOPIC, &bytes(&v));
-    assert_field(e, "body.crash.signature", "invalid_value", |p| matches!(p, Problem::TooLong { len: 300, .. }));
-    let v = with(example_json("event-crash"), "/body/crash/signature", json!("   "));
+    assert_field(e, "body.crash.signature", "invalid_value", |p| {
+        matches!(p, Problem::TooLong { len: 300, .. })
+    });
+    let v = with(
+        example_json("event-crash"),
+        "/body/crash/signature",
+        json!("   "),
+    );
     let e = reject(EV_TOPIC, &bytes(&v));
-    assert_field(e, "body.crash.signature", "invalid_value", |p| *p == Problem::Empty);
+    assert_field(e, "body.crash.signature", "invalid_value", |p| {
+        *p == Problem::Empty
+    });
 }
 
 #[test]
 fn command_rules() {
     let offer = example_json("cmd-offer");
-    let e = reject(CMD_TOPIC, &bytes(&without(offer.clone(), "/body/offer/quote")));
-    assert_field(e, "body.offer.quote", "invalid_value", |p| matches!(p, Problem::Inconsistent(_)));
-    let e = reject(CMD_TOPIC, &bytes(&with(offer.clone(), "/body/offer/quote/currency", json!("euro"))));
-    assert_field(e, "body.offer.quote.currency", "invalid_value", |p| matches!(p, Problem::Invalid(_)));
-    let e = reject(CMD_TOPIC, &bytes(&with(offer, "/expires_ts_ms", json!(1_795_334_400_000u64))));
-    assert_field(e, "expires_ts_ms", "invalid_value", |p| matches!(p, Problem::Inconsistent(_)));
+    let e = reject(
+        CMD_TOPIC,
+        &bytes(&without(offer.clone(), "/body/offer/quote")),
+    );
+    assert_field(e, "body.offer.quote", "invalid_value", |p| {
+        matches!(p, Problem::Inconsistent(_))
+    });
+    let e = reject(
+        CMD_TOPIC,
+        &bytes(&with(
+            offer.clone(),
+            "/body/offer/quote/currency",
+            json!("euro"),
+        )),
+    );
+    assert_field(e, "body.offer.quote.currency", "invalid_value", |p| {
+        matches!(p, Problem::Invalid(_))
+    });
+    let e = reject(
+        CMD_TOPIC,
+        &bytes(&with(offer, "/expires_ts_ms", json!(1_795_334_400_000u64))),
+    );
+    assert_field(e, "expires_ts_ms", "invalid_value", |p| {
+        matches!(p, Problem::Inconsistent(_))
+    });
     let mut cfg = example_json("cmd-config");
     cfg["body"] = json!({"config": {}});
     let e = reject(CMD_TOPIC, &bytes(&cfg));
-    assert_field(e, "body.config", "invalid_value", |p| matches!(p, Problem::Inconsistent(_)));
-    let cfg = with(example_json("cmd-config"), "/body/config/heartbeat_interval_s", json!(5));
+    assert_field(e, "body.config", "invalid_value", |p| {
+        matches!(p, Problem::Inconsistent(_))
+    });
+    let cfg = with(
+        example_json("cmd-config"),
+        "/body/config/heartbeat_interval_s",
+        json!(5),
+    );
     let e = reject(CMD_TOPIC, &bytes(&cfg));
-    assert_field(e, "body.config.heartbeat_interval_s", "out_of_range", |p| matches!(p, Problem::OutOfRange { .. }));
+    assert_field(e, "body.config.heartbeat_interval_s", "out_of_range", |p| {
+        matches!(p, Problem::OutOfRange { .. })
+    });
 }

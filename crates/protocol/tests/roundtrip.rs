@@ -50,29 +50,46 @@ fn reason() -> impl Strategy<Value = RebootReason> {
 }
 
 fn battery(interval: u32) -> impl Strategy<Value = BatteryReport> {
-    (pct(), pct(), 0.0f32..=1.0, pct(), 0.0f32..=30.0, option::of(0.0f32..=150.0), 0u32..=100_000, 0..=interval)
-        .prop_map(|(start, end, f, drop, v, soh, cycles, charging)| BatteryReport {
-            soc_start_pct: start,
-            soc_end_pct: end,
-            soc_min_pct: start.min(end) * f,
-            max_drop_pct: drop,
-            voltage_v: v,
-            soh_pct: soh,
-            charge_cycles: cycles,
-            charging_s: charging,
-        })
+    (
+        pct(),
+        pct(),
+        0.0f32..=1.0,
+        pct(),
+        0.0f32..=30.0,
+        option::of(0.0f32..=150.0),
+        0u32..=100_000,
+        0..=interval,
+    )
+        .prop_map(
+            |(start, end, f, drop, v, soh, cycles, charging)| BatteryReport {
+                soc_start_pct: start,
+                soc_end_pct: end,
+                soc_min_pct: start.min(end) * f,
+                max_drop_pct: drop,
+                voltage_v: v,
+                soh_pct: soh,
+                charge_cycles: cycles,
+                charging_s: charging,
+            },
+        )
 }
 
 fn thermal(interval: u32) -> impl Strategy<Value = ThermalReport> {
-    (-40.0f32..=150.0, -40.0f32..=150.0, 0.0f32..=1.0, 0..=interval).prop_map(|(a, b, f, above)| {
-        let (lo, hi) = (a.min(b), a.max(b));
-        ThermalReport {
-            min_c: lo,
-            mean_c: (lo + (hi - lo) * f).clamp(lo, hi),
-            max_c: hi,
-            above_threshold_s: above,
-        }
-    })
+    (
+        -40.0f32..=150.0,
+        -40.0f32..=150.0,
+        0.0f32..=1.0,
+        0..=interval,
+    )
+        .prop_map(|(a, b, f, above)| {
+            let (lo, hi) = (a.min(b), a.max(b));
+            ThermalReport {
+                min_c: lo,
+                mean_c: (lo + (hi - lo) * f).clamp(lo, hi),
+                max_c: hi,
+                above_threshold_s: above,
+            }
+        })
 }
 
 fn features() -> impl Strategy<Value = EdgeFeatures> {
@@ -95,7 +112,12 @@ fn heartbeat() -> impl Strategy<Value = Heartbeat> {
         .prop_flat_map(|interval| (Just(interval), 0..=interval))
         .prop_flat_map(|(interval, operational)| {
             (
-                (Just(interval), Just(operational), 0..=operational, 0..=operational),
+                (
+                    Just(interval),
+                    Just(operational),
+                    0..=operational,
+                    0..=operational,
+                ),
                 proptest::collection::btree_map(reason(), 0..=MAX_COUNT, 0..4),
                 (0..=MAX_COUNT, 0..=MAX_COUNT, 0u32..=u32::MAX),
                 option::of(battery(interval)),
@@ -105,7 +127,15 @@ fn heartbeat() -> impl Strategy<Value = Heartbeat> {
             )
         })
         .prop_map(
-            |((interval, operational, crash_free, active), reboots, (crashes, storage, dropped), battery, thermal, (conn, disc, rssi), features)| Heartbeat {
+            |(
+                (interval, operational, crash_free, active),
+                reboots,
+                (crashes, storage, dropped),
+                battery,
+                thermal,
+                (conn, disc, rssi),
+                features,
+            )| Heartbeat {
                 interval_s: interval,
                 operational_s: operational,
                 crash_free_s: crash_free,
@@ -128,22 +158,44 @@ fn heartbeat() -> impl Strategy<Value = Heartbeat> {
 
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
-        (reason(), any::<bool>(), option::of(id::<BootId>(ID)), option::of(0u64..=315_360_000))
-            .prop_map(|(reason, unclean, prev_boot_id, prev_uptime_s)| Event::Reboot(RebootEvent {
-                reason,
-                unclean,
-                prev_boot_id,
-                prev_uptime_s,
-            })),
-        (TEXT, option::of(TEXT)).prop_map(|(signature, process)| Event::Crash(CrashEvent { signature, process })),
-        (0.0f32..=100.0, 0.0f32..=1.0, 1u32..=86_400).prop_filter_map("strict drop", |(from, f, window_s)| {
-            let to = from * f;
-            (to < from).then_some(Event::BatteryDrop(BatteryDropEvent { from_pct: from, to_pct: to, window_s }))
-        }),
-        (-40.0f32..=150.0, -40.0f32..=150.0, option::of(TEXT)).prop_map(|(temp_c, threshold_c, sensor)| {
-            Event::OverTemperature(OverTemperatureEvent { temp_c, threshold_c, sensor })
-        }),
-        (TEXT, option::of(TEXT)).prop_map(|(code, detail)| Event::StorageError(StorageErrorEvent { code, detail })),
+        (
+            reason(),
+            any::<bool>(),
+            option::of(id::<BootId>(ID)),
+            option::of(0u64..=315_360_000)
+        )
+            .prop_map(
+                |(reason, unclean, prev_boot_id, prev_uptime_s)| Event::Reboot(RebootEvent {
+                    reason,
+                    unclean,
+                    prev_boot_id,
+                    prev_uptime_s,
+                })
+            ),
+        (TEXT, option::of(TEXT))
+            .prop_map(|(signature, process)| Event::Crash(CrashEvent { signature, process })),
+        (0.0f32..=100.0, 0.0f32..=1.0, 1u32..=86_400).prop_filter_map(
+            "strict drop",
+            |(from, f, window_s)| {
+                let to = from * f;
+                (to < from).then_some(Event::BatteryDrop(BatteryDropEvent {
+                    from_pct: from,
+                    to_pct: to,
+                    window_s,
+                }))
+            }
+        ),
+        (-40.0f32..=150.0, -40.0f32..=150.0, option::of(TEXT)).prop_map(
+            |(temp_c, threshold_c, sensor)| {
+                Event::OverTemperature(OverTemperatureEvent {
+                    temp_c,
+                    threshold_c,
+                    sensor,
+                })
+            }
+        ),
+        (TEXT, option::of(TEXT))
+            .prop_map(|(code, detail)| Event::StorageError(StorageErrorEvent { code, detail })),
     ]
 }
 
@@ -158,23 +210,32 @@ fn state() -> impl Strategy<Value = State> {
     ]);
     prop_oneof![
         (id(ID), class, id(VERSION), id(ID), id(VERSION), id(VERSION)).prop_map(
-            |(model, device_class, hw_revision, batch, firmware, agent_version)| State::Online(Birth {
-                model,
-                device_class,
-                hw_revision,
-                batch,
-                firmware,
-                agent_version,
-            })
+            |(model, device_class, hw_revision, batch, firmware, agent_version)| State::Online(
+                Birth {
+                    model,
+                    device_class,
+                    hw_revision,
+                    batch,
+                    firmware,
+                    agent_version,
+                }
+            )
         ),
         any::<bool>().prop_map(|will| State::Offline(Death {
-            cause: if will { DeathCause::Will } else { DeathCause::Shutdown },
+            cause: if will {
+                DeathCause::Will
+            } else {
+                DeathCause::Shutdown
+            },
         })),
     ]
 }
 
 fn money() -> impl Strategy<Value = Money> {
-    (0u64..=1_000_000_000, "[A-Z]{3}").prop_map(|(amount_minor, currency)| Money { amount_minor, currency })
+    (0u64..=1_000_000_000, "[A-Z]{3}").prop_map(|(amount_minor, currency)| Money {
+        amount_minor,
+        currency,
+    })
 }
 
 fn command_body() -> impl Strategy<Value = CommandBody> {
@@ -196,28 +257,47 @@ fn command_body() -> impl Strategy<Value = CommandBody> {
         DiagnosticCheck::Connectivity,
     ]);
     prop_oneof![
-        (id(ID), kind, TEXT, "[a-zA-Z0-9][ -~\n]{0,200}", money(), any::<bool>(), extra, option::of(ts()))
-            .prop_map(|(ticket, kind, title, message, quote, quoted, extra, respond_by_ts_ms)| {
-                CommandBody::Offer(Offer {
-                    ticket,
-                    kind,
-                    title,
-                    message,
-                    // A trade-in always carries a quote.
-                    quote: (quoted || kind == OfferKind::TradeIn).then_some(quote),
-                    extra,
-                    respond_by_ts_ms,
+        (
+            id(ID),
+            kind,
+            TEXT,
+            "[a-zA-Z0-9][ -~\n]{0,200}",
+            money(),
+            any::<bool>(),
+            extra,
+            option::of(ts())
+        )
+            .prop_map(
+                |(ticket, kind, title, message, quote, quoted, extra, respond_by_ts_ms)| {
+                    CommandBody::Offer(Offer {
+                        ticket,
+                        kind,
+                        title,
+                        message,
+                        // A trade-in always carries a quote.
+                        quote: (quoted || kind == OfferKind::TradeIn).then_some(quote),
+                        extra,
+                        respond_by_ts_ms,
+                    })
+                }
+            ),
+        (
+            option::of(60u32..=86_400),
+            option::of(1u32..=3_600),
+            option::of(1.0f32..=100.0),
+            option::of(20.0f32..=150.0)
+        )
+            .prop_map(
+                |(hb, sample, drop, temp)| CommandBody::Config(ConfigChange {
+                    heartbeat_interval_s: Some(hb.unwrap_or(3600)),
+                    sample_interval_s: sample,
+                    battery_drop_threshold_pct: drop,
+                    battery_drop_window_s: None,
+                    over_temp_threshold_c: temp,
                 })
-            }),
-        (option::of(60u32..=86_400), option::of(1u32..=3_600), option::of(1.0f32..=100.0), option::of(20.0f32..=150.0))
-            .prop_map(|(hb, sample, drop, temp)| CommandBody::Config(ConfigChange {
-                heartbeat_interval_s: Some(hb.unwrap_or(3600)),
-                sample_interval_s: sample,
-                battery_drop_threshold_pct: drop,
-                battery_drop_window_s: None,
-                over_temp_threshold_c: temp,
-            })),
-        proptest::collection::vec(check, 0..4).prop_map(|checks| CommandBody::Diagnostic(DiagnosticRequest { checks })),
+            ),
+        proptest::collection::vec(check, 0..4)
+            .prop_map(|checks| CommandBody::Diagnostic(DiagnosticRequest { checks })),
     ]
 }
 
@@ -235,17 +315,35 @@ fn ack() -> impl Strategy<Value = CommandAck> {
         any::<bool>(),
         option::of(TEXT),
     )
-        .prop_map(|(check, passed, detail)| DiagnosticResult { check, passed, detail });
-    (id(ID), status, option::of(TEXT), proptest::collection::vec(result, 0..3))
-        .prop_map(|(command_id, status, detail, diagnostics)| CommandAck { command_id, status, detail, diagnostics })
+        .prop_map(|(check, passed, detail)| DiagnosticResult {
+            check,
+            passed,
+            detail,
+        });
+    (
+        id(ID),
+        status,
+        option::of(TEXT),
+        proptest::collection::vec(result, 0..3),
+    )
+        .prop_map(|(command_id, status, detail, diagnostics)| CommandAck {
+            command_id,
+            status,
+            detail,
+            diagnostics,
+        })
 }
 
-fn envelope<B: std::fmt::Debug>(body: impl Strategy<Value = B>) -> impl Strategy<Value = Envelope<B>> {
-    (id(ID), any::<u64>(), id(ID), ts(), any::<bool>(), body).prop_map(|(device, seq, boot, ts, historical, body)| {
-        let mut e = Envelope::new(device, Seq(seq), boot, ts, body);
-        e.historical = historical;
-        e
-    })
+fn envelope<B: std::fmt::Debug>(
+    body: impl Strategy<Value = B>,
+) -> impl Strategy<Value = Envelope<B>> {
+    (id(ID), any::<u64>(), id(ID), ts(), any::<bool>(), body).prop_map(
+        |(device, seq, boot, ts, historical, body)| {
+            let mut e = Envelope::new(device, Seq(seq), boot, ts, body);
+            e.historical = historical;
+            e
+        },
+    )
 }
 
 fn message() -> impl Strategy<Value = Message> {
@@ -254,14 +352,19 @@ fn message() -> impl Strategy<Value = Message> {
         envelope(event()).prop_map(Message::Event),
         envelope(state()).prop_map(Message::State),
         envelope(ack()).prop_map(Message::Ack),
-        (id(ID), id(ID), ts(), option::of(0u64..=1_000_000_000), command_body()).prop_map(
-            |(device, cmd_id, ts, expires_in, body)| {
+        (
+            id(ID),
+            id(ID),
+            ts(),
+            option::of(0u64..=1_000_000_000),
+            command_body()
+        )
+            .prop_map(|(device, cmd_id, ts, expires_in, body)| {
                 let mut c = Command::new(device, cmd_id, ts, body);
                 c.expires_ts_ms = expires_in
                     .map(|d| Timestamp((ts.0 + d).min(Limits::default().max_timestamp.0)));
                 Message::Command(c)
-            }
-        ),
+            }),
     ]
 }
 
@@ -315,9 +418,17 @@ fn examples_are_valid_and_distinct() {
     let all = protocol::examples::all();
     let mut names = BTreeMap::new();
     for (name, msg) in &all {
-        let bytes = msg.encode(&Limits::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let bytes = msg
+            .encode(&Limits::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let topic = msg.topic(&protocol::examples::tenant()).to_string();
-        assert_eq!(&decode(&topic, &bytes, &Limits::default()).unwrap().message, msg);
-        assert!(names.insert(*name, ()).is_none(), "duplicate example {name}");
+        assert_eq!(
+            &decode(&topic, &bytes, &Limits::default()).unwrap().message,
+            msg
+        );
+        assert!(
+            names.insert(*name, ()).is_none(),
+            "duplicate example {name}"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! A small MQTT client for tests: connect, subscribe, publish, and wait for messages.
 //! The event loop runs in its own task (rumqttc hangs when one task both polls and
-//! publishes), and forwards what arrives over a channel.
+//! publishes) and forwards what arrives over channels.
 
 use std::time::Duration;
 
@@ -25,50 +25,60 @@ pub struct Received {
 pub struct Probe {
     /// The client, for publishing and subscribing.
     pub client: AsyncClient,
-    rx: mpsc::UnboundedReceiver<Received>,
-    acks: mpsc::UnboundedReceiver<Packet>,
+    publishes: mpsc::UnboundedReceiver<Received>,
+    // Every other incoming packet, or the error that ended the connection.
+    control: mpsc::UnboundedReceiver<Result<Packet, String>>,
     task: JoinHandle<()>,
 }
 
 impl Probe {
-    /// Connects anonymously and waits for the CONNACK.
+    /// Connects anonymously and waits for the CONNACK; panics if the broker refuses.
     pub async fn connect(service: &Mqtt, client_id: &str) -> Probe {
         Self::connect_with(service, client_id, None).await
     }
 
     /// Connects with optional credentials and waits for the CONNACK; panics with the
-    /// broker's address if it does not come.
+    /// broker's address and answer if it refuses.
     pub async fn connect_with(
         service: &Mqtt,
         client_id: &str,
         credentials: Option<(&str, &str)>,
     ) -> Probe {
+        Self::try_connect(service, client_id, credentials)
+            .await
+            .unwrap_or_else(|e| panic!("{e}; is Mosquitto running? scripts/test.sh starts it"))
+    }
+
+    /// Connects with optional credentials; the error says what the broker answered.
+    pub async fn try_connect(
+        service: &Mqtt,
+        client_id: &str,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<Probe, String> {
         let mut opts = MqttOptions::new(client_id, service.host.clone(), service.port);
         opts.set_keep_alive(Duration::from_secs(10));
         if let Some((user, pass)) = credentials {
             opts.set_credentials(user, pass);
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 64);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (ack_tx, acks) = mpsc::unbounded_channel();
-        let where_ = format!("{}:{}", service.host, service.port);
+        let (pub_tx, publishes) = mpsc::unbounded_channel();
+        let (ctl_tx, control) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let _ = tx.send(Received {
+                        let _ = pub_tx.send(Received {
                             topic: p.topic.clone(),
                             payload: p.payload.to_vec(),
                             retain: p.retain,
                         });
                     }
                     Ok(Event::Incoming(p)) => {
-                        let _ = ack_tx.send(p);
+                        let _ = ctl_tx.send(Ok(p));
                     }
                     Ok(Event::Outgoing(_)) => {}
                     Err(e) => {
-                        let _ = ack_tx.send(Packet::Disconnect);
-                        eprintln!("MQTT connection to {where_} ended: {e}");
+                        let _ = ctl_tx.send(Err(e.to_string()));
                         return;
                     }
                 }
@@ -76,25 +86,24 @@ impl Probe {
         });
         let mut probe = Probe {
             client,
-            rx,
-            acks,
+            publishes,
+            control,
             task,
         };
         let addr = format!("{}:{}", service.host, service.port);
-        match probe.next_ack().await {
-            Some(Packet::ConnAck(c)) if c.code == rumqttc::ConnectReturnCode::Success => probe,
-            other => panic!(
-                "cannot connect to the MQTT broker at {addr} ({other:?}); is Mosquitto \
-                 running? scripts/test.sh starts it"
-            ),
+        match probe.next_control().await {
+            Ok(Packet::ConnAck(_)) => Ok(probe),
+            Ok(other) => Err(format!("the MQTT broker at {addr} answered {other:?}")),
+            Err(e) => Err(format!("cannot connect to the MQTT broker at {addr}: {e}")),
         }
     }
 
-    async fn next_ack(&mut self) -> Option<Packet> {
-        tokio::time::timeout(SERVICE_TIMEOUT, self.acks.recv())
-            .await
-            .ok()
-            .flatten()
+    async fn next_control(&mut self) -> Result<Packet, String> {
+        match tokio::time::timeout(SERVICE_TIMEOUT, self.control.recv()).await {
+            Ok(Some(r)) => r,
+            Ok(None) => Err("connection task ended".into()),
+            Err(_) => Err(format!("no answer within {SERVICE_TIMEOUT:?}")),
+        }
     }
 
     /// Subscribes with QoS 1 and waits for the SUBACK.
@@ -104,10 +113,10 @@ impl Probe {
             .await
             .expect("queue subscribe");
         loop {
-            match self.next_ack().await {
-                Some(Packet::SubAck(_)) => return,
-                Some(Packet::Disconnect) | None => panic!("no SUBACK for {filter}"),
-                Some(_) => continue,
+            match self.next_control().await {
+                Ok(Packet::SubAck(_)) => return,
+                Ok(_) => continue,
+                Err(e) => panic!("no SUBACK for {filter}: {e}"),
             }
         }
     }
@@ -119,17 +128,20 @@ impl Probe {
             .await
             .expect("queue publish");
         loop {
-            match self.next_ack().await {
-                Some(Packet::PubAck(_)) => return,
-                Some(Packet::Disconnect) | None => panic!("no PUBACK for {topic}"),
-                Some(_) => continue,
+            match self.next_control().await {
+                Ok(Packet::PubAck(_)) => return,
+                Ok(_) => continue,
+                Err(e) => panic!("no PUBACK for {topic}: {e}"),
             }
         }
     }
 
     /// The next message, or `None` after `wait`.
     pub async fn recv(&mut self, wait: Duration) -> Option<Received> {
-        tokio::time::timeout(wait, self.rx.recv()).await.ok().flatten()
+        tokio::time::timeout(wait, self.publishes.recv())
+            .await
+            .ok()
+            .flatten()
     }
 }
 

@@ -53,7 +53,10 @@ pub fn mqtt_with_auth() -> (Mqtt, String) {
     let m = Mqtt::from_url(NAME, &var(NAME, "the Mosquitto MQTT broker with ACLs"));
     (
         m,
-        var("FLEET_TEST_MQTT_PASSWORD", "the Mosquitto test users' password"),
+        var(
+            "FLEET_TEST_MQTT_PASSWORD",
+            "the Mosquitto test users' password",
+        ),
     )
 }
 
@@ -88,3 +91,26 @@ pub fn influx() -> Influx {
 
 /// How long a test waits for a service before it fails.
 pub const SERVICE_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[should_panic(
+        expected = "FLEET_TEST_NEVER_SET is not set: this test needs PostgreSQL. Run the suite with `scripts/test.sh`"
+    )]
+    fn a_missing_service_fails_loudly_naming_it() {
+        super::var("FLEET_TEST_NEVER_SET", "PostgreSQL");
+    }
+
+    #[test]
+    fn parses_mqtt_urls() {
+        let m = super::Mqtt::from_url("X", "mqtt://127.0.0.1:18830");
+        assert_eq!((m.host.as_str(), m.port), ("127.0.0.1", 18830));
+    }
+
+    #[test]
+    #[should_panic(expected = "must look like mqtt://HOST:PORT")]
+    fn rejects_other_urls() {
+        super::Mqtt::from_url("X", "tcp://127.0.0.1:1883");
+    }
+}
