@@ -157,6 +157,21 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
+    /// Every code [`DecodeError::reason`] returns, for documentation and for metrics
+    /// that pre-register their labels.
+    pub const REASONS: [&'static str; 10] = [
+        "bad_topic",
+        "too_large",
+        "truncated",
+        "bad_json",
+        "unsupported_schema",
+        "missing_field",
+        "wrong_type",
+        "out_of_range",
+        "invalid_value",
+        "device_mismatch",
+    ];
+
     /// A short stable code for the kind of rejection, for dead-letter records and
     /// metric labels.
     pub fn reason(&self) -> &'static str {
@@ -169,8 +184,11 @@ impl DecodeError {
             DecodeError::Field(f) => match f.problem {
                 Problem::Missing => "missing_field",
                 Problem::WrongType(_) => "wrong_type",
-                Problem::OutOfRange { .. } | Problem::TimestampOutOfRange { .. } => "out_of_range",
-                Problem::NotFinite => "not_finite",
+                // JSON cannot carry NaN or infinities (they fail as bad_json); a
+                // non-finite value can only come from code, and is out of any range.
+                Problem::OutOfRange { .. }
+                | Problem::TimestampOutOfRange { .. }
+                | Problem::NotFinite => "out_of_range",
                 Problem::Invalid(_)
                 | Problem::TooLong { .. }
                 | Problem::Empty
@@ -343,5 +361,61 @@ fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(i) if message[i..].contains(" column ") => message[..i].to_owned(),
         _ => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn reasons_lists_exactly_the_codes_reason_returns() {
+        let field = |p| DecodeError::Field(FieldError::new("f", p));
+        let all = [
+            DecodeError::Topic(TopicError::WrongRoot),
+            DecodeError::TooLarge { size: 2, limit: 1 },
+            DecodeError::Truncated(String::new()),
+            DecodeError::Syntax {
+                at: ".".into(),
+                message: String::new(),
+            },
+            DecodeError::UnsupportedSchema { found: 9 },
+            field(Problem::Missing),
+            field(Problem::WrongType(String::new())),
+            field(Problem::Invalid(String::new())),
+            field(Problem::OutOfRange {
+                value: 0.0,
+                min: 1.0,
+                max: 2.0,
+                unit: "",
+            }),
+            field(Problem::NotFinite),
+            field(Problem::TimestampOutOfRange {
+                value: 0,
+                min: 1,
+                max: 2,
+            }),
+            field(Problem::TooLong { len: 2, max: 1 }),
+            field(Problem::Empty),
+            field(Problem::ControlChar),
+            field(Problem::Inconsistent("")),
+            DecodeError::DeviceMismatch {
+                topic: "a".parse().unwrap(),
+                payload: "b".parse().unwrap(),
+            },
+        ];
+        let produced: BTreeSet<_> = all.iter().map(DecodeError::reason).collect();
+        let listed: BTreeSet<_> = DecodeError::REASONS.into_iter().collect();
+        assert_eq!(produced, listed);
+    }
+
+    #[test]
+    fn strips_serde_json_positions() {
+        assert_eq!(
+            strip_position("EOF while parsing at line 1 column 7"),
+            "EOF while parsing"
+        );
+        assert_eq!(strip_position("no position here"), "no position here");
     }
 }
