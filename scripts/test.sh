@@ -30,8 +30,8 @@ as_root() {
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 
 missing=()
-command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
-command -v mosquitto_passwd >/dev/null || missing+=(mosquitto)
+{ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; } \
+    && command -v mosquitto_passwd >/dev/null || missing+=(mosquitto)
 [ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ] || missing+=(postgresql)
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
@@ -189,8 +189,12 @@ set +e
     cargo fmt --all -- --check
     say "cargo clippy (warnings are errors)"
     cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
-    say "cargo test"
-    cargo test --workspace --all-features --no-fail-fast "$@"
+    say "cargo test $*"
+    if [ $# -gt 0 ]; then
+        cargo test --all-features --no-fail-fast "$@"   # the caller chose what to test
+    else
+        cargo test --workspace --all-features --no-fail-fast
+    fi
 )
 STATUS=$?
 set -e

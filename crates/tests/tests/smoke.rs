@@ -216,3 +216,92 @@ async fn influx_v2_write_is_read_back() {
     assert_eq!(values, [50.0, 51.0, 52.0]);
     assert_eq!(stamps, [now_ms - 60_000, now_ms - 59_000, now_ms - 58_000]);
 }
+
+/// A connected MQTT 5 client in a shared-subscription group, forwarding payloads.
+async fn shared_v5_consumer(
+    broker: &services::Mqtt,
+    filter: &str,
+) -> (
+    rumqttc::v5::AsyncClient,
+    tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    use rumqttc::v5::mqttbytes::v5::Packet;
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+
+    let mut opts = MqttOptions::new(unique("share"), broker.host.clone(), broker.port);
+    opts.set_keep_alive(Duration::from_secs(10));
+    let (client, mut eventloop) = AsyncClient::new(opts, 64);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (subacked_tx, subacked) = tokio::sync::oneshot::channel();
+    let mut subacked_tx = Some(subacked_tx);
+    tokio::spawn(async move {
+        while let Ok(ev) = eventloop.poll().await {
+            match ev {
+                Event::Incoming(Packet::Publish(p)) => {
+                    let _ = tx.send(p.payload.to_vec());
+                }
+                Event::Incoming(Packet::SubAck(_)) => {
+                    if let Some(s) = subacked_tx.take() {
+                        let _ = s.send(());
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+    tokio::time::timeout(services::SERVICE_TIMEOUT, subacked)
+        .await
+        .unwrap_or_else(|_| panic!("no MQTT 5 SUBACK from {}:{}", broker.host, broker.port))
+        .expect("connection ended before SUBACK");
+    (client, rx)
+}
+
+#[tokio::test]
+async fn mqtt5_shared_subscription_splits_messages_between_replicas() {
+    let broker = services::mqtt();
+    let tenant = unique("t");
+    let filter = format!("$share/ingest/fleet/{tenant}/+/event");
+    let (_a, mut rx_a) = shared_v5_consumer(&broker, &filter).await;
+    let (_b, mut rx_b) = shared_v5_consumer(&broker, &filter).await;
+
+    let mut device = Probe::connect(&broker, &unique("dev")).await;
+    const N: usize = 20;
+    for i in 0..N {
+        device
+            .publish(
+                &format!("fleet/{tenant}/dev-1/event"),
+                i.to_string().into_bytes(),
+                false,
+            )
+            .await;
+    }
+
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while got_a.len() + got_b.len() < N {
+        tokio::select! {
+            Some(p) = rx_a.recv() => got_a.push(p),
+            Some(p) = rx_b.recv() => got_b.push(p),
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    let mut all: Vec<usize> = got_a
+        .iter()
+        .chain(&got_b)
+        .map(|p| String::from_utf8_lossy(p).parse().unwrap())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (0..N).collect::<Vec<_>>(),
+        "every message reaches exactly one member of the group"
+    );
+    assert!(
+        !got_a.is_empty() && !got_b.is_empty(),
+        "both replicas get a share: {} and {}",
+        got_a.len(),
+        got_b.len()
+    );
+}
