@@ -120,8 +120,8 @@ impl Validate for Event {
                 v::opt_text("body.crash.process", e.process.as_deref(), MAX_NAME_LEN)
             }
             Event::BatteryDrop(e) => {
-                v::float("body.battery_drop.from_pct", e.from_pct, 0.0, 100.0, "%")?;
-                v::float("body.battery_drop.to_pct", e.to_pct, 0.0, 100.0, "%")?;
+                v::percent("body.battery_drop.from_pct", e.from_pct)?;
+                v::percent("body.battery_drop.to_pct", e.to_pct)?;
                 v::int(
                     "body.battery_drop.window_s",
                     e.window_s.into(),

@@ -176,34 +176,10 @@ impl Validate for Heartbeat {
 
 impl BatteryReport {
     fn validate(&self, interval: u64) -> Checked {
-        v::float(
-            "body.battery.soc_start_pct",
-            self.soc_start_pct,
-            0.0,
-            100.0,
-            "%",
-        )?;
-        v::float(
-            "body.battery.soc_end_pct",
-            self.soc_end_pct,
-            0.0,
-            100.0,
-            "%",
-        )?;
-        v::float(
-            "body.battery.soc_min_pct",
-            self.soc_min_pct,
-            0.0,
-            100.0,
-            "%",
-        )?;
-        v::float(
-            "body.battery.max_drop_pct",
-            self.max_drop_pct,
-            0.0,
-            100.0,
-            "%",
-        )?;
+        v::percent("body.battery.soc_start_pct", self.soc_start_pct)?;
+        v::percent("body.battery.soc_end_pct", self.soc_end_pct)?;
+        v::percent("body.battery.soc_min_pct", self.soc_min_pct)?;
+        v::percent("body.battery.max_drop_pct", self.max_drop_pct)?;
         v::float("body.battery.voltage_v", self.voltage_v, 0.0, 30.0, "V")?;
         v::opt_float("body.battery.soh_pct", self.soh_pct, 0.0, 150.0, "%")?;
         v::int(

@@ -54,6 +54,11 @@ fn is_version_char(c: char) -> bool {
     is_id_char(c) || c == '+'
 }
 
+/// Checks `s` as a one-level name of the id charset, reporting it as `kind`.
+pub(crate) fn check_name(kind: &'static str, s: &str, max: usize) -> Result<(), IdError> {
+    check(kind, s, max, is_id_char, ID_CHARS)
+}
+
 fn check(
     kind: &'static str,
     s: &str,

@@ -193,23 +193,8 @@ pub fn ingest_filters(tenant: Option<&TenantId>) -> Vec<String> {
 /// replicas in one group split the messages between them.
 pub fn shared_filter(group: &str, filter: &str) -> Result<String, TopicError> {
     // A group name is one topic level with no wildcards: the id charset fits.
-    TenantId::new(group).map_err(|e| TopicError::ShareGroup(rename_kind(e, "share group")))?;
+    crate::ids::check_name("share group", group, 64).map_err(TopicError::ShareGroup)?;
     Ok(format!("$share/{group}/{filter}"))
-}
-
-fn rename_kind(e: IdError, kind: &'static str) -> IdError {
-    match e {
-        IdError::Empty { .. } => IdError::Empty { kind },
-        IdError::TooLong { len, max, .. } => IdError::TooLong { kind, len, max },
-        IdError::BadChar {
-            ch, pos, allowed, ..
-        } => IdError::BadChar {
-            kind,
-            ch,
-            pos,
-            allowed,
-        },
-    }
 }
 
 #[cfg(test)]

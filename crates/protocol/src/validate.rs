@@ -146,6 +146,11 @@ pub(crate) fn float(
     Ok(())
 }
 
+/// A percentage, 0 to 100.
+pub(crate) fn percent(field: &'static str, v: f32) -> Checked {
+    float(field, v, 0.0, 100.0, "%")
+}
+
 /// An optional float; absent is fine.
 pub(crate) fn opt_float(
     field: &'static str,

@@ -112,13 +112,8 @@ impl Probe {
             .subscribe(filter, QoS::AtLeastOnce)
             .await
             .expect("queue subscribe");
-        loop {
-            match self.next_control().await {
-                Ok(Packet::SubAck(_)) => return,
-                Ok(_) => continue,
-                Err(e) => panic!("no SUBACK for {filter}: {e}"),
-            }
-        }
+        self.wait_for("SUBACK", filter, |p| matches!(p, Packet::SubAck(_)))
+            .await;
     }
 
     /// Publishes with QoS 1 and waits for the PUBACK.
@@ -127,11 +122,17 @@ impl Probe {
             .publish(topic, QoS::AtLeastOnce, retain, payload)
             .await
             .expect("queue publish");
+        self.wait_for("PUBACK", topic, |p| matches!(p, Packet::PubAck(_)))
+            .await;
+    }
+
+    /// Waits for the first control packet that is `what`, passing over others.
+    async fn wait_for(&mut self, what: &str, about: &str, is: fn(&Packet) -> bool) {
         loop {
             match self.next_control().await {
-                Ok(Packet::PubAck(_)) => return,
+                Ok(p) if is(&p) => return,
                 Ok(_) => continue,
-                Err(e) => panic!("no PUBACK for {topic}: {e}"),
+                Err(e) => panic!("no {what} for {about}: {e}"),
             }
         }
     }
