@@ -13,7 +13,7 @@ use protocol::{examples, Limits, Message};
 /// Checks MQTT payloads against the fleet wire protocol (docs/protocol.md) exactly as
 /// cloud ingest will, and prints a valid example of every message kind.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version)]
 struct Cli {
     /// Log format: human or json.
     #[arg(long, env = logging::FORMAT_ENV, default_value_t = LogFormat::Human, global = true)]
