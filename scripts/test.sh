@@ -73,11 +73,11 @@ trap 'exit 130' INT TERM
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# A free port at or above $1 (checked by connecting: nothing must answer).
+# A free port at or above $1 (checked by connecting: nothing must answer). It runs in
+# $(...), so it cannot remember what it handed out: callers space their bases apart.
 free_port() {
     local p=$1
-    while port_busy "$p" || [[ " ${TAKEN:-} " == *" $p "* ]]; do p=$((p + 1)); done
-    TAKEN="${TAKEN:-} $p"
+    while port_busy "$p"; do p=$((p + 1)); done
     echo "$p"
 }
 
