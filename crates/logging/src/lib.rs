@@ -12,7 +12,8 @@ use tracing::Subscriber;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-/// The environment variable that selects the format when no flag does.
+/// The environment variable that selects the format when no flag does; binaries pass it
+/// to clap as the `--log-format` flag's `env`.
 pub const FORMAT_ENV: &str = "LOG_FORMAT";
 
 /// How log lines are written.
@@ -57,14 +58,6 @@ pub enum LogError {
     /// A global subscriber was already installed.
     #[error("logging was already initialised: {0}")]
     AlreadySet(#[from] tracing::subscriber::SetGlobalDefaultError),
-}
-
-/// The format from `LOG_FORMAT`, or the default when it is unset.
-pub fn format_from_env() -> Result<LogFormat, LogError> {
-    match std::env::var(FORMAT_ENV) {
-        Ok(s) if !s.is_empty() => s.parse(),
-        _ => Ok(LogFormat::default()),
-    }
 }
 
 /// Builds a subscriber writing to `writer`, filtered by `filter` (a `RUST_LOG`-style
