@@ -256,17 +256,10 @@ pub fn decode_payload<T: Payload>(payload: &[u8], limits: &Limits) -> Result<T, 
         });
     }
     // serde's derived structs also accept a JSON array of the fields in order; the
-    // contract is objects only.
-    match payload.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') | None => {}
-        Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok() => {
-            return Err(FieldError::new(
-                ".",
-                Problem::WrongType("a message must be a JSON object".into()),
-            )
-            .into());
-        }
-        Some(_) => {}
+    // contract is objects only. (Other non-objects already fail as a wrong type.)
+    if payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        let problem = Problem::WrongType("a message must be a JSON object".into());
+        return Err(FieldError::new(".", problem).into());
     }
     let mut de = serde_json::Deserializer::from_slice(payload);
     let value: T = match serde_path_to_error::deserialize(&mut de) {

@@ -104,8 +104,28 @@ fn trailing_garbage_after_the_document() {
 
 #[test]
 fn json_array_instead_of_object() {
-    let e = reject(HB_TOPIC, b"[1,2,3]");
-    assert_field(e, ".", "wrong_type", |p| matches!(p, Problem::WrongType(_)));
+    for payload in [&b"[1,2,3]"[..], b" \n[", b"42", b"\"heartbeat\"", b"null"] {
+        let e = reject(HB_TOPIC, payload);
+        assert_field(e, ".", "wrong_type", |p| matches!(p, Problem::WrongType(_)));
+    }
+    // The fields in order, as an array: serde's structs would take it; we do not.
+    let hb = heartbeat();
+    let in_order = json!([
+        hb["schema"],
+        hb["device_id"],
+        hb["seq"],
+        hb["boot_id"],
+        hb["ts_ms"],
+        false,
+        hb["body"]
+    ]);
+    let e = reject(HB_TOPIC, &bytes(&in_order));
+    assert_field(
+        e,
+        ".",
+        "wrong_type",
+        |p| matches!(p, Problem::WrongType(m) if m.contains("object")),
+    );
 }
 
 #[test]
