@@ -70,7 +70,11 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 .collect();
             if chosen.is_empty() {
                 let names: Vec<_> = all.iter().map(|(n, _)| *n).collect();
-                anyhow::bail!("no example named {name:?}; there are: {}", names.join(", "));
+                anyhow::bail!(
+                    "no example named {:?}; there are: {}",
+                    name.unwrap_or_default(),
+                    names.join(", ")
+                );
             }
             for (n, msg) in chosen {
                 let topic = msg.topic(&examples::tenant());
