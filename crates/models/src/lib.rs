@@ -1,4 +1,8 @@
-//! Feature definitions, labelled data sets, linfa training, evaluation and model artifacts.
+//! Feature definitions shared by the edge agent, the trainer and cloud-ingest.
 //!
-//! Not built yet: this crate is reserved in the workspace layout of DESIGN.md and is
-//! filled in by its own issue.
+//! [`features`] is the one implementation of each windowed feature: the edge agent
+//! computes the subset it reports in heartbeats with these functions, and the trainer
+//! and cloud-ingest compute the same values from stored history with them. The module
+//! depends on `protocol` only, so the agent links it without linfa.
+
+pub mod features;

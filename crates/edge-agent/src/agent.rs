@@ -1,0 +1,473 @@
+//! The agent's core: a state machine with no I/O and no clock of its own.
+//!
+//! The host (the `edge-agent` binary on Linux, firmware on a microcontroller, or the
+//! simulator) calls [`Agent::boot`] once per boot, [`Agent::tick`] every sample
+//! interval and the `record_*` methods when the firmware sees a fault, always passing
+//! the time. Each call returns the protocol messages to publish, already numbered.
+//! The host persists [`Agent::state`] whenever [`Agent::take_dirty`] says so, and gives
+//! it back to the next boot.
+
+use std::collections::VecDeque;
+
+use protocol::command::{
+    AckStatus, Command, CommandAck, CommandBody, DiagnosticCheck, DiagnosticResult, Offer,
+};
+use protocol::envelope::Envelope;
+use protocol::event::{CrashEvent, Event, RebootEvent, StorageErrorEvent};
+use protocol::ids::{BootId, CommandId, Seq};
+use protocol::reboot::RebootReason;
+use protocol::state::{Birth, Death, DeathCause, State};
+use protocol::{DeviceId, Message, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::hal::{Platform, ResetCause};
+use crate::reboot_log::{classify, BootRecord, RebootLog};
+use crate::sampling::{Readings, Sampler};
+use crate::settings::Settings;
+
+/// How many answered commands the agent remembers, to answer a redelivery the same way.
+pub const COMMAND_MEMORY: usize = 32;
+
+/// Who the device is: fixed for a firmware build.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    /// The device's id.
+    pub device_id: DeviceId,
+    /// What the birth message announces.
+    pub birth: Birth,
+}
+
+/// Everything the agent persists between boots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentState {
+    next_seq: Seq,
+    boots: u64,
+    boot: BootRecord,
+    reboots: RebootLog,
+    settings: Settings,
+    sampler: Sampler,
+    answered: VecDeque<(CommandId, AckStatus)>,
+    open_offers: Vec<CommandId>,
+    spool_dropped: u32,
+}
+
+impl AgentState {
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The next sequence number the agent will use.
+    pub fn next_seq(&self) -> Seq {
+        self.next_seq
+    }
+
+    /// The restarts recorded.
+    pub fn reboots(&self) -> &RebootLog {
+        &self.reboots
+    }
+}
+
+/// What a command produced.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CommandOutcome {
+    /// Acknowledgements to publish.
+    pub messages: Vec<Message>,
+    /// An offer for the host to show the customer; answer it with [`Agent::answer_offer`].
+    pub offer: Option<(CommandId, Offer)>,
+}
+
+/// The agent of one device.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    identity: Identity,
+    state: AgentState,
+    dirty: bool,
+}
+
+impl Agent {
+    /// Starts a boot: classifies why the device restarted from the previous boot's
+    /// record and the hardware reset cause, and returns the reboot event.
+    pub fn boot(
+        identity: Identity,
+        saved: Option<AgentState>,
+        defaults: Settings,
+        platform: &mut dyn Platform,
+        now: Timestamp,
+    ) -> (Agent, Vec<Message>) {
+        let cause = platform.reset_cause().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "reset cause unreadable");
+            ResetCause::Unknown
+        });
+        let classified = classify(saved.as_ref().map(|s| &s.boot), cause);
+        let boots = saved.as_ref().map_or(0, |s| s.boots) + 1;
+        let boot_id = BootId::new(format!("{boots:x}-{:08x}", platform.entropy()))
+            .expect("hex digits and a dash are a valid boot id");
+        let boot = BootRecord {
+            boot_id,
+            started: now,
+            last_alive: now,
+            shutdown: None,
+            fatal: None,
+            last_soc_pct: None,
+        };
+        let (state, prev) = match saved {
+            Some(mut s) => {
+                let prev = std::mem::replace(&mut s.boot, boot);
+                s.boots = boots;
+                (s, Some(prev))
+            }
+            None => (
+                AgentState {
+                    next_seq: Seq(1),
+                    boots,
+                    boot,
+                    reboots: RebootLog::default(),
+                    settings: defaults,
+                    sampler: Sampler::new(now),
+                    answered: VecDeque::new(),
+                    open_offers: Vec::new(),
+                    spool_dropped: 0,
+                },
+                None,
+            ),
+        };
+        let mut agent = Agent {
+            identity,
+            state,
+            dirty: true,
+        };
+        agent.state.reboots.push(now, classified.reason.clone());
+        agent.state.sampler.resume(&classified.reason);
+        let event = Event::Reboot(RebootEvent {
+            reason: classified.reason,
+            unclean: classified.unclean,
+            prev_boot_id: prev.as_ref().map(|p| p.boot_id.clone()),
+            prev_uptime_s: prev.map(|p| p.last_alive.0.saturating_sub(p.started.0) / 1000),
+        });
+        let msg = agent.event(now, event);
+        (agent, vec![msg])
+    }
+
+    /// The device's id.
+    pub fn device_id(&self) -> &DeviceId {
+        &self.identity.device_id
+    }
+
+    /// The current boot's id.
+    pub fn boot_id(&self) -> &BootId {
+        &self.state.boot.boot_id
+    }
+
+    /// The persisted state.
+    pub fn state(&self) -> &AgentState {
+        &self.state
+    }
+
+    /// True (once) when the state changed in a way the host must persist.
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.state.settings
+    }
+
+    /// The birth message for a new connection.
+    pub fn birth(&mut self, now: Timestamp) -> Message {
+        Message::State(self.envelope(now, State::Online(self.identity.birth.clone())))
+    }
+
+    /// The Last Will for a new connection; its sequence number is reserved now.
+    pub fn will(&mut self, now: Timestamp) -> Message {
+        Message::State(self.envelope(
+            now,
+            State::Offline(Death {
+                cause: DeathCause::Will,
+            }),
+        ))
+    }
+
+    /// Samples the hardware once; returns the events tripped and, when the interval is
+    /// over, the heartbeat.
+    pub fn tick(
+        &mut self,
+        now: Timestamp,
+        platform: &mut dyn Platform,
+        connected: bool,
+    ) -> Vec<Message> {
+        let battery = platform.battery().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "battery unreadable");
+            None
+        });
+        let temp_c = platform
+            .temperature_c()
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "temperature unreadable");
+                None
+            })
+            .or(battery.and_then(|b| b.temp_c));
+        let readings = Readings {
+            battery,
+            temp_c,
+            active: platform.is_active(),
+            connected,
+        };
+        self.state.boot.last_alive = now;
+        if let Some(b) = battery {
+            self.state.boot.last_soc_pct = Some(b.soc_pct);
+        }
+        let events = self
+            .state
+            .sampler
+            .sample(now, &readings, &self.state.settings);
+        let mut out: Vec<Message> = events.into_iter().map(|e| self.event(now, e)).collect();
+        if self.state.sampler.interval_due(now, &self.state.settings) {
+            let dropped = std::mem::take(&mut self.state.spool_dropped);
+            let hb = self
+                .state
+                .sampler
+                .close_interval(now, &self.state.reboots, dropped);
+            out.push(Message::Heartbeat(self.envelope(now, hb)));
+        }
+        out
+    }
+
+    /// Records a crash the firmware survived (an application crash); returns its event.
+    pub fn record_crash(
+        &mut self,
+        now: Timestamp,
+        signature: &str,
+        process: Option<&str>,
+    ) -> Vec<Message> {
+        self.state.sampler.note_crash();
+        let e = Event::Crash(CrashEvent {
+            signature: signature.to_owned(),
+            process: process.map(str::to_owned),
+        });
+        vec![self.event(now, e)]
+    }
+
+    /// Records a storage error; returns its event.
+    pub fn record_storage_error(
+        &mut self,
+        now: Timestamp,
+        code: &str,
+        detail: Option<&str>,
+    ) -> Vec<Message> {
+        self.state.sampler.note_storage_error();
+        let e = Event::StorageError(StorageErrorEvent {
+            code: code.to_owned(),
+            detail: detail.map(str::to_owned),
+        });
+        vec![self.event(now, e)]
+    }
+
+    /// Called by the crash handler just before the device resets on a fatal fault: the
+    /// next boot reports this reason.
+    pub fn record_fatal(&mut self, now: Timestamp, reason: RebootReason) {
+        self.state.boot.fatal = Some(reason);
+        self.state.boot.last_alive = now;
+        self.dirty = true;
+    }
+
+    /// An orderly shutdown: records why, so the next boot classifies it, and returns the
+    /// offline state message to publish before disconnecting.
+    pub fn shutdown(&mut self, now: Timestamp, reason: RebootReason) -> Message {
+        self.state.boot.shutdown = Some(reason);
+        self.state.boot.last_alive = now;
+        Message::State(self.envelope(
+            now,
+            State::Offline(Death {
+                cause: DeathCause::Shutdown,
+            }),
+        ))
+    }
+
+    /// Notes spooled messages dropped to stay in budget; the next heartbeat reports them.
+    pub fn note_spool_dropped(&mut self, n: u32) {
+        if n > 0 {
+            self.state.spool_dropped = self.state.spool_dropped.saturating_add(n);
+            self.dirty = true;
+        }
+    }
+
+    /// Handles a command from the cloud and returns its acknowledgement.
+    pub fn handle_command(
+        &mut self,
+        now: Timestamp,
+        cmd: &Command,
+        platform: &mut dyn Platform,
+    ) -> CommandOutcome {
+        if let Some((_, status)) = self
+            .state
+            .answered
+            .iter()
+            .find(|(id, _)| *id == cmd.command_id)
+        {
+            // A redelivery: answer as before, do not act twice.
+            let status = *status;
+            return self.ack_only(
+                now,
+                &cmd.command_id,
+                status,
+                Some("duplicate delivery"),
+                vec![],
+            );
+        }
+        if cmd.expires_ts_ms.is_some_and(|exp| exp < now) {
+            return self.ack_only(
+                now,
+                &cmd.command_id,
+                AckStatus::Rejected,
+                Some("expired"),
+                vec![],
+            );
+        }
+        match &cmd.body {
+            CommandBody::Offer(offer) => {
+                self.state.open_offers.push(cmd.command_id.clone());
+                let mut out =
+                    self.ack_only(now, &cmd.command_id, AckStatus::Received, None, vec![]);
+                out.offer = Some((cmd.command_id.clone(), offer.clone()));
+                out
+            }
+            CommandBody::Config(change) => match self.state.settings.with_change(change) {
+                Ok(next) => {
+                    self.state.settings = next;
+                    self.ack_only(now, &cmd.command_id, AckStatus::Done, None, vec![])
+                }
+                Err(e) => {
+                    let detail = e.to_string();
+                    self.ack_only(
+                        now,
+                        &cmd.command_id,
+                        AckStatus::Rejected,
+                        Some(&detail),
+                        vec![],
+                    )
+                }
+            },
+            CommandBody::Diagnostic(req) => {
+                let checks = if req.checks.is_empty() {
+                    vec![
+                        DiagnosticCheck::Battery,
+                        DiagnosticCheck::Storage,
+                        DiagnosticCheck::Thermal,
+                        DiagnosticCheck::Connectivity,
+                    ]
+                } else {
+                    req.checks.clone()
+                };
+                let results: Vec<_> = checks.into_iter().map(|c| run_check(c, platform)).collect();
+                let status = if results.iter().all(|r| r.passed) {
+                    AckStatus::Done
+                } else {
+                    AckStatus::Failed
+                };
+                self.ack_only(now, &cmd.command_id, status, None, results)
+            }
+        }
+    }
+
+    /// The customer's answer to an offer shown earlier.
+    pub fn answer_offer(
+        &mut self,
+        now: Timestamp,
+        command_id: &CommandId,
+        accepted: bool,
+    ) -> Option<Message> {
+        let pos = self
+            .state
+            .open_offers
+            .iter()
+            .position(|id| id == command_id)?;
+        self.state.open_offers.remove(pos);
+        let status = if accepted {
+            AckStatus::Accepted
+        } else {
+            AckStatus::Declined
+        };
+        self.ack_only(now, command_id, status, None, vec![])
+            .messages
+            .pop()
+    }
+
+    fn ack_only(
+        &mut self,
+        now: Timestamp,
+        command_id: &CommandId,
+        status: AckStatus,
+        detail: Option<&str>,
+        diagnostics: Vec<DiagnosticResult>,
+    ) -> CommandOutcome {
+        match self
+            .state
+            .answered
+            .iter_mut()
+            .find(|(id, _)| id == command_id)
+        {
+            Some(entry) => entry.1 = status,
+            None => {
+                if self.state.answered.len() == COMMAND_MEMORY {
+                    self.state.answered.pop_front();
+                }
+                self.state.answered.push_back((command_id.clone(), status));
+            }
+        }
+        let ack = CommandAck {
+            command_id: command_id.clone(),
+            status,
+            detail: detail.map(str::to_owned),
+            diagnostics,
+        };
+        CommandOutcome {
+            messages: vec![Message::Ack(self.envelope(now, ack))],
+            offer: None,
+        }
+    }
+
+    fn event(&mut self, now: Timestamp, e: Event) -> Message {
+        Message::Event(self.envelope(now, e))
+    }
+
+    fn envelope<B>(&mut self, now: Timestamp, body: B) -> Envelope<B> {
+        let seq = self.state.next_seq;
+        self.state.next_seq = seq.next();
+        self.dirty = true;
+        Envelope::new(
+            self.identity.device_id.clone(),
+            seq,
+            self.state.boot.boot_id.clone(),
+            now,
+            body,
+        )
+    }
+}
+
+fn run_check(check: DiagnosticCheck, platform: &mut dyn Platform) -> DiagnosticResult {
+    let (passed, detail) = match check {
+        DiagnosticCheck::Battery => match platform.battery() {
+            Ok(Some(b)) => (true, format!("{:.1} % at {:.2} V", b.soc_pct, b.voltage_v)),
+            Ok(None) => (true, "no battery".to_owned()),
+            Err(e) => (false, e.to_string()),
+        },
+        DiagnosticCheck::Storage => match platform.storage_self_test() {
+            Ok(()) => (true, "read back what was written".to_owned()),
+            Err(e) => (false, e.to_string()),
+        },
+        DiagnosticCheck::Thermal => match platform.temperature_c() {
+            Ok(Some(t)) => (true, format!("{t:.1} °C")),
+            Ok(None) => (true, "no sensor".to_owned()),
+            Err(e) => (false, e.to_string()),
+        },
+        // The request arrived over the broker, so the link works.
+        DiagnosticCheck::Connectivity => (true, "command received over the broker".to_owned()),
+    };
+    DiagnosticResult {
+        check,
+        passed,
+        detail: Some(detail),
+    }
+}
