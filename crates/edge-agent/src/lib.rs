@@ -16,6 +16,7 @@ pub mod hal;
 pub mod reboot_log;
 pub mod sampling;
 pub mod settings;
+pub mod spool;
 pub mod sysfs;
 
 pub use agent::{Agent, AgentState, CommandOutcome, Identity};
