@@ -11,10 +11,12 @@
 //! time in. That is what lets the simulator run months of the real agent in seconds.
 
 pub mod agent;
+pub mod clock;
 pub mod gauge;
 pub mod hal;
 pub mod reboot_log;
 pub mod sampling;
+pub mod session;
 pub mod settings;
 pub mod spool;
 pub mod sysfs;

@@ -99,6 +99,28 @@ impl Message {
         Topic::new(tenant.clone(), self.device_id().clone(), self.channel())
     }
 
+    /// Marks a device-originated message as sent late from the device's spool.
+    pub fn set_historical(&mut self) {
+        match self {
+            Message::Heartbeat(m) => m.historical = true,
+            Message::Event(m) => m.historical = true,
+            Message::State(m) => m.historical = true,
+            Message::Ack(m) => m.historical = true,
+            Message::Command(_) => {}
+        }
+    }
+
+    /// The sequence number of a device-originated message.
+    pub fn seq(&self) -> Option<crate::ids::Seq> {
+        match self {
+            Message::Heartbeat(m) => Some(m.seq),
+            Message::Event(m) => Some(m.seq),
+            Message::State(m) => Some(m.seq),
+            Message::Ack(m) => Some(m.seq),
+            Message::Command(_) => None,
+        }
+    }
+
     /// Validates and serialises the message.
     pub fn encode(&self, limits: &Limits) -> Result<Vec<u8>, EncodeError> {
         match self {
