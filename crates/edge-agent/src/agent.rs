@@ -224,7 +224,7 @@ impl Agent {
             .sample(now, &readings, &self.state.settings);
         let mut out: Vec<Message> = events.into_iter().map(|e| self.event(now, e)).collect();
         if self.state.sampler.interval_due(now, &self.state.settings) {
-            let dropped = std::mem::take(&mut self.state.spool_dropped);
+            let dropped = self.state.spool_dropped;
             let hb = self
                 .state
                 .sampler
@@ -285,7 +285,7 @@ impl Agent {
         ))
     }
 
-    /// Notes spooled messages dropped to stay in budget; the next heartbeat reports them.
+    /// Notes spooled messages dropped to stay in budget; heartbeats report the running total.
     pub fn note_spool_dropped(&mut self, n: u32) {
         if n > 0 {
             self.state.spool_dropped = self.state.spool_dropped.saturating_add(n);

@@ -58,11 +58,16 @@ impl SessionConfig {
         } else if let Some(r) = url.strip_prefix("mqtt://") {
             (false, r)
         } else {
-            return Err(format!("{url:?}: expected mqtt://host:port or mqtts://host:port"));
+            return Err(format!(
+                "{url:?}: expected mqtt://host:port or mqtts://host:port"
+            ));
         };
         let rest = rest.trim_end_matches('/');
         let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse().map_err(|_| format!("{url:?}: bad port {p:?}"))?),
+            Some((h, p)) => (
+                h,
+                p.parse().map_err(|_| format!("{url:?}: bad port {p:?}"))?,
+            ),
             None => (rest, if tls { 8883 } else { 1883 }),
         };
         if host.is_empty() {
@@ -148,6 +153,9 @@ pub enum SessionError {
     Spool(#[from] SpoolError),
 }
 
+/// How long a stopping device waits for its spool to empty.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
 struct Conn {
     device: String,
     client: AsyncClient,
@@ -172,12 +180,14 @@ pub struct SessionStats {
     pub acked: u64,
     /// Messages dropped from the spool to stay in budget.
     pub dropped: u64,
+    /// Every seq spooled, in order (what the broker should eventually see).
+    pub spooled: Vec<Seq>,
 }
 
 /// Runs one device until `stop` turns true or the host resets it.
 pub async fn run_device(
     agent: &mut Agent,
-    host: &mut dyn Host,
+    host: &mut (dyn Host + Send),
     spool: &mut Spool,
     config: &SessionConfig,
     clock: Arc<dyn Clock>,
@@ -189,62 +199,51 @@ pub async fn run_device(
     let mut failures: u32 = 0;
     let mut retry_at = tokio::time::Instant::now();
     let mut next_sample = tokio::time::Instant::now();
+    let mut draining: Option<tokio::time::Instant> = None;
+    if *stop.borrow_and_update() {
+        draining = Some(tokio::time::Instant::now() + DRAIN_GRACE);
+    }
     loop {
+        if let Some(deadline) = draining {
+            // Stopping: give the spool a moment to empty, then say goodbye.
+            let up = conn.as_ref().is_some_and(|c| c.up);
+            let idle = conn
+                .as_ref()
+                .is_none_or(|c| c.unassigned.is_empty() && c.inflight.is_empty());
+            if (spool.is_empty() && idle) || !up || tokio::time::Instant::now() >= deadline {
+                let bye = agent.shutdown(clock.now(), RebootReason::UserRequest);
+                if let Some(c) = conn.as_mut().filter(|c| c.up) {
+                    goodbye(c, &bye, &config.tenant, &limits).await;
+                }
+                host.persist(agent);
+                return Ok(Exit::Stopped);
+            }
+        }
         let connected = conn.as_ref().is_some_and(|c| c.up);
         if let Some(c) = conn.as_mut().filter(|c| c.up) {
             pump(c, spool, &config.tenant, &limits, config.max_inflight);
         }
         tokio::select! {
             biased;
-            changed = stop.changed() => {
+            changed = stop.changed(), if draining.is_none() => {
                 if changed.is_err() || *stop.borrow() {
-                    let now = clock.now();
-                    let bye = agent.shutdown(now, RebootReason::UserRequest);
-                    if let Some(c) = conn.as_mut().filter(|c| c.up) {
-                        goodbye(c, &bye, &config.tenant, &limits).await;
-                    }
-                    host.persist(agent);
-                    return Ok(Exit::Stopped);
+                    draining = Some(tokio::time::Instant::now() + DRAIN_GRACE);
                 }
             }
-            _ = tokio::time::sleep_until(next_sample) => {
+            _ = tokio::time::sleep_until(draining.unwrap_or(next_sample)), if draining.is_some() => {}
+            _ = tokio::time::sleep_until(next_sample), if draining.is_none() => {
                 let now = clock.now();
-                for ev in host.advance(now) {
-                    match ev {
-                        HostEvent::Crash { signature, process } => {
-                            let msgs = agent.record_crash(now, &signature, process.as_deref());
-                            spool_all(agent, spool, &msgs, &limits, stats)?;
-                        }
-                        HostEvent::StorageError { code } => {
-                            let msgs = agent.record_storage_error(now, &code, None);
-                            spool_all(agent, spool, &msgs, &limits, stats)?;
-                        }
-                        HostEvent::Reset { fatal } => {
-                            if let Some(reason) = &fatal {
-                                agent.record_fatal(now, reason.clone());
-                            }
-                            host.persist(agent);
-                            // Dropping the connection without DISCONNECT: the broker
-                            // publishes the Last Will, as on a real reset.
-                            return Ok(Exit::Reset(HostEvent::Reset { fatal }));
-                        }
-                        HostEvent::Shutdown { reason } => {
-                            let bye = agent.shutdown(now, reason.clone());
-                            if let Some(c) = conn.as_mut().filter(|c| c.up) {
-                                goodbye(c, &bye, &config.tenant, &limits).await;
-                            }
-                            host.persist(agent);
-                            return Ok(Exit::Reset(HostEvent::Shutdown { reason }));
-                        }
+                let out = step(agent, host, now, connected);
+                spool_all(agent, spool, &out.messages, &limits, stats)?;
+                if let Some(exit) = out.exit {
+                    if let (Some(bye), Some(c)) = (&out.goodbye, conn.as_mut().filter(|c| c.up)) {
+                        goodbye(c, bye, &config.tenant, &limits).await;
                     }
+                    // A reset drops the connection without DISCONNECT: the broker
+                    // publishes the Last Will, as after a real reset.
+                    host.persist(agent);
+                    return Ok(Exit::Reset(exit));
                 }
-                for (id, accepted) in host.offer_answers() {
-                    if let Some(m) = agent.answer_offer(now, &id, accepted) {
-                        spool_all(agent, spool, &[m], &limits, stats)?;
-                    }
-                }
-                let msgs = agent.tick(now, host.platform(), connected);
-                spool_all(agent, spool, &msgs, &limits, stats)?;
                 host.persist(agent);
                 if !host.network_up() && conn.is_some() {
                     conn = None;
@@ -318,6 +317,58 @@ pub async fn run_device(
     }
 }
 
+/// What one sample period produced.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StepOutcome {
+    /// Messages to spool and publish.
+    pub messages: Vec<Message>,
+    /// Set when the device resets or shuts down in this period.
+    pub exit: Option<HostEvent>,
+    /// The offline state to publish before an orderly shutdown.
+    pub goodbye: Option<Message>,
+}
+
+/// One sample period without the network: the host's events, the customer's offer
+/// answers, then the sample. Shared by the live loop and the simulator's offline mode.
+pub fn step(
+    agent: &mut Agent,
+    host: &mut dyn Host,
+    now: Timestamp,
+    connected: bool,
+) -> StepOutcome {
+    let mut out = StepOutcome::default();
+    for ev in host.advance(now) {
+        match ev {
+            HostEvent::Crash { signature, process } => {
+                out.messages
+                    .extend(agent.record_crash(now, &signature, process.as_deref()));
+            }
+            HostEvent::StorageError { code } => {
+                out.messages
+                    .extend(agent.record_storage_error(now, &code, None));
+            }
+            HostEvent::Reset { fatal } => {
+                if let Some(reason) = &fatal {
+                    agent.record_fatal(now, reason.clone());
+                }
+                out.exit = Some(HostEvent::Reset { fatal });
+                return out;
+            }
+            HostEvent::Shutdown { reason } => {
+                out.goodbye = Some(agent.shutdown(now, reason.clone()));
+                out.exit = Some(HostEvent::Shutdown { reason });
+                return out;
+            }
+        }
+    }
+    for (id, accepted) in host.offer_answers() {
+        out.messages.extend(agent.answer_offer(now, &id, accepted));
+    }
+    out.messages
+        .extend(agent.tick(now, host.platform(), connected));
+    out
+}
+
 async fn poll(conn: &mut Option<Conn>) -> Result<Event, rumqttc::ConnectionError> {
     match conn {
         Some(c) => c.events.poll().await,
@@ -335,18 +386,33 @@ fn backoff(config: &SessionConfig, failures: u32) -> Duration {
     Duration::from_millis(ms / 2 + fastrand::u64(0..=ms / 2))
 }
 
-fn connect(agent: &mut Agent, config: &SessionConfig, clock: &Arc<dyn Clock>, limits: &Limits) -> Conn {
+fn connect(
+    agent: &mut Agent,
+    config: &SessionConfig,
+    clock: &Arc<dyn Clock>,
+    limits: &Limits,
+) -> Conn {
     let device = agent.device_id().clone();
     let mut opts = MqttOptions::new(device.as_str(), &config.host, config.port);
     opts.set_keep_alive(config.keep_alive)
         .set_clean_session(false)
-        .set_max_packet_size(limits.max_payload_bytes + 1024, limits.max_payload_bytes + 1024)
+        .set_max_packet_size(
+            limits.max_payload_bytes + 1024,
+            limits.max_payload_bytes + 1024,
+        )
         .set_inflight(config.max_inflight as u16 + 2)
         .set_request_channel_capacity(config.max_inflight + 8);
     let will = agent.will(clock.now());
     let will_topic = will.topic(&config.tenant).to_string();
-    let will_payload = will.encode(limits).expect("the agent's own state message is valid");
-    opts.set_last_will(LastWill::new(will_topic, will_payload, QoS::AtLeastOnce, true));
+    let will_payload = will
+        .encode(limits)
+        .expect("the agent's own state message is valid");
+    opts.set_last_will(LastWill::new(
+        will_topic,
+        will_payload,
+        QoS::AtLeastOnce,
+        true,
+    ));
     if let Some((user, pass)) = &config.credentials {
         opts.set_credentials(user, pass);
     }
@@ -369,15 +435,26 @@ fn connect(agent: &mut Agent, config: &SessionConfig, clock: &Arc<dyn Clock>, li
 /// Hands pending spool entries to rumqttc while the in-flight window has room.
 fn pump(c: &mut Conn, spool: &Spool, tenant: &TenantId, limits: &Limits, max_inflight: usize) {
     while c.unassigned.len() + c.inflight.len() < max_inflight {
-        let Some(p) = spool.next_after(c.cursor) else { break };
+        let Some(p) = spool.next_after(c.cursor) else {
+            break;
+        };
         let previous = c.cursor;
         c.cursor = Some(p.seq);
-        let topic = format!("{}/{}/{}/{}", protocol::topic::ROOT, tenant, c.device, p.channel.as_str());
+        let topic = format!(
+            "{}/{}/{}/{}",
+            protocol::topic::ROOT,
+            tenant,
+            c.device,
+            p.channel.as_str()
+        );
         let mut payload = p.payload;
         if p.seq < c.live_from {
             payload = historical(&topic, &payload, limits).unwrap_or(payload);
         }
-        match c.client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
+        match c
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, false, payload)
+        {
             Ok(()) => c.unassigned.push_back(Some(p.seq)),
             Err(e) => {
                 // The channel is full after all: resend from here next time round.
@@ -389,8 +466,8 @@ fn pump(c: &mut Conn, spool: &Spool, tenant: &TenantId, limits: &Limits, max_inf
     }
 }
 
-/// Re-encodes a spooled payload with `historical` set.
-fn historical(topic: &str, payload: &[u8], limits: &Limits) -> Option<Vec<u8>> {
+/// Re-encodes a spooled payload with `historical` set; `None` if it does not decode.
+pub fn historical(topic: &str, payload: &[u8], limits: &Limits) -> Option<Vec<u8>> {
     let mut message = protocol::decode(&topic, payload, limits).ok()?.message;
     message.set_historical();
     message.encode(limits).ok()
@@ -398,10 +475,15 @@ fn historical(topic: &str, payload: &[u8], limits: &Limits) -> Option<Vec<u8>> {
 
 /// Publishes a message that is not spooled (birth): it belongs to this connection only.
 fn publish(c: &mut Conn, message: &Message, tenant: &TenantId, limits: &Limits, seq: Option<Seq>) {
-    let Ok(payload) = message.encode(limits) else { return };
+    let Ok(payload) = message.encode(limits) else {
+        return;
+    };
     let topic = message.topic(tenant).to_string();
     let retain = message.channel().retained();
-    if c.client.try_publish(topic, QoS::AtLeastOnce, retain, payload).is_ok() {
+    if c.client
+        .try_publish(topic, QoS::AtLeastOnce, retain, payload)
+        .is_ok()
+    {
         c.unassigned.push_back(seq);
     }
 }
@@ -418,8 +500,8 @@ async fn goodbye(c: &mut Conn, bye: &Message, tenant: &TenantId, limits: &Limits
     }
 }
 
-/// Encodes and spools the agent's messages; counts what the budget forced out.
-fn spool_all(
+/// Encodes and spools the agent's messages; tells the agent what the budget forced out.
+pub fn spool_all(
     agent: &mut Agent,
     spool: &mut Spool,
     messages: &[Message],
@@ -436,6 +518,7 @@ fn spool_all(
             }
         };
         let dropped = spool.push(seq, m.channel(), &payload)?;
+        stats.spooled.push(seq);
         if dropped > 0 {
             stats.dropped += u64::from(dropped);
             agent.note_spool_dropped(dropped);

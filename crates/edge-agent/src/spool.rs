@@ -176,7 +176,10 @@ impl Spool {
             if good_len < data.len() {
                 spool.recovered_torn = true;
                 if Some(*id) == newest {
-                    let f = OpenOptions::new().write(true).open(&path).map_err(io_at(&path))?;
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(io_at(&path))?;
                     f.set_len(good_len as u64).map_err(io_at(&path))?;
                     f.sync_all().map_err(io_at(&path))?;
                 } else {
@@ -186,7 +189,11 @@ impl Spool {
             }
             for r in records {
                 match r {
-                    Record::Message { seq, channel, payload } => {
+                    Record::Message {
+                        seq,
+                        channel,
+                        payload,
+                    } => {
                         let size = payload.len() as u64;
                         if spool.pending.insert(seq, (channel, payload, *id)).is_none() {
                             spool.pending_bytes += size;
@@ -240,7 +247,11 @@ impl Spool {
         }
         let mut dropped = 0;
         while self.pending_bytes + size > self.config.budget_bytes {
-            let oldest = *self.pending.keys().next().expect("bytes pending means entries");
+            let oldest = *self
+                .pending
+                .keys()
+                .next()
+                .expect("bytes pending means entries");
             self.retire(Seq(oldest))?;
             dropped += 1;
         }
@@ -250,7 +261,8 @@ impl Spool {
         self.append(KIND_MESSAGE, seq.0, &body)?;
         let active = self.segments.back_mut().expect("an active segment");
         active.live += 1;
-        self.pending.insert(seq.0, (channel, payload.to_vec(), active.id));
+        self.pending
+            .insert(seq.0, (channel, payload.to_vec(), active.id));
         self.pending_bytes += size;
         self.roll_if_full()?;
         Ok(dropped)
@@ -498,7 +510,9 @@ fn segment_path(dir: &Path, id: u64) -> PathBuf {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_at(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_at(dir))
 }
 
 fn io_at(path: &Path) -> impl Fn(io::Error) -> SpoolError + '_ {
@@ -522,7 +536,11 @@ mod tests {
     }
 
     fn payload(seq: u64) -> Vec<u8> {
-        format!("{{\"seq\":{seq},\"pad\":\"{}\"}}", "x".repeat((seq % 7) as usize)).into_bytes()
+        format!(
+            "{{\"seq\":{seq},\"pad\":\"{}\"}}",
+            "x".repeat((seq % 7) as usize)
+        )
+        .into_bytes()
     }
 
     fn drain(spool: &Spool) -> Vec<u64> {
@@ -566,7 +584,11 @@ mod tests {
         let kept = drain(&s);
         assert_eq!(kept.len() as u32 + dropped, 40);
         assert_eq!(*kept.last().unwrap(), 40);
-        assert_eq!(kept, (kept[0]..=40).collect::<Vec<_>>(), "a contiguous newest run");
+        assert_eq!(
+            kept,
+            (kept[0]..=40).collect::<Vec<_>>(),
+            "a contiguous newest run"
+        );
         drop(s);
         assert_eq!(drain(&Spool::open(dir.path(), config(300)).unwrap()), kept);
     }
@@ -576,7 +598,10 @@ mod tests {
         let mut s = Spool::in_memory(config(10));
         assert!(matches!(
             s.push(Seq(1), Channel::Event, &[0; 11]),
-            Err(SpoolError::TooLarge { size: 11, budget: 10 })
+            Err(SpoolError::TooLarge {
+                size: 11,
+                budget: 10
+            })
         ));
     }
 
@@ -600,7 +625,10 @@ mod tests {
         // The spool keeps working after the repair.
         s.push(Seq(6), Channel::Heartbeat, &payload(6)).unwrap();
         drop(s);
-        assert_eq!(drain(&Spool::open(dir.path(), config(100_000)).unwrap()), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            drain(&Spool::open(dir.path(), config(100_000)).unwrap()),
+            vec![1, 2, 3, 4, 5, 6]
+        );
     }
 
     #[test]
@@ -618,11 +646,17 @@ mod tests {
             .sum();
         assert!(on_disk <= 2 * 1000 + 256 + 128, "{on_disk} bytes on disk");
         drop(s);
-        assert_eq!(drain(&Spool::open(dir.path(), config(1000)).unwrap()), vec![1]);
+        assert_eq!(
+            drain(&Spool::open(dir.path(), config(1000)).unwrap()),
+            vec![1]
+        );
     }
 
     fn newest_segment(dir: &Path) -> PathBuf {
-        let mut files: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         files.sort();
         files.pop().unwrap()
     }

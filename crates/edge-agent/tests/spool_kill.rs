@@ -53,7 +53,9 @@ fn child_writer() {
     println!("ready");
     loop {
         seq += 1;
-        spool.push(Seq(seq), Channel::Heartbeat, &payload(seq)).unwrap();
+        spool
+            .push(Seq(seq), Channel::Heartbeat, &payload(seq))
+            .unwrap();
         if seq % 3 == 0 {
             spool.retire(Seq(seq)).unwrap();
         }

@@ -41,7 +41,8 @@ pub struct Heartbeat {
     /// Rolling features computed on the device over longer windows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub features: Option<EdgeFeatures>,
-    /// Spooled messages the device had to drop (oldest first) since the last heartbeat.
+    /// Spooled messages the device has dropped (oldest first) in total since it was first
+    /// started: a running count, so a lost heartbeat loses none of it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub spool_dropped: u32,
 }

@@ -1,0 +1,151 @@
+//! The `run` mode: every device of a fleet as its own task running the real agent
+//! loop ([`edge_agent::session::run_device`]) against a broker, in accelerated time.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use edge_agent::clock::Clock;
+use edge_agent::session::{run_device, spool_all, Exit, SessionConfig, SessionStats};
+use edge_agent::spool::{Spool, SpoolConfig, Sync};
+use edge_agent::Agent;
+use protocol::{DeviceId, Limits};
+use tokio::sync::watch;
+
+use crate::clock::ScaledClock;
+use crate::device::SimDevice;
+use crate::fleet::Fleet;
+use crate::offline::SimSettings;
+
+/// How to run a fleet live.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// The broker and session settings (the client id is each device's id).
+    pub session: SessionConfig,
+    /// Agent settings and spool budget.
+    pub settings: SimSettings,
+    /// Simulated seconds per wall-clock second.
+    pub speedup: f64,
+}
+
+/// What a live run did.
+#[derive(Debug, Clone, Default)]
+pub struct LiveReport {
+    /// Devices run.
+    pub devices: usize,
+    /// Messages the broker acknowledged.
+    pub acked: u64,
+    /// Messages dropped by full spools.
+    pub dropped: u64,
+    /// Per device, every seq it spooled (and so should reach the broker).
+    pub spooled: BTreeMap<DeviceId, Vec<u64>>,
+    /// Per device, successful connections.
+    pub connects: BTreeMap<DeviceId, u64>,
+}
+
+/// Runs `fleet` until its window ends (in simulated time) or `stop` turns true.
+pub async fn run(
+    fleet: Arc<Fleet>,
+    config: LiveConfig,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<LiveReport> {
+    let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(fleet.start, config.speedup));
+    let (end_tx, end_rx) = watch::channel(false);
+    // The window's end, or the caller's stop, stops every device.
+    let window = clock.wall_delay(fleet.end().0 - fleet.start.0);
+    let mut outer = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(window) => {}
+            _ = async { while outer.changed().await.is_ok() { if *outer.borrow() { break } } } => {}
+        }
+        let _ = end_tx.send(true);
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for spec in fleet.devices.iter().cloned() {
+        let clock = clock.clone();
+        let config = config.clone();
+        let stop = end_rx.clone();
+        let start = fleet.start;
+        tasks.spawn(async move {
+            let id = spec.id.clone();
+            let mut dev = SimDevice::new(spec, start);
+            let mut spool = Spool::in_memory(SpoolConfig {
+                budget_bytes: config.settings.spool_budget,
+                segment_bytes: config.settings.spool_budget,
+                sync: Sync::Never,
+            });
+            let mut stats = SessionStats::default();
+            let limits = Limits::default();
+            loop {
+                let now = clock.now();
+                let (mut agent, boot) = Agent::boot(
+                    dev.identity(),
+                    dev.saved.clone(),
+                    config.settings.agent.clone(),
+                    dev.hardware(),
+                    now,
+                );
+                spool_all(&mut agent, &mut spool, &boot, &limits, &mut stats)?;
+                let exit = run_device(
+                    &mut agent,
+                    &mut dev,
+                    &mut spool,
+                    &config.session,
+                    clock.clone(),
+                    stop.clone(),
+                    &mut stats,
+                )
+                .await?;
+                match exit {
+                    Exit::Stopped => break,
+                    Exit::Reset(_) if dev.dead => break,
+                    Exit::Reset(ev) => {
+                        let down = dev.downtime_ms(&ev);
+                        let mut stop = stop.clone();
+                        tokio::select! {
+                            _ = tokio::time::sleep(clock.wall_delay(down)) => {}
+                            _ = stop.wait_for(|s| *s) => {}
+                        }
+                        if *stop.borrow() {
+                            // Off when the run ends: nothing more to deliver.
+                            break;
+                        }
+                    }
+                }
+            }
+            anyhow::Ok((id, stats))
+        });
+    }
+    let mut report = LiveReport {
+        devices: fleet.devices.len(),
+        ..Default::default()
+    };
+    while let Some(joined) = tasks.join_next().await {
+        let (id, stats) = joined??;
+        report.acked += stats.acked;
+        report.dropped += stats.dropped;
+        report.connects.insert(id.clone(), stats.connects);
+        report
+            .spooled
+            .insert(id, stats.spooled.iter().map(|s| s.0).collect());
+    }
+    Ok(report)
+}
+
+/// A stop signal that turns true on Ctrl-C.
+pub fn stop_on_ctrl_c() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = tx.send(true);
+        }
+    });
+    rx
+}
+
+/// Writes the fleet's ground truth (without the per-run firmware outcome).
+pub fn write_truth(fleet: &Fleet, path: &Path) -> std::io::Result<PathBuf> {
+    crate::dataset::write_fleet_truth(fleet, path)?;
+    Ok(path.to_owned())
+}
