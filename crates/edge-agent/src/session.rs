@@ -468,7 +468,7 @@ fn pump(c: &mut Conn, spool: &Spool, tenant: &TenantId, limits: &Limits, max_inf
 
 /// Re-encodes a spooled payload with `historical` set; `None` if it does not decode.
 pub fn historical(topic: &str, payload: &[u8], limits: &Limits) -> Option<Vec<u8>> {
-    let mut message = protocol::decode(&topic, payload, limits).ok()?.message;
+    let mut message = protocol::decode(topic, payload, limits).ok()?.message;
     message.set_historical();
     message.encode(limits).ok()
 }

@@ -56,7 +56,7 @@ fn child_writer() {
         spool
             .push(Seq(seq), Channel::Heartbeat, &payload(seq))
             .unwrap();
-        if seq % 3 == 0 {
+        if seq.is_multiple_of(3) {
             spool.retire(Seq(seq)).unwrap();
         }
     }
@@ -87,7 +87,7 @@ fn a_killed_writer_leaves_a_consistent_spool() {
         assert!(max > last_max, "round {round}: no progress");
         // Every unacknowledged message up to the last one is there, nothing else is;
         // the last multiple of three may still be there if the kill beat its ack.
-        if max % 3 == 0 {
+        if max.is_multiple_of(3) {
             unacked_by_kill.push(max);
         }
         let expected: Vec<u64> = (1..=max)

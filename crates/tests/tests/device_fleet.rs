@@ -168,7 +168,11 @@ fn start_rumqttd() -> Mqtt {
         "#
     ))
     .unwrap();
-    std::thread::spawn(move || rumqttd::Broker::new(config).start());
+    std::thread::spawn(move || {
+        if let Err(e) = rumqttd::Broker::new(config).start() {
+            panic!("rumqttd stopped: {e}");
+        }
+    });
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             break;
@@ -235,9 +239,11 @@ async fn after_a_long_outage_what_fit_the_spool_arrives_once_in_order_and_drops_
         d.fate = None; // failures are not the point here
         d.outage_rate = 0.0;
     }
-    let mut settings = SimSettings::default();
     // About 20 heartbeats fit: a 3-day outage overflows it.
-    settings.spool_budget = 20 * 700;
+    let settings = SimSettings {
+        spool_budget: 20 * 700,
+        ..SimSettings::default()
+    };
     let speedup = f64::from(days) * 86_400.0 / 9.0; // six days in about nine seconds
     let config = LiveConfig {
         session: session(&format!("mqtt://127.0.0.1:{port}"), &tenant),
