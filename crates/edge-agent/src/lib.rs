@@ -12,6 +12,7 @@
 
 pub mod agent;
 pub mod clock;
+pub mod config;
 pub mod gauge;
 pub mod hal;
 pub mod reboot_log;
@@ -19,6 +20,7 @@ pub mod sampling;
 pub mod session;
 pub mod settings;
 pub mod spool;
+pub mod store;
 pub mod sysfs;
 
 pub use agent::{Agent, AgentState, CommandOutcome, Identity};
