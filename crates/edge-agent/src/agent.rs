@@ -471,3 +471,262 @@ fn run_check(check: DiagnosticCheck, platform: &mut dyn Platform) -> DiagnosticR
         detail: Some(detail),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use protocol::command::{ConfigChange, DiagnosticRequest, OfferKind};
+    use protocol::ids::{BatchId, FirmwareVersion, HardwareRevision, ModelId, TicketRef};
+    use protocol::state::DeviceClass;
+
+    use super::*;
+    use crate::hal::{BatterySample, HalError};
+
+    struct Fake {
+        cause: ResetCause,
+        soc: f32,
+        storage_ok: bool,
+    }
+
+    impl Platform for Fake {
+        fn battery(&mut self) -> Result<Option<BatterySample>, HalError> {
+            Ok(Some(BatterySample {
+                soc_pct: self.soc,
+                voltage_v: 3.8,
+                charging: false,
+                temp_c: Some(30.0),
+                soh_pct: Some(90.0),
+                cycles: Some(100.0),
+            }))
+        }
+        fn temperature_c(&mut self) -> Result<Option<f32>, HalError> {
+            Ok(None)
+        }
+        fn reset_cause(&mut self) -> Result<ResetCause, HalError> {
+            Ok(self.cause)
+        }
+        fn is_active(&mut self) -> bool {
+            true
+        }
+        fn storage_self_test(&mut self) -> Result<(), HalError> {
+            if self.storage_ok {
+                Ok(())
+            } else {
+                Err(HalError::Bus("nand timeout".into()))
+            }
+        }
+        fn entropy(&mut self) -> u32 {
+            7
+        }
+    }
+
+    fn identity() -> Identity {
+        Identity {
+            device_id: DeviceId::new("dev-1").unwrap(),
+            birth: Birth {
+                model: ModelId::new("m").unwrap(),
+                device_class: DeviceClass::Phone,
+                hw_revision: HardwareRevision::new("r1").unwrap(),
+                batch: BatchId::new("b").unwrap(),
+                firmware: FirmwareVersion::new("1.0").unwrap(),
+                agent_version: FirmwareVersion::new("0.1.0").unwrap(),
+            },
+        }
+    }
+
+    const T0: u64 = 1_767_225_600_000;
+
+    fn reboot_of(msgs: &[Message]) -> RebootEvent {
+        match &msgs[0] {
+            Message::Event(e) => match &e.body {
+                Event::Reboot(r) => r.clone(),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn command(id: &str, body: CommandBody, expires: Option<u64>) -> Command {
+        Command {
+            schema: 1,
+            device_id: DeviceId::new("dev-1").unwrap(),
+            command_id: CommandId::new(id).unwrap(),
+            ts_ms: Timestamp(T0),
+            expires_ts_ms: expires.map(Timestamp),
+            body,
+        }
+    }
+
+    fn ack_status(out: &CommandOutcome) -> AckStatus {
+        match &out.messages[0] {
+            Message::Ack(a) => a.body.status,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn boots_chain_their_reasons_and_seq_never_goes_back() {
+        let mut hw = Fake {
+            cause: ResetCause::PowerOn,
+            soc: 50.0,
+            storage_ok: true,
+        };
+        let (mut a, msgs) = Agent::boot(
+            identity(),
+            None,
+            Settings::default(),
+            &mut hw,
+            Timestamp(T0),
+        );
+        assert_eq!(reboot_of(&msgs).reason, RebootReason::PowerOn);
+        a.tick(Timestamp(T0 + 60_000), &mut hw, true);
+        let bye = a.shutdown(Timestamp(T0 + 120_000), RebootReason::FirmwareUpdate);
+        let last_seq = bye.seq().unwrap();
+        let first_boot = a.boot_id().clone();
+
+        hw.cause = ResetCause::Software;
+        let (a, msgs) = Agent::boot(
+            identity(),
+            Some(a.state().clone()),
+            Settings::default(),
+            &mut hw,
+            Timestamp(T0 + 200_000),
+        );
+        let r = reboot_of(&msgs);
+        assert_eq!(
+            (r.reason.clone(), r.unclean),
+            (RebootReason::FirmwareUpdate, false)
+        );
+        assert_eq!(r.prev_boot_id, Some(first_boot));
+        assert_eq!(r.prev_uptime_s, Some(120));
+        assert!(msgs[0].seq().unwrap() > last_seq);
+
+        // A brown-out with no record: unclean, counted in the features.
+        hw.cause = ResetCause::BrownOut;
+        let (mut a, msgs) = Agent::boot(
+            identity(),
+            Some(a.state().clone()),
+            Settings::default(),
+            &mut hw,
+            Timestamp(T0 + 300_000),
+        );
+        assert_eq!(reboot_of(&msgs).reason, RebootReason::BrownOut);
+        assert!(reboot_of(&msgs).unclean);
+        let hb = a.tick(Timestamp(T0 + 300_000 + 3_600_000), &mut hw, true);
+        let Some(Message::Heartbeat(h)) = hb.last() else {
+            panic!("{hb:?}")
+        };
+        assert_eq!(
+            h.body.features.as_ref().unwrap().unexpected_reboots_24h,
+            Some(1)
+        );
+        assert_eq!(h.body.reboots.get(&RebootReason::BrownOut), Some(&1));
+    }
+
+    #[test]
+    fn commands_are_acted_on_once_and_acknowledged() {
+        let mut hw = Fake {
+            cause: ResetCause::PowerOn,
+            soc: 50.0,
+            storage_ok: false,
+        };
+        let (mut a, _) = Agent::boot(
+            identity(),
+            None,
+            Settings::default(),
+            &mut hw,
+            Timestamp(T0),
+        );
+        let now = Timestamp(T0 + 1000);
+
+        let cfg = command(
+            "c1",
+            CommandBody::Config(ConfigChange {
+                heartbeat_interval_s: Some(600),
+                ..Default::default()
+            }),
+            None,
+        );
+        assert_eq!(
+            ack_status(&a.handle_command(now, &cfg, &mut hw)),
+            AckStatus::Done
+        );
+        assert_eq!(a.settings().heartbeat_interval_s, 600);
+        // Redelivered: same answer, not applied twice (a later change stays).
+        let bad = command(
+            "c2",
+            CommandBody::Config(ConfigChange {
+                sample_interval_s: Some(0),
+                ..Default::default()
+            }),
+            None,
+        );
+        assert_eq!(
+            ack_status(&a.handle_command(now, &bad, &mut hw)),
+            AckStatus::Rejected
+        );
+        assert_eq!(
+            ack_status(&a.handle_command(now, &cfg, &mut hw)),
+            AckStatus::Done
+        );
+
+        let expired = command(
+            "c3",
+            CommandBody::Diagnostic(DiagnosticRequest::default()),
+            Some(T0),
+        );
+        assert_eq!(
+            ack_status(&a.handle_command(now, &expired, &mut hw)),
+            AckStatus::Rejected
+        );
+
+        let diag = command(
+            "c4",
+            CommandBody::Diagnostic(DiagnosticRequest::default()),
+            None,
+        );
+        let out = a.handle_command(now, &diag, &mut hw);
+        assert_eq!(
+            ack_status(&out),
+            AckStatus::Failed,
+            "the storage test fails"
+        );
+        let Message::Ack(ack) = &out.messages[0] else {
+            unreachable!()
+        };
+        assert_eq!(ack.body.diagnostics.len(), 4);
+        assert!(ack
+            .body
+            .diagnostics
+            .iter()
+            .any(|d| d.check == DiagnosticCheck::Storage && !d.passed));
+
+        let offer = Offer {
+            ticket: TicketRef::new("T-1").unwrap(),
+            kind: OfferKind::Inspection,
+            title: "Free battery check".into(),
+            message: "We noticed".into(),
+            quote: None,
+            extra: None,
+            respond_by_ts_ms: None,
+        };
+        let out = a.handle_command(
+            now,
+            &command("c5", CommandBody::Offer(offer.clone()), None),
+            &mut hw,
+        );
+        assert_eq!(ack_status(&out), AckStatus::Received);
+        assert_eq!(out.offer, Some((CommandId::new("c5").unwrap(), offer)));
+        let answer = a
+            .answer_offer(now, &CommandId::new("c5").unwrap(), true)
+            .unwrap();
+        let Message::Ack(ack) = answer else {
+            unreachable!()
+        };
+        assert_eq!(ack.body.status, AckStatus::Accepted);
+        assert!(
+            a.answer_offer(now, &CommandId::new("c5").unwrap(), false)
+                .is_none(),
+            "answered once"
+        );
+    }
+}

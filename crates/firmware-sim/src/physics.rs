@@ -116,21 +116,21 @@ impl Cell {
 /// 10 °C above 25 °C (an Arrhenius rule of thumb).
 pub fn calendar_fade(days: f64, mean_temp_c: f32) -> f32 {
     let accel = 2f32.powf((mean_temp_c - 25.0) / 10.0);
-    (0.022 * (days as f32 / 30.0).sqrt() * accel).min(0.4)
+    (0.015 * (days as f32 / 30.0).sqrt() * accel).min(0.4)
 }
 
 fn calendar_rate(temp_c: f32) -> f32 {
     // The derivative of calendar fade, linearised over a device's remaining life.
-    0.000_18 * 2f32.powf((temp_c - 25.0) / 10.0)
+    0.000_08 * 2f32.powf((temp_c - 25.0) / 10.0)
 }
 
-/// Cycle fade: about 20 % after 1000 full cycles.
+/// Cycle fade: about 12 % after 1000 full cycles.
 pub fn cycle_fade(cycles: f32) -> f32 {
     cycles * cycle_fade_rate()
 }
 
 fn cycle_fade_rate() -> f32 {
-    0.000_2
+    0.000_12
 }
 
 /// Normal noise with standard deviation `sd`.
