@@ -83,6 +83,7 @@ pub struct SimDevice {
     charging: bool,
     firmware: &'static Release,
     net_down_until: Option<Timestamp>,
+    hot_until: Option<(Timestamp, f32)>,
     /// The agent's state as last persisted (the device's flash).
     pub saved: Option<AgentState>,
     /// True once the device has failed for good.
@@ -131,6 +132,7 @@ impl SimDevice {
             charging: false,
             firmware,
             net_down_until: None,
+            hot_until: None,
             saved: None,
             dead: false,
             pending_answers: Vec::new(),
@@ -294,12 +296,23 @@ impl Host for SimDevice {
                 0.0
             };
         let hub_base = if self.cell.is_none() { 8.0 } else { 0.0 };
+        // A healthy device left in the sun overheats too, for an hour or three.
+        if self.hot_until.is_some_and(|(t, _)| now >= t) {
+            self.hot_until = None;
+        }
+        if self.hot_until.is_none() && awake && self.chance(self.spec.hot_spells_per_day, dt_days) {
+            let hours = self.rng.random_range(1.0..3.0);
+            let extra = self.rng.random_range(16.0..30.0);
+            self.hot_until = Some((Timestamp(now.0 + (hours * 3.6e6) as u64), extra));
+        }
+        let spell = self.hot_until.map_or(0.0, |(_, extra)| extra);
         self.hw.temp_c = self.spec.ambient_c
             + daily
             + use_heat
             + charge_heat
             + fault_heat
             + hub_base
+            + spell
             + noise(&mut self.rng, 0.8);
         if self.hw.temp_c >= THERMAL_CUTOFF_C {
             self.hw.reset_latch = ResetCause::Thermal;

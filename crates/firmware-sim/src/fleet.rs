@@ -277,6 +277,8 @@ pub struct DeviceSpec {
     pub outage_rate: f64,
     /// Median outage length, hours.
     pub outage_median_h: f64,
+    /// Hot spells per day (left in a car, in the sun): a healthy device overheating.
+    pub hot_spells_per_day: f64,
     /// Days after release at which this device takes each firmware update
     /// (`None`: it never updates).
     pub update_lag_days: Option<f64>,
@@ -366,6 +368,11 @@ impl Fleet {
                     ambient_c: rng.random_range(17.0..29.0),
                     outage_rate: if traveller { 0.12 } else { 0.04 },
                     outage_median_h: if traveller { 30.0 } else { 4.0 },
+                    hot_spells_per_day: if rng.random_bool(0.3) {
+                        1.0 / 45.0
+                    } else {
+                        0.0
+                    },
                     update_lag_days: (!rng.random_bool(0.12))
                         .then(|| LogNormal::new(2.0f64, 0.8).expect("valid").sample(&mut rng)),
                     fate,
