@@ -337,7 +337,9 @@ impl Sampler {
     ) -> Heartbeat {
         let next = Interval::new(now);
         let iv = std::mem::replace(&mut self.interval, next);
-        let interval_s = clamp_u32((now.0.saturating_sub(iv.start.0) / 1000).max(1));
+        // A device that was off longer than the longest interval reports the longest.
+        let interval_s = clamp_u32((now.0.saturating_sub(iv.start.0) / 1000).max(1))
+            .min(protocol::heartbeat::MAX_INTERVAL_S);
         let operational_s = clamp_u32(iv.operational_s).min(interval_s);
         let cycles = self
             .cycles_raw

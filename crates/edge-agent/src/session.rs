@@ -19,8 +19,8 @@ use protocol::ids::{CommandId, Seq, TenantId};
 use protocol::reboot::RebootReason;
 use protocol::topic::Topic;
 use protocol::{Channel, Limits, Message, Timestamp};
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS};
-use tokio::sync::watch;
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use tokio::sync::{mpsc, watch};
 
 use crate::agent::Agent;
 use crate::clock::Clock;
@@ -159,7 +159,12 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 struct Conn {
     device: String,
     client: AsyncClient,
-    events: EventLoop,
+    /// What the event-loop task saw; it ends after the first connection error.
+    events: mpsc::UnboundedReceiver<Result<Event, rumqttc::ConnectionError>>,
+    /// The task polling rumqttc. Polling lives in its own task because a connection
+    /// attempt inside `poll()` is not cancel-safe: a `select!` that drops it on every
+    /// sample would never finish connecting when samples come faster than the CONNACK.
+    poller: tokio::task::JoinHandle<()>,
     up: bool,
     /// Publishes handed to rumqttc whose packet id is not known yet, in order.
     unassigned: VecDeque<Option<Seq>>,
@@ -169,6 +174,14 @@ struct Conn {
     cursor: Option<Seq>,
     /// Entries below this seq were created before this connection: sent as historical.
     live_from: Seq,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // Dropping the event loop closes the socket without DISCONNECT: the broker
+        // publishes the Last Will, as it should for a reset or a lost link.
+        self.poller.abort();
+    }
 }
 
 /// Counters a caller can read after the loop returns.
@@ -206,11 +219,15 @@ pub async fn run_device(
     loop {
         if let Some(deadline) = draining {
             // Stopping: give the spool a moment to empty, then say goodbye.
-            let up = conn.as_ref().is_some_and(|c| c.up);
+            // Keep (re)connecting until the deadline: a device that was between
+            // connections when told to stop still delivers what it holds.
             let idle = conn
                 .as_ref()
                 .is_none_or(|c| c.unassigned.is_empty() && c.inflight.is_empty());
-            if (spool.is_empty() && idle) || !up || tokio::time::Instant::now() >= deadline {
+            if (spool.is_empty() && idle)
+                || !host.network_up()
+                || tokio::time::Instant::now() >= deadline
+            {
                 let bye = agent.shutdown(clock.now(), RebootReason::UserRequest);
                 if let Some(c) = conn.as_mut().filter(|c| c.up) {
                     goodbye(c, &bye, &config.tenant, &limits).await;
@@ -223,6 +240,8 @@ pub async fn run_device(
         if let Some(c) = conn.as_mut().filter(|c| c.up) {
             pump(c, spool, &config.tenant, &limits, config.max_inflight);
         }
+        // Biased, network first: a host that samples faster than real time (the
+        // simulator) must not starve the connection.
         tokio::select! {
             biased;
             changed = stop.changed(), if draining.is_none() => {
@@ -231,34 +250,6 @@ pub async fn run_device(
                 }
             }
             _ = tokio::time::sleep_until(draining.unwrap_or(next_sample)), if draining.is_some() => {}
-            _ = tokio::time::sleep_until(next_sample), if draining.is_none() => {
-                let now = clock.now();
-                let out = step(agent, host, now, connected);
-                spool_all(agent, spool, &out.messages, &limits, stats)?;
-                if let Some(exit) = out.exit {
-                    if let (Some(bye), Some(c)) = (&out.goodbye, conn.as_mut().filter(|c| c.up)) {
-                        goodbye(c, bye, &config.tenant, &limits).await;
-                    }
-                    // A reset drops the connection without DISCONNECT: the broker
-                    // publishes the Last Will, as after a real reset.
-                    host.persist(agent);
-                    return Ok(Exit::Reset(exit));
-                }
-                host.persist(agent);
-                if !host.network_up() && conn.is_some() {
-                    conn = None;
-                }
-                let period = u64::from(agent.settings().sample_interval_s) * 1000;
-                next_sample += clock.wall_delay(period).max(Duration::from_micros(50));
-                // A host that fell far behind does not try to catch up in a burst.
-                let now_wall = tokio::time::Instant::now();
-                if next_sample + Duration::from_secs(1) < now_wall {
-                    next_sample = now_wall;
-                }
-            }
-            _ = tokio::time::sleep_until(retry_at), if conn.is_none() && host.network_up() => {
-                conn = Some(connect(agent, config, &clock, &limits));
-            }
             polled = poll(&mut conn) => {
                 let Some(c) = conn.as_mut() else { continue };
                 match polled {
@@ -311,6 +302,34 @@ pub async fn run_device(
                         failures = failures.saturating_add(1);
                         retry_at = tokio::time::Instant::now() + backoff(config, failures);
                     }
+                }
+            }
+            _ = tokio::time::sleep_until(retry_at), if conn.is_none() && host.network_up() => {
+                conn = Some(connect(agent, config, &clock, &limits));
+            }
+            _ = tokio::time::sleep_until(next_sample), if draining.is_none() => {
+                let now = clock.now();
+                let out = step(agent, host, now, connected);
+                spool_all(agent, spool, &out.messages, &limits, stats)?;
+                if let Some(exit) = out.exit {
+                    if let (Some(bye), Some(c)) = (&out.goodbye, conn.as_mut().filter(|c| c.up)) {
+                        goodbye(c, bye, &config.tenant, &limits).await;
+                    }
+                    // A reset drops the connection without DISCONNECT: the broker
+                    // publishes the Last Will, as after a real reset.
+                    host.persist(agent);
+                    return Ok(Exit::Reset(exit));
+                }
+                host.persist(agent);
+                if !host.network_up() && conn.is_some() {
+                    conn = None;
+                }
+                let period = u64::from(agent.settings().sample_interval_s) * 1000;
+                next_sample += clock.wall_delay(period).max(Duration::from_micros(50));
+                // A host that fell far behind does not try to catch up in a burst.
+                let now_wall = tokio::time::Instant::now();
+                if next_sample + Duration::from_secs(1) < now_wall {
+                    next_sample = now_wall;
                 }
             }
         }
@@ -371,7 +390,10 @@ pub fn step(
 
 async fn poll(conn: &mut Option<Conn>) -> Result<Event, rumqttc::ConnectionError> {
     match conn {
-        Some(c) => c.events.poll().await,
+        Some(c) => match c.events.recv().await {
+            Some(r) => r,
+            None => Err(rumqttc::ConnectionError::RequestsDone),
+        },
         None => std::future::pending().await,
     }
 }
@@ -419,11 +441,22 @@ fn connect(
     if let Some(ca) = &config.tls_ca {
         opts.set_transport(rumqttc::Transport::tls(ca.clone(), None, None));
     }
-    let (client, events) = AsyncClient::new(opts, config.max_inflight + 8);
+    let (client, mut eventloop) = AsyncClient::new(opts, config.max_inflight + 8);
+    let (tx, events) = mpsc::unbounded_channel();
+    let poller = tokio::spawn(async move {
+        loop {
+            let r = eventloop.poll().await;
+            let failed = r.is_err();
+            if tx.send(r).is_err() || failed {
+                return;
+            }
+        }
+    });
     Conn {
         device: device.as_str().to_owned(),
         client,
         events,
+        poller,
         up: false,
         unassigned: VecDeque::new(),
         inflight: HashMap::new(),
@@ -493,7 +526,7 @@ async fn goodbye(c: &mut Conn, bye: &Message, tenant: &TenantId, limits: &Limits
     publish(c, bye, tenant, limits, None);
     let _ = c.client.try_disconnect();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while let Ok(Ok(ev)) = tokio::time::timeout_at(deadline, c.events.poll()).await {
+    while let Ok(Some(Ok(ev))) = tokio::time::timeout_at(deadline, c.events.recv()).await {
         if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
             break;
         }

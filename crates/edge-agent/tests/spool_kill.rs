@@ -2,6 +2,7 @@
 //! and acknowledges messages as fast as it can until the parent kills it; the spool it
 //! leaves must open, hold every message pushed and not acknowledged, and nothing else.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -75,10 +76,21 @@ fn a_killed_writer_leaves_a_consistent_spool() {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "child_writer", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(300 + round * 70));
+        // Wait until the child has opened the spool (a loaded machine starts it slowly),
+        // then let it write for a moment.
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("ready") {
+            line.clear();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "the child ended before it was ready"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(150 + round * 70));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
 

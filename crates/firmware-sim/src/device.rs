@@ -289,12 +289,15 @@ impl Host for SimDevice {
             0.0
         };
         let charge_heat = if self.charging { 4.0 } else { 0.0 };
-        let fault_heat = 26.0 * thermal_d.powf(1.2)
-            + if thermal_d > 0.0 {
-                noise(&mut self.rng, 2.0 * thermal_d)
-            } else {
-                0.0
-            };
+        let fault_heat = if thermal_d > 0.0 {
+            26.0 * thermal_d.powf(1.2)
+        } else {
+            0.0
+        } + if thermal_d > 0.0 {
+            noise(&mut self.rng, 2.0 * thermal_d)
+        } else {
+            0.0
+        };
         let hub_base = if self.cell.is_none() { 8.0 } else { 0.0 };
         // A healthy device left in the sun overheats too, for an hour or three.
         if self.hot_until.is_some_and(|(t, _)| now >= t) {
@@ -350,8 +353,10 @@ impl Host for SimDevice {
             };
             let temp = self.hw.temp_c;
             let cell = self.cell.as_mut().expect("checked");
-            cell.wear_fade = 0.3 * wear.powf(1.5);
-            cell.wear_resistance = 1.0 + 3.8 * wear.powf(1.3);
+            if wear > 0.0 {
+                cell.wear_fade = 0.3 * wear.powf(1.5);
+                cell.wear_resistance = 1.0 + 3.8 * wear.powf(1.3);
+            }
             let step = cell.step(dt_h as f32, load, charge, peak, temp);
             current_ma = step.current_ma;
             // A wearing cell's gauge loses track: sudden drops of charge.

@@ -61,6 +61,22 @@ pub async fn run(
         }
         let _ = end_tx.send(true);
     });
+    // Progress: where simulated time is, every two seconds of wall time.
+    let progress_clock = clock.clone();
+    let (start, days) = (fleet.start, fleet.days);
+    let mut progress_stop = end_rx.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+        every.tick().await;
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = progress_stop.wait_for(|s| *s) => return,
+            }
+            let day = (progress_clock.now().0 - start.0) as f64 / crate::fleet::DAY_MS as f64;
+            tracing::info!("simulated day {:.1} of {days}", day.min(f64::from(days)));
+        }
+    });
     let mut tasks = tokio::task::JoinSet::new();
     for spec in fleet.devices.iter().cloned() {
         let clock = clock.clone();
@@ -107,10 +123,8 @@ pub async fn run(
                             _ = tokio::time::sleep(clock.wall_delay(down)) => {}
                             _ = stop.wait_for(|s| *s) => {}
                         }
-                        if *stop.borrow() {
-                            // Off when the run ends: nothing more to deliver.
-                            break;
-                        }
+                        // Off when the run ends: it boots once more and, seeing the
+                        // stop, delivers what its spool holds before saying goodbye.
                     }
                 }
             }

@@ -135,10 +135,8 @@ fn cycle_fade_rate() -> f32 {
 
 /// Normal noise with standard deviation `sd`.
 pub fn noise(rng: &mut impl Rng, sd: f32) -> f32 {
-    // Box–Muller; one value is enough here.
-    let u1 = rng.random::<f32>().max(1e-7);
-    let u2 = rng.random::<f32>();
-    sd * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+    let z: f32 = rng.sample(rand_distr::StandardNormal);
+    sd * z
 }
 
 #[cfg(test)]
