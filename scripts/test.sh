@@ -62,7 +62,7 @@ cleanup() {
     if [ "$PG_STARTED" -eq 1 ]; then
         run_as_pg "$PGBIN/pg_ctl" -D "$WORK/pg/data" -m fast -w stop >/dev/null 2>&1
     fi
-    if [ "$STATUS" -ne 0 ] || [ -n "${KEEP_SERVICES:-}" ]; then
+    if [ "$STATUS" -ne 0 ] || [ "${KEEP_SERVICES:-0}" != 0 ]; then
         say "service data and logs kept in $WORK"
     else
         rm -rf "$WORK"

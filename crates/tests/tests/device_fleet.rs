@@ -317,3 +317,28 @@ async fn after_a_long_outage_what_fit_the_spool_arrives_once_in_order_and_drops_
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_with_a_password_publishes_through_the_acl_listener() {
+    let (mqtt, password) = services::mqtt_with_auth();
+    let tenant = unique("auth");
+    let mut probe =
+        Probe::connect_with(&mqtt, &unique("ingest"), Some(("ingest", &password))).await;
+    probe.subscribe(&format!("fleet/{tenant}/#")).await;
+    let mut fleet = Fleet::generate(9, 1, 2, DEFAULT_START);
+    // The ACL lets user dev-0001 publish only under its own id.
+    fleet.devices[0].id = protocol::DeviceId::new("dev-0001").unwrap();
+    fleet.devices[0].outage_rate = 0.0;
+    fleet.devices[0].fate = None;
+    let mut s = session(&format!("mqtt://{}:{}", mqtt.host, mqtt.port), &tenant);
+    s.credentials = Some(("dev-0001".into(), password));
+    let config = LiveConfig {
+        session: s,
+        settings: SimSettings::default(),
+        speedup: 2.0 * 86_400.0 / 3.0,
+    };
+    let report = live::run(Arc::new(fleet), config, never()).await.unwrap();
+    let arrived = decode_all(&collect(&mut probe, Duration::from_secs(3)).await);
+    assert_complete(&report, &arrived);
+    assert!(report.connects[&protocol::DeviceId::new("dev-0001").unwrap()] >= 1);
+}
