@@ -36,6 +36,7 @@ missing=()
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
 command -v curl >/dev/null || missing+=(curl)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     as_root apt-get update -qq
@@ -92,6 +93,7 @@ secret() { od -An -N12 -tx1 /dev/urandom | tr -d ' \n'; }
 # ---------------------------------------------------------------- Mosquitto
 MQTT_PORT=$(free_port 18830)
 MQTT_AUTH_PORT=$(free_port 18840)
+MQTT_TLS_PORT=$(free_port 18850)
 MQTT_PASSWORD=$(secret)
 mkdir -p "$WORK/mosquitto"
 mosquitto_passwd -b -c "$WORK/mosquitto/passwd" ingest "$MQTT_PASSWORD" 2>/dev/null
@@ -112,6 +114,19 @@ pattern write fleet/+/%u/ack
 pattern read fleet/+/%u/cmd
 ACL
 chmod 0644 "$WORK/mosquitto/passwd" "$WORK/mosquitto/acl"
+# A throw-away CA and a server certificate for localhost, for the TLS listener.
+(
+    cd "$WORK/mosquitto"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=fleet-test-ca" \
+        -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+        -keyout server.key -out server.csr 2>/dev/null
+    printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" "basicConstraints=CA:FALSE" \
+        "extendedKeyUsage=serverAuth" > server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile server.ext -out server.pem 2>/dev/null
+    chmod 0644 ca.pem server.pem server.key
+) || die "could not make the test certificates with openssl"
 cat > "$WORK/mosquitto/mosquitto.conf" <<CONF
 user $(id -un)
 persistence false
@@ -131,12 +146,20 @@ listener $MQTT_AUTH_PORT 127.0.0.1
 allow_anonymous false
 password_file $WORK/mosquitto/passwd
 acl_file $WORK/mosquitto/acl
+
+# TLS with the throw-away CA, anonymous.
+listener $MQTT_TLS_PORT 127.0.0.1
+allow_anonymous true
+cafile $WORK/mosquitto/ca.pem
+certfile $WORK/mosquitto/server.pem
+keyfile $WORK/mosquitto/server.key
 CONF
-say "starting Mosquitto on 127.0.0.1:$MQTT_PORT (anonymous) and :$MQTT_AUTH_PORT (password + ACL)"
+say "starting Mosquitto on 127.0.0.1:$MQTT_PORT (anonymous), :$MQTT_AUTH_PORT (password + ACL) and :$MQTT_TLS_PORT (TLS)"
 "$MOSQUITTO" -c "$WORK/mosquitto/mosquitto.conf" 2>"$WORK/mosquitto/log" &
 PIDS+=($!)
 wait_port Mosquitto "$MQTT_PORT" "$WORK/mosquitto/log"
 wait_port Mosquitto "$MQTT_AUTH_PORT" "$WORK/mosquitto/log"
+wait_port Mosquitto "$MQTT_TLS_PORT" "$WORK/mosquitto/log"
 
 # ---------------------------------------------------------------- PostgreSQL
 PG_PORT=$(free_port 15432)
@@ -175,6 +198,8 @@ curl -fsS "http://127.0.0.1:$VM_PORT/health" >/dev/null || die "VictoriaMetrics 
 export FLEET_TEST_MQTT_URL="mqtt://127.0.0.1:$MQTT_PORT"
 export FLEET_TEST_MQTT_AUTH_URL="mqtt://127.0.0.1:$MQTT_AUTH_PORT"
 export FLEET_TEST_MQTT_PASSWORD="$MQTT_PASSWORD"
+export FLEET_TEST_MQTT_TLS_URL="mqtts://localhost:$MQTT_TLS_PORT"
+export FLEET_TEST_MQTT_CA="$WORK/mosquitto/ca.pem"
 export FLEET_TEST_PG_URL="postgres://fleet:$PG_PASSWORD@127.0.0.1:$PG_PORT/fleet"
 export FLEET_TEST_INFLUX_URL="http://127.0.0.1:$VM_PORT"
 export FLEET_TEST_INFLUX_ORG=fleet

@@ -34,7 +34,8 @@ pub struct SessionConfig {
     pub host: String,
     /// Broker port.
     pub port: u16,
-    /// TLS with this CA bundle (PEM), when set.
+    /// TLS with this CA bundle (PEM), when set. `from_url` sets it empty for
+    /// `mqtts://`; the caller fills in the bundle.
     pub tls_ca: Option<Vec<u8>>,
     /// Username and password, when the broker wants them.
     pub credentials: Option<(String, String)>,
@@ -439,6 +440,9 @@ fn connect(
         opts.set_credentials(user, pass);
     }
     if let Some(ca) = &config.tls_ca {
+        // rustls needs one process-wide crypto provider; the workspace builds ring.
+        // Installing it twice is harmless (the second call reports it is set).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         opts.set_transport(rumqttc::Transport::tls(ca.clone(), None, None));
     }
     let (client, mut eventloop) = AsyncClient::new(opts, config.max_inflight + 8);

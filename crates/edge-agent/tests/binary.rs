@@ -45,6 +45,76 @@ fn fake_sysfs(root: &Path) {
     std::fs::write(root.join("proc/loadavg"), "1.0 1.0 1.0 1/1 1\n").unwrap();
 }
 
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests through scripts/test.sh, which starts Mosquitto")
+    })
+}
+
+/// Subscribes to a tenant's topics through the plain listener; decoded messages go to `Seen`.
+async fn watch(host: &str, port: u16, tenant: &str, nanos: u128) -> Seen {
+    let mut opts = MqttOptions::new(format!("watch-{nanos}"), host, port);
+    opts.set_keep_alive(Duration::from_secs(10));
+    let (client, mut events) = AsyncClient::new(opts, 16);
+    client
+        .subscribe(format!("fleet/{tenant}/#"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let _client = client;
+        while let Ok(ev) = events.poll().await {
+            if let MqttEvent::Incoming(Packet::Publish(p)) = ev {
+                let m = protocol::decode(&p.topic, &p.payload, &Limits::default())
+                    .unwrap_or_else(|e| panic!("{}: {e}", p.topic))
+                    .message;
+                let _ = tx.send(m);
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Seen {
+        rx,
+        all: Vec::new(),
+        from: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_connects_over_tls_with_the_configured_ca() {
+    let (host, port) = broker();
+    let tls_url = env("FLEET_TEST_MQTT_TLS_URL");
+    let ca = env("FLEET_TEST_MQTT_CA");
+    let dir = tempfile::tempdir().unwrap();
+    fake_sysfs(&dir.path().join("root"));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let tenant = format!("tls{nanos}");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "device_id = \"dev-tls\"\ntenant = \"{tenant}\"\nbroker = \"{tls_url}\"\ntls_ca = \"{ca}\"\n\
+             state_dir = \"{}\"\nsysfs_root = \"{}\"\n[settings]\nsample_interval_s = 1\n\
+             heartbeat_interval_s = 1\nbattery_drop_window_s = 5\n",
+            dir.path().join("state").display(),
+            dir.path().join("root").display()
+        ),
+    )
+    .unwrap();
+    let mut seen = watch(&host, port, &tenant, nanos).await;
+    let _agent = start(&config);
+    seen.wait(
+        "birth over TLS",
+        |m| matches!(m, Message::State(s) if matches!(s.body, State::Online(_))),
+    )
+    .await;
+    seen.wait("heartbeat over TLS", |m| matches!(m, Message::Heartbeat(_)))
+        .await;
+}
+
 fn start(config: &Path) -> Running {
     Running(
         Command::new(env!("CARGO_BIN_EXE_edge-agent"))

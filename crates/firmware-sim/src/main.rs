@@ -53,6 +53,9 @@ enum Cmd {
         /// Password for the broker.
         #[arg(long, env = "FLEET_MQTT_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+        /// CA bundle (PEM) for an mqtts:// broker.
+        #[arg(long, env = "FLEET_MQTT_CA")]
+        tls_ca: Option<PathBuf>,
         /// Write ground_truth.csv for the fleet here.
         #[arg(long)]
         truth: Option<PathBuf>,
@@ -142,6 +145,7 @@ fn main() -> Result<()> {
             speedup,
             username,
             password,
+            tls_ca,
             truth,
         } => {
             let (f, settings, tenant) = fleet.build()?;
@@ -150,6 +154,11 @@ fn main() -> Result<()> {
                 .context("--broker")?;
             if let Some(user) = username {
                 session.credentials = Some((user, password.unwrap_or_default()));
+            }
+            if session.tls_ca.is_some() {
+                let ca = tls_ca.context("an mqtts:// broker needs --tls-ca")?;
+                session.tls_ca =
+                    Some(std::fs::read(&ca).with_context(|| format!("reading {}", ca.display()))?);
             }
             if let Some(path) = truth {
                 live::write_truth(&f, &path)
