@@ -4,9 +4,77 @@
 
 use std::path::PathBuf;
 
+use protocol::ids::TenantId;
 use serde::Deserialize;
 
+use crate::session::SessionConfig;
 use crate::settings::Settings;
+
+/// The broker flags every binary that connects a device shares.
+#[derive(Debug, Clone, Default, PartialEq, clap::Args)]
+pub struct BrokerArgs {
+    /// Broker URL: mqtt://host:port or mqtts://host:port [default: mqtt://127.0.0.1:1883].
+    #[arg(long, env = "FLEET_MQTT_URL")]
+    pub broker: Option<String>,
+    /// Broker username.
+    #[arg(long, env = "FLEET_MQTT_USERNAME")]
+    pub username: Option<String>,
+    /// Broker password.
+    #[arg(long, env = "FLEET_MQTT_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// CA bundle (PEM) for mqtts://; the system roots are not used.
+    #[arg(long, env = "FLEET_MQTT_CA")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// Why the broker settings do not make a session.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The URL is not one we can connect to.
+    #[error("broker: {0}")]
+    Url(String),
+    /// TLS without a CA bundle.
+    #[error("{0} uses TLS: give the CA bundle with --tls-ca (or tls_ca in the file)")]
+    NoCa(String),
+    /// The CA bundle is unreadable.
+    #[error("reading the CA bundle {path}: {source}")]
+    Ca {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl BrokerArgs {
+    /// These flags, with what they leave unset taken from the file.
+    pub fn or_file(&self, file: &FileConfig) -> BrokerArgs {
+        BrokerArgs {
+            broker: self.broker.clone().or(file.broker.clone()),
+            username: self.username.clone().or(file.username.clone()),
+            password: self.password.clone().or(file.password.clone()),
+            tls_ca: self.tls_ca.clone().or(file.tls_ca.clone()),
+        }
+    }
+
+    /// The session these settings describe, with the CA bundle read.
+    pub fn session(&self, tenant: TenantId) -> Result<SessionConfig, BrokerError> {
+        let url = self.broker.as_deref().unwrap_or("mqtt://127.0.0.1:1883");
+        let mut session = SessionConfig::from_url(url, tenant).map_err(BrokerError::Url)?;
+        if let Some(user) = &self.username {
+            session.credentials = Some((user.clone(), self.password.clone().unwrap_or_default()));
+        }
+        if session.tls_ca.is_some() {
+            let path = self
+                .tls_ca
+                .clone()
+                .ok_or_else(|| BrokerError::NoCa(url.to_owned()))?;
+            let pem = std::fs::read(&path).map_err(|source| BrokerError::Ca { path, source })?;
+            session.tls_ca = Some(pem);
+        }
+        Ok(session)
+    }
+}
 
 /// The TOML file, all fields optional.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -96,6 +164,47 @@ impl FileConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broker_flags_win_over_the_file_and_tls_needs_a_ca() {
+        let file =
+            FileConfig::parse("broker = \"mqtt://file:1\"\nusername = \"u\"\npassword = \"p\"")
+                .unwrap();
+        let flags = BrokerArgs {
+            broker: Some("mqtt://flag:2".into()),
+            ..Default::default()
+        };
+        let s = flags
+            .or_file(&file)
+            .session(TenantId::new("t").unwrap())
+            .unwrap();
+        assert_eq!((s.host.as_str(), s.port), ("flag", 2));
+        assert_eq!(s.credentials, Some(("u".into(), "p".into())));
+        let tls = BrokerArgs {
+            broker: Some("mqtts://h".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            tls.session(TenantId::new("t").unwrap()),
+            Err(BrokerError::NoCa(_))
+        ));
+        let missing = BrokerArgs {
+            tls_ca: Some("/no/such/ca.pem".into()),
+            ..tls
+        };
+        assert!(matches!(
+            missing.session(TenantId::new("t").unwrap()),
+            Err(BrokerError::Ca { .. })
+        ));
+        let bad = BrokerArgs {
+            broker: Some("http://h".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            bad.session(TenantId::new("t").unwrap()),
+            Err(BrokerError::Url(_))
+        ));
+    }
 
     #[test]
     fn a_full_file_parses_and_unknown_keys_are_refused() {

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use edge_agent::agent::{Agent, Identity};
 use edge_agent::clock::{Clock, SystemClock};
-use edge_agent::config::FileConfig;
+use edge_agent::config::{BrokerArgs, FileConfig};
 use edge_agent::hal::Platform;
 use edge_agent::session::{
     run_device, spool_all, Exit, Host, HostEvent, SessionConfig, SessionStats,
@@ -38,18 +38,8 @@ struct Cli {
     /// The tenant the device belongs to.
     #[arg(long, env = "FLEET_TENANT")]
     tenant: Option<String>,
-    /// Broker URL: mqtt://host:port or mqtts://host:port.
-    #[arg(long, env = "FLEET_MQTT_URL")]
-    broker: Option<String>,
-    /// Broker username.
-    #[arg(long, env = "FLEET_MQTT_USERNAME")]
-    username: Option<String>,
-    /// Broker password.
-    #[arg(long, env = "FLEET_MQTT_PASSWORD", hide_env_values = true)]
-    password: Option<String>,
-    /// CA bundle (PEM) for mqtts://.
-    #[arg(long, env = "FLEET_MQTT_CA")]
-    tls_ca: Option<PathBuf>,
+    #[command(flatten)]
+    broker: BrokerArgs,
     /// Directory for the state file and the spool.
     #[arg(long, env = "FLEET_AGENT_STATE_DIR")]
     state_dir: Option<PathBuf>,
@@ -117,30 +107,7 @@ fn main() -> Result<()> {
         .or(file.tenant.clone())
         .unwrap_or_else(|| "default".into());
     let tenant = TenantId::new(&tenant).with_context(|| format!("tenant {tenant:?}"))?;
-    let broker = cli
-        .broker
-        .clone()
-        .or(file.broker.clone())
-        .unwrap_or_else(|| "mqtt://127.0.0.1:1883".into());
-    let mut session = SessionConfig::from_url(&broker, tenant).map_err(anyhow::Error::msg)?;
-    if let Some(user) = cli.username.clone().or(file.username.clone()) {
-        session.credentials = Some((
-            user,
-            cli.password
-                .clone()
-                .or(file.password.clone())
-                .unwrap_or_default(),
-        ));
-    }
-    if session.tls_ca.is_some() {
-        let Some(ca) = cli.tls_ca.clone().or(file.tls_ca.clone()) else {
-            bail!("{broker} uses TLS: give the CA bundle with --tls-ca or tls_ca");
-        };
-        session.tls_ca =
-            Some(std::fs::read(&ca).with_context(|| format!("reading {}", ca.display()))?);
-        // rustls needs one process-wide crypto provider; we build with ring.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
+    let session = cli.broker.or_file(&file).session(tenant)?;
     let mut settings = file.settings.clone().unwrap_or_default();
     if let Some(v) = cli.sample_interval_s {
         settings.sample_interval_s = v;

@@ -223,31 +223,7 @@ async fn the_binary_reports_and_its_restarts_are_classified() {
     )
     .unwrap();
 
-    let mut opts = MqttOptions::new(format!("watch-{nanos}"), host, port);
-    opts.set_keep_alive(Duration::from_secs(10));
-    let (client, mut events) = AsyncClient::new(opts, 16);
-    client
-        .subscribe(format!("fleet/{tenant}/#"), QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(ev) = events.poll().await {
-            if let MqttEvent::Incoming(Packet::Publish(p)) = ev {
-                let m = protocol::decode(&p.topic, &p.payload, &Limits::default())
-                    .unwrap_or_else(|e| panic!("{}: {e}", p.topic))
-                    .message;
-                let _ = tx.send(m);
-            }
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
-    let mut seen = Seen {
-        rx,
-        all: Vec::new(),
-        from: 0,
-    };
+    let mut seen = watch(&host, port, &tenant, nanos).await;
     let is_birth =
         |m: &Message| matches!(m, Message::State(s) if matches!(s.body, State::Online(_)));
 

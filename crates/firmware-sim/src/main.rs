@@ -41,21 +41,11 @@ enum Cmd {
     Run {
         #[command(flatten)]
         fleet: FleetArgs,
-        /// Broker URL: mqtt://host:port or mqtts://host:port.
-        #[arg(long, env = "FLEET_MQTT_URL", default_value = "mqtt://127.0.0.1:1883")]
-        broker: String,
+        #[command(flatten)]
+        broker: edge_agent::config::BrokerArgs,
         /// Simulated seconds per wall-clock second.
         #[arg(long, default_value_t = 86_400.0)]
         speedup: f64,
-        /// Username for the broker (password from FLEET_MQTT_PASSWORD).
-        #[arg(long, env = "FLEET_MQTT_USERNAME")]
-        username: Option<String>,
-        /// Password for the broker.
-        #[arg(long, env = "FLEET_MQTT_PASSWORD", hide_env_values = true)]
-        password: Option<String>,
-        /// CA bundle (PEM) for an mqtts:// broker.
-        #[arg(long, env = "FLEET_MQTT_CA")]
-        tls_ca: Option<PathBuf>,
         /// Write ground_truth.csv for the fleet here.
         #[arg(long)]
         truth: Option<PathBuf>,
@@ -143,23 +133,10 @@ fn main() -> Result<()> {
             fleet,
             broker,
             speedup,
-            username,
-            password,
-            tls_ca,
             truth,
         } => {
             let (f, settings, tenant) = fleet.build()?;
-            let mut session = edge_agent::session::SessionConfig::from_url(&broker, tenant)
-                .map_err(anyhow::Error::msg)
-                .context("--broker")?;
-            if let Some(user) = username {
-                session.credentials = Some((user, password.unwrap_or_default()));
-            }
-            if session.tls_ca.is_some() {
-                let ca = tls_ca.context("an mqtts:// broker needs --tls-ca")?;
-                session.tls_ca =
-                    Some(std::fs::read(&ca).with_context(|| format!("reading {}", ca.display()))?);
-            }
+            let session = broker.session(tenant)?;
             if let Some(path) = truth {
                 live::write_truth(&f, &path)
                     .with_context(|| format!("writing {}", path.display()))?;
