@@ -265,11 +265,33 @@ pub fn read_manifest(dir: &Path) -> io::Result<Manifest> {
 
 /// Reads `ground_truth.csv`.
 pub fn read_truth(dir: &Path) -> io::Result<Vec<TruthRow>> {
-    let mut reader = csv::Reader::from_path(dir.join(GROUND_TRUTH)).map_err(io::Error::other)?;
-    reader
-        .deserialize()
-        .map(|r| r.map_err(io::Error::other))
-        .collect()
+    let path = dir.join(GROUND_TRUTH);
+    let bad = |line: u64, what: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}:{line}: {what}", path.display()),
+        )
+    };
+    let mut reader = csv::Reader::from_path(&path).map_err(io::Error::other)?;
+    let headers = reader.headers().map_err(io::Error::other)?.clone();
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(io::Error::other)?;
+        let line = record.position().map_or(0, |p| p.line());
+        let row = record.deserialize(Some(&headers)).map_err(|e| {
+            // Name the column, not just its index.
+            let column = match e.kind() {
+                csv::ErrorKind::Deserialize { err, .. } => {
+                    err.field().and_then(|i| headers.get(i as usize))
+                }
+                _ => None,
+            }
+            .unwrap_or("?");
+            bad(line, format!("column {column}: {e}"))
+        })?;
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 /// Calls `each(topic, payload)` for every telemetry line of a data set, in file order.

@@ -118,3 +118,34 @@ fn a_small_data_set_is_valid_complete_and_reproducible() {
     for_each_message(b.path(), |t, p| again.push((t.to_owned(), p.to_vec()))).unwrap();
     assert!(lines == again, "a second run with the same seed differs");
 }
+
+#[test]
+fn damaged_data_sets_are_errors_that_say_where() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path());
+    let manifest = read_manifest(dir.path()).unwrap();
+
+    // A telemetry line without its tab.
+    let shard = dir.path().join(&manifest.shards[0]);
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&shard).unwrap(),
+        flate2::Compression::fast(),
+    );
+    std::io::Write::write_all(&mut gz, b"fleet/acme/dev-000000/heartbeat{}\n").unwrap();
+    gz.finish().unwrap();
+    let err = for_each_message(dir.path(), |_, _| {}).unwrap_err();
+    assert!(err.to_string().contains("without a tab"), "{err}");
+
+    // A ground-truth row with a failure time that is not a number.
+    let truth = dir.path().join(dataset::GROUND_TRUTH);
+    let text = std::fs::read_to_string(&truth).unwrap();
+    let broken = text.replacen(&format!(",{},", DEFAULT_START.0 + 8 * DAY_MS), ",soon,", 1);
+    assert_ne!(broken, text);
+    std::fs::write(&truth, broken).unwrap();
+    let err = read_truth(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("failed_at_ms"), "{err}");
+
+    // No manifest: not a data set.
+    std::fs::remove_file(dir.path().join(dataset::MANIFEST)).unwrap();
+    assert!(read_manifest(dir.path()).is_err());
+}
