@@ -196,6 +196,8 @@ pub struct SessionStats {
     pub dropped: u64,
     /// Every seq spooled, in order (what the broker should eventually see).
     pub spooled: Vec<Seq>,
+    /// Sample periods skipped because the host fell more than two periods behind its clock.
+    pub skipped_samples: u64,
 }
 
 /// Runs one device until `stop` turns true or the host resets it.
@@ -326,10 +328,16 @@ pub async fn run_device(
                     conn = None;
                 }
                 let period = u64::from(agent.settings().sample_interval_s) * 1000;
-                next_sample += clock.wall_delay(period).max(Duration::from_micros(50));
-                // A host that fell far behind does not try to catch up in a burst.
+                let step = clock.wall_delay(period).max(Duration::from_micros(50));
+                next_sample += step;
+                // A host more than two periods behind does not catch up in a burst (the
+                // samples would all read nearly the same time); the periods it skips are
+                // counted: a simulator running too fast for its CPU.
                 let now_wall = tokio::time::Instant::now();
-                if next_sample + Duration::from_secs(1) < now_wall {
+                let slack = (step * 2).max(Duration::from_millis(20));
+                if next_sample + slack < now_wall {
+                    let behind = now_wall - next_sample;
+                    stats.skipped_samples += (behind.as_secs_f64() / step.as_secs_f64()) as u64;
                     next_sample = now_wall;
                 }
             }

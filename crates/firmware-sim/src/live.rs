@@ -37,6 +37,9 @@ pub struct LiveReport {
     pub acked: u64,
     /// Messages dropped by full spools.
     pub dropped: u64,
+    /// Sample periods skipped because devices fell behind the clock (speed-up too high
+    /// for the CPU); zero in a faithful run.
+    pub skipped_samples: u64,
     /// Per device, every seq it spooled (and so should reach the broker).
     pub spooled: BTreeMap<DeviceId, Vec<u64>>,
     /// Per device, successful connections.
@@ -139,6 +142,7 @@ pub async fn run(
         let (id, stats) = joined??;
         report.acked += stats.acked;
         report.dropped += stats.dropped;
+        report.skipped_samples += stats.skipped_samples;
         report.connects.insert(id.clone(), stats.connects);
         report
             .spooled

@@ -153,6 +153,13 @@ fn main() -> Result<()> {
                 "done: {} devices, {} messages acknowledged by the broker, {} dropped by full spools",
                 report.devices, report.acked, report.dropped
             );
+            if report.skipped_samples > 0 {
+                tracing::warn!(
+                    skipped = report.skipped_samples,
+                    "devices fell behind the simulated clock and skipped sample periods; \
+                     lower --speedup for a faithful run"
+                );
+            }
         }
     }
     Ok(())
