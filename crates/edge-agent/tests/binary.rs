@@ -56,6 +56,7 @@ async fn watch(host: &str, port: u16, tenant: &str, nanos: u128) -> Seen {
     let mut opts = MqttOptions::new(format!("watch-{nanos}"), host, port);
     opts.set_keep_alive(Duration::from_secs(10));
     let (client, mut events) = AsyncClient::new(opts, 16);
+    let publisher = client.clone();
     client
         .subscribe(format!("fleet/{tenant}/#"), QoS::AtLeastOnce)
         .await
@@ -77,6 +78,7 @@ async fn watch(host: &str, port: u16, tenant: &str, nanos: u128) -> Seen {
         rx,
         all: Vec::new(),
         from: 0,
+        client: publisher,
     }
 }
 
@@ -86,24 +88,18 @@ async fn the_binary_connects_over_tls_with_the_configured_ca() {
     let tls_url = env("FLEET_TEST_MQTT_TLS_URL");
     let ca = env("FLEET_TEST_MQTT_CA");
     let dir = tempfile::tempdir().unwrap();
-    fake_sysfs(&dir.path().join("root"));
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
     let tenant = format!("tls{nanos}");
-    let config = dir.path().join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "device_id = \"dev-tls\"\ntenant = \"{tenant}\"\nbroker = \"{tls_url}\"\ntls_ca = \"{ca}\"\n\
-             state_dir = \"{}\"\nsysfs_root = \"{}\"\n[settings]\nsample_interval_s = 1\n\
-             heartbeat_interval_s = 1\nbattery_drop_window_s = 5\n",
-            dir.path().join("state").display(),
-            dir.path().join("root").display()
-        ),
-    )
-    .unwrap();
+    let config = config_file(
+        dir.path(),
+        "dev-tls",
+        &tenant,
+        &tls_url,
+        &format!("tls_ca = \"{ca}\""),
+    );
     let mut seen = watch(&host, port, &tenant, nanos).await;
     let _agent = start(&config);
     seen.wait(
@@ -131,6 +127,8 @@ struct Seen {
     rx: mpsc::UnboundedReceiver<Message>,
     all: Vec<Message>,
     from: usize,
+    /// The watcher's client, for sending commands.
+    client: AsyncClient,
 }
 
 impl Seen {
@@ -276,4 +274,178 @@ async fn the_binary_reports_and_its_restarts_are_classified() {
         .wait("reboot event", |m| reboot_reason(m).is_some())
         .await;
     assert_eq!(reboot_reason(&m), Some(("user_request".into(), false)));
+}
+
+/// A config file for a fast-reporting agent; `extra` goes at the top level.
+fn config_file(
+    dir: &Path,
+    device: &str,
+    tenant: &str,
+    broker: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    fake_sysfs(&dir.join("root"));
+    let path = dir.join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "device_id = \"{device}\"\ntenant = \"{tenant}\"\nbroker = \"{broker}\"\n{extra}\n\
+             state_dir = \"{}\"\nsysfs_root = \"{}\"\n[settings]\nsample_interval_s = 1\n\
+             heartbeat_interval_s = 1\nbattery_drop_window_s = 5\n[spool]\nfsync = false\n",
+            dir.join("state").display(),
+            dir.join("root").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn ack_of(m: &Message, id: &str) -> Option<protocol::command::CommandAck> {
+    match m {
+        Message::Ack(a) if a.body.command_id.as_str() == id => Some(a.body.clone()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_acts_on_commands_and_acknowledges_each() {
+    use protocol::command::{
+        AckStatus, Command as Cmd, CommandBody, ConfigChange, DiagnosticRequest, Offer, OfferKind,
+    };
+    use protocol::ids::{CommandId, TicketRef};
+    use protocol::{Channel, DeviceId, Timestamp, Topic};
+    use std::io::BufRead;
+
+    let (host, port) = broker();
+    let dir = tempfile::tempdir().unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let tenant = format!("cmd{nanos}");
+    let config = config_file(
+        dir.path(),
+        "dev-cmd",
+        &tenant,
+        &format!("mqtt://{host}:{port}"),
+        "",
+    );
+    let mut seen = watch(&host, port, &tenant, nanos).await;
+    let mut agent = Running(
+        Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+            .args(["--config", config.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    seen.wait(
+        "birth",
+        |m| matches!(m, Message::State(s) if matches!(s.body, State::Online(_))),
+    )
+    .await;
+
+    let device = DeviceId::new("dev-cmd").unwrap();
+    let topic = Topic::new(
+        protocol::TenantId::new(&tenant).unwrap(),
+        device.clone(),
+        Channel::Command,
+    )
+    .to_string();
+    let send = |id: &str, body: CommandBody| {
+        let cmd = Cmd::new(
+            device.clone(),
+            CommandId::new(id).unwrap(),
+            Timestamp::from_system_time(std::time::SystemTime::now()),
+            body,
+        );
+        protocol::encode(&cmd).unwrap()
+    };
+    let commander = seen.client.clone();
+    let publish = |payload: Vec<u8>| {
+        let client = commander.clone();
+        let topic = topic.clone();
+        async move {
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap()
+        }
+    };
+
+    // A config change is applied and acknowledged done; a bad one is refused with why.
+    publish(send(
+        "cfg-1",
+        CommandBody::Config(ConfigChange {
+            over_temp_threshold_c: Some(55.0),
+            ..Default::default()
+        }),
+    ))
+    .await;
+    let ack = seen
+        .wait("config ack", |m| ack_of(m, "cfg-1").is_some())
+        .await;
+    assert_eq!(ack_of(&ack, "cfg-1").unwrap().status, AckStatus::Done);
+    publish(send(
+        "cfg-2",
+        CommandBody::Config(ConfigChange {
+            sample_interval_s: Some(3600),
+            ..Default::default()
+        }),
+    ))
+    .await;
+    let ack = ack_of(
+        &seen.wait("refusal", |m| ack_of(m, "cfg-2").is_some()).await,
+        "cfg-2",
+    )
+    .unwrap();
+    assert_eq!(ack.status, AckStatus::Rejected);
+    // An hour between samples with a heartbeat every second: the settings clash.
+    assert!(ack.detail.unwrap().contains("heartbeat_interval_s"));
+
+    // A diagnostic request runs the self-tests on the real (fake-sysfs) hardware.
+    publish(send(
+        "diag-1",
+        CommandBody::Diagnostic(DiagnosticRequest::default()),
+    ))
+    .await;
+    let ack = ack_of(
+        &seen
+            .wait("diagnostics", |m| ack_of(m, "diag-1").is_some())
+            .await,
+        "diag-1",
+    )
+    .unwrap();
+    assert_eq!(ack.status, AckStatus::Done, "{ack:?}");
+    assert_eq!(ack.diagnostics.len(), 4);
+
+    // An offer is shown to the host (a JSON line on stdout) and acknowledged received.
+    let offer = Offer {
+        ticket: TicketRef::new("T-42").unwrap(),
+        kind: OfferKind::Inspection,
+        title: "Free battery check".into(),
+        message: "Your battery is wearing faster than usual.".into(),
+        quote: None,
+        extra: None,
+        respond_by_ts_ms: None,
+    };
+    publish(send("offer-1", CommandBody::Offer(offer))).await;
+    let ack = ack_of(
+        &seen
+            .wait("offer ack", |m| ack_of(m, "offer-1").is_some())
+            .await,
+        "offer-1",
+    )
+    .unwrap();
+    assert_eq!(ack.status, AckStatus::Received);
+    let mut line = String::new();
+    std::io::BufReader::new(agent.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let shown: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(shown["command_id"], "offer-1");
+    assert_eq!(shown["offer"]["ticket"], "T-42");
+
+    // The config change persisted: the state file holds the new threshold.
+    let state = std::fs::read_to_string(dir.path().join("state/agent-state.json")).unwrap();
+    assert!(state.contains("\"over_temp_threshold_c\":55.0"), "{state}");
 }
