@@ -194,8 +194,10 @@ pub struct SessionStats {
     pub acked: u64,
     /// Messages dropped from the spool to stay in budget.
     pub dropped: u64,
-    /// Every seq spooled, in order (what the broker should eventually see).
-    pub spooled: Vec<Seq>,
+    /// Every seq spooled, in order (what the broker should eventually see); recorded
+    /// only when `Some`, for bounded runs such as simulations and tests. A device
+    /// running for months leaves it `None`.
+    pub spooled: Option<Vec<Seq>>,
     /// Sample periods skipped because the host fell more than two periods behind its clock.
     pub skipped_samples: u64,
 }
@@ -563,7 +565,9 @@ pub fn spool_all(
             }
         };
         let dropped = spool.push(seq, m.channel(), &payload)?;
-        stats.spooled.push(seq);
+        if let Some(record) = stats.spooled.as_mut() {
+            record.push(seq);
+        }
         if dropped > 0 {
             stats.dropped += u64::from(dropped);
             agent.note_spool_dropped(dropped);

@@ -2,7 +2,6 @@
 //! loop ([`edge_agent::session::run_device`]) against a broker, in accelerated time.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use edge_agent::clock::Clock;
@@ -94,7 +93,10 @@ pub async fn run(
                 segment_bytes: config.settings.spool_budget,
                 sync: Sync::Never,
             });
-            let mut stats = SessionStats::default();
+            let mut stats = SessionStats {
+                spooled: Some(Vec::new()),
+                ..SessionStats::default()
+            };
             let limits = Limits::default();
             loop {
                 let now = clock.now();
@@ -144,9 +146,10 @@ pub async fn run(
         report.dropped += stats.dropped;
         report.skipped_samples += stats.skipped_samples;
         report.connects.insert(id.clone(), stats.connects);
-        report
-            .spooled
-            .insert(id, stats.spooled.iter().map(|s| s.0).collect());
+        report.spooled.insert(
+            id,
+            stats.spooled.into_iter().flatten().map(|s| s.0).collect(),
+        );
     }
     Ok(report)
 }
@@ -160,10 +163,4 @@ pub fn stop_on_ctrl_c() -> watch::Receiver<bool> {
         }
     });
     rx
-}
-
-/// Writes the fleet's ground truth (without the per-run firmware outcome).
-pub fn write_truth(fleet: &Fleet, path: &Path) -> std::io::Result<PathBuf> {
-    crate::dataset::write_fleet_truth(fleet, path)?;
-    Ok(path.to_owned())
 }

@@ -138,7 +138,7 @@ fn main() -> Result<()> {
             let (f, settings, tenant) = fleet.build()?;
             let session = broker.session(tenant)?;
             if let Some(path) = truth {
-                live::write_truth(&f, &path)
+                dataset::write_fleet_truth(&f, &path)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             let config = LiveConfig {
