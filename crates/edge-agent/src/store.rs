@@ -86,3 +86,82 @@ impl FileStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::{Agent, Identity};
+    use crate::hal::{BatterySample, HalError, Platform, ResetCause};
+    use crate::Settings;
+    use protocol::ids::{BatchId, FirmwareVersion, HardwareRevision, ModelId};
+    use protocol::state::{Birth, DeviceClass};
+    use protocol::{DeviceId, Timestamp};
+
+    struct Quiet;
+
+    impl Platform for Quiet {
+        fn battery(&mut self) -> Result<Option<BatterySample>, HalError> {
+            Ok(None)
+        }
+        fn temperature_c(&mut self) -> Result<Option<f32>, HalError> {
+            Ok(None)
+        }
+        fn reset_cause(&mut self) -> Result<ResetCause, HalError> {
+            Ok(ResetCause::PowerOn)
+        }
+        fn is_active(&mut self) -> bool {
+            false
+        }
+        fn storage_self_test(&mut self) -> Result<(), HalError> {
+            Ok(())
+        }
+        fn entropy(&mut self) -> u32 {
+            1
+        }
+    }
+
+    fn state() -> AgentState {
+        let identity = Identity {
+            device_id: DeviceId::new("dev-1").unwrap(),
+            birth: Birth {
+                model: ModelId::new("m").unwrap(),
+                device_class: DeviceClass::Hub,
+                hw_revision: HardwareRevision::new("r1").unwrap(),
+                batch: BatchId::new("b").unwrap(),
+                firmware: FirmwareVersion::new("1").unwrap(),
+                agent_version: FirmwareVersion::new("1").unwrap(),
+            },
+        };
+        let (agent, _) = Agent::boot(
+            identity,
+            None,
+            Settings::default(),
+            &mut Quiet,
+            Timestamp(1_767_225_600_000),
+        );
+        agent.state().clone()
+    }
+
+    #[test]
+    fn saves_and_loads_and_refuses_a_damaged_file_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("agent-state.json"));
+        assert!(store.load().unwrap().is_none(), "a device that never ran");
+        let s = state();
+        store.save(&s).unwrap();
+        assert_eq!(store.load().unwrap(), Some(s));
+        assert!(
+            !dir.path().join("agent-state.tmp").exists(),
+            "no temporary left behind"
+        );
+
+        std::fs::write(store.path(), b"{\"next_seq\": 12, \"boo").unwrap();
+        let err = store.load().unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }));
+        let text = err.to_string();
+        assert!(
+            text.contains("agent-state.json") && text.contains("restarts its sequence"),
+            "{text}"
+        );
+    }
+}

@@ -192,38 +192,13 @@ fn death(m: &Message) -> Option<DeathCause> {
 async fn the_binary_reports_and_its_restarts_are_classified() {
     let (host, port) = broker();
     let dir = tempfile::tempdir().unwrap();
-    fake_sysfs(&dir.path().join("root"));
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
     let tenant = format!("bin{nanos}");
-    let config = dir.path().join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-            device_id = "dev-bin"
-            tenant = "{tenant}"
-            broker = "mqtt://{host}:{port}"
-            state_dir = "{}"
-            sysfs_root = "{}"
-            [identity]
-            model = "laptop-x"
-            device_class = "other"
-            [settings]
-            sample_interval_s = 1
-            heartbeat_interval_s = 2
-            battery_drop_window_s = 5
-            [spool]
-            fsync = false
-            "#,
-            dir.path().join("state").display(),
-            dir.path().join("root").display()
-        ),
-    )
-    .unwrap();
-
+    let broker_url = format!("mqtt://{host}:{port}");
+    let config = config_file(dir.path(), "dev-bin", &tenant, &broker_url, "");
     let mut seen = watch(&host, port, &tenant, nanos).await;
     let is_birth =
         |m: &Message| matches!(m, Message::State(s) if matches!(s.body, State::Online(_)));
