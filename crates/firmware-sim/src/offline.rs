@@ -94,11 +94,10 @@ pub fn simulate(
         days: 0.0,
     };
     let mut t = start;
-    let mut saved = None;
     'boots: while t < end {
         let (mut agent, boot) = Agent::boot(
             dev.identity(),
-            saved.take(),
+            dev.saved.clone(),
             settings.agent.clone(),
             dev.hardware(),
             t,
@@ -140,7 +139,6 @@ pub fn simulate(
                     &mut agent, &mut spool, &mut queue, link.up, tenant, &limits, sink, &mut out,
                 )?;
                 dev.persist(&mut agent);
-                saved = dev.saved.clone();
                 if dev.dead {
                     break 'boots;
                 }
