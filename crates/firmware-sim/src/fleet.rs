@@ -445,16 +445,19 @@ fn draw_fate(
     }
     let (mode, t_days) = first?;
     let failed_at = Timestamp(start.0 + (t_days * DAY_MS as f64) as u64);
+    // Wear shows before it ends a device: a cell's impedance and fade, a flash chip's
+    // corrected errors and a cooling path's creeping temperature are visible for weeks.
+    // Board faults are the sudden ones.
     let lead_days = match mode {
-        FailureMode::BatteryWear => LogNormal::new(21f64.ln(), 0.5)
+        FailureMode::BatteryWear => LogNormal::new(21f64.ln(), 0.4)
             .expect("valid")
             .sample(rng)
-            .clamp(4.0, 70.0),
-        FailureMode::Thermal => rng.random_range(4.0..25.0),
-        FailureMode::StorageWear => rng.random_range(7.0..45.0),
-        // Most board faults give no warning at all.
-        FailureMode::Board if rng.random_bool(0.65) => 0.0,
-        FailureMode::Board => rng.random_range(1.0..4.0),
+            .clamp(12.0, 45.0),
+        FailureMode::Thermal => rng.random_range(12.0..28.0),
+        FailureMode::StorageWear => rng.random_range(14.0..35.0),
+        // Many board faults give no warning at all.
+        FailureMode::Board if rng.random_bool(0.4) => 0.0,
+        FailureMode::Board => rng.random_range(3.0..14.0),
     };
     let onset = Timestamp(
         failed_at

@@ -121,20 +121,35 @@ pub fn for_each_message(dir: &Path, mut each: impl FnMut(&str, &[u8])) -> io::Re
     let manifest = read_manifest(dir)?;
     let mut n = 0;
     for shard in &manifest.shards {
-        let reader = BufReader::new(MultiGzDecoder::new(File::open(dir.join(shard))?));
-        for line in reader.split(b'\n') {
-            let line = line?;
-            let tab = line.iter().position(|b| *b == b'\t').ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{shard}: a line without a tab"),
-                )
-            })?;
-            let topic = std::str::from_utf8(&line[..tab])
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            each(topic, &line[tab + 1..]);
-            n += 1;
-        }
+        n += for_each_message_in(dir, shard, &mut each)?;
+    }
+    Ok(n)
+}
+
+/// Calls `each(topic, payload)` for every line of one telemetry file of a data set. A
+/// device's lines are all in one file, so files can be read in parallel.
+pub fn for_each_message_in(
+    dir: &Path,
+    shard: &str,
+    mut each: impl FnMut(&str, &[u8]),
+) -> io::Result<u64> {
+    let path = dir.join(shard);
+    let file = File::open(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let reader = BufReader::new(MultiGzDecoder::new(file));
+    let mut n = 0;
+    for line in reader.split(b'\n') {
+        let line = line?;
+        let tab = line.iter().position(|b| *b == b'\t').ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{shard}: line {}: no tab", n + 1),
+            )
+        })?;
+        let topic = std::str::from_utf8(&line[..tab])
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        each(topic, &line[tab + 1..]);
+        n += 1;
     }
     Ok(n)
 }

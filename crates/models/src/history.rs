@@ -1,0 +1,362 @@
+//! One device's recent telemetry, kept compactly, and the feature vector computed from
+//! it: the single implementation the trainer and cloud-ingest share.
+//!
+//! Messages may arrive in any order (spooled messages come late) and more than once only
+//! if the caller does not deduplicate; the state is a set of daily sums and a list of
+//! timestamped occurrences, so arrival order does not change the features. Everything
+//! older than [`HORIZON_DAYS`] before the newest message is forgotten, which bounds the
+//! memory per device.
+
+use std::collections::VecDeque;
+
+use protocol::event::Event;
+use protocol::heartbeat::Heartbeat;
+use protocol::reboot::RebootReason;
+use protocol::{Message, Timestamp};
+
+use crate::features::{self, DAY_MS, HOUR_MS};
+use crate::schema::{idx, FEATURES, FEATURE_COUNT};
+
+/// Days of history kept: the longest feature window plus the partial current day.
+pub const HORIZON_DAYS: u64 = 31;
+/// Occurrences kept at most; a crash-looping device cannot grow the state without end.
+pub const MAX_OCCURRENCES: usize = 4096;
+
+/// One device's features at one moment, in [`FEATURES`] order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FeatureVector(pub [f64; FEATURE_COUNT]);
+
+impl FeatureVector {
+    /// Every feature at its missing value.
+    pub fn missing() -> Self {
+        FeatureVector(FEATURES.map(|f| f.missing))
+    }
+
+    /// The value of a feature by name.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        FEATURES
+            .iter()
+            .position(|f| f.name == name)
+            .map(|i| self.0[i])
+    }
+}
+
+/// Something that happened at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Occurrence {
+    /// An unexpected restart other than the kinds below.
+    Reboot,
+    BrownOut,
+    Watchdog,
+    ThermalReset,
+    Crash,
+    StorageError,
+    BatteryDrop,
+    OverTemperature,
+}
+
+impl Occurrence {
+    fn is_unexpected_reboot(self) -> bool {
+        matches!(
+            self,
+            Occurrence::Reboot
+                | Occurrence::BrownOut
+                | Occurrence::Watchdog
+                | Occurrence::ThermalReset
+        )
+    }
+
+    fn of_reboot(reason: &RebootReason) -> Option<Self> {
+        use RebootReason::*;
+        match reason {
+            BrownOut => Some(Occurrence::BrownOut),
+            HardwareWatchdog | SoftwareWatchdog => Some(Occurrence::Watchdog),
+            OverTemperature => Some(Occurrence::ThermalReset),
+            r if r.is_unexpected() => Some(Occurrence::Reboot),
+            _ => None,
+        }
+    }
+}
+
+/// Heartbeat sums for one day `(day start, day end]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Day {
+    index: u64,
+    interval_s: u64,
+    operational_s: u64,
+    connected_s: u64,
+    disconnects: u64,
+    /// State-of-charge fall while discharging, percentage points.
+    discharged_pct: f64,
+    /// Active time in heartbeats that had a battery, seconds.
+    battery_active_s: u64,
+    max_drop_pct: f32,
+    temp_max_c: Option<f32>,
+    /// Sum of mean temperature times interval, for a time-weighted mean.
+    temp_weighted: f64,
+    temp_s: u64,
+    above_threshold_s: u64,
+    /// The day's latest state of health with its time.
+    soh: Option<(u64, f32)>,
+}
+
+/// One device's recent history.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceHistory {
+    purchased_at: Option<Timestamp>,
+    first_seen: Option<u64>,
+    newest: u64,
+    days: VecDeque<Day>,
+    occurrences: VecDeque<(u64, Occurrence)>,
+    soh: Option<(u64, f32)>,
+    charge_cycles: Option<u32>,
+    has_battery: bool,
+}
+
+/// The day a timestamp belongs to: days run `(start, end]`, so a heartbeat stamped exactly
+/// at midnight closes the day before, as a window that includes its end expects.
+fn day_of(ts: u64) -> u64 {
+    ts.saturating_sub(1) / DAY_MS
+}
+
+impl DeviceHistory {
+    /// An empty history; `purchased_at` comes from the device registry when known.
+    pub fn new(purchased_at: Option<Timestamp>) -> Self {
+        DeviceHistory {
+            purchased_at,
+            ..DeviceHistory::default()
+        }
+    }
+
+    /// Sets or corrects the purchase date.
+    pub fn set_purchased_at(&mut self, at: Option<Timestamp>) {
+        self.purchased_at = at;
+    }
+
+    /// The time of the newest message seen, if any.
+    pub fn newest(&self) -> Option<Timestamp> {
+        self.first_seen.map(|_| Timestamp(self.newest))
+    }
+
+    /// Takes in one decoded message of this device. Messages without telemetry (commands,
+    /// acks, liveness) are ignored; so is anything older than the kept horizon.
+    pub fn observe(&mut self, message: &Message) {
+        match message {
+            Message::Heartbeat(m) => self.heartbeat(m.ts_ms.0, &m.body),
+            Message::Event(m) => self.event(m.ts_ms.0, &m.body),
+            Message::State(_) | Message::Command(_) | Message::Ack(_) => {}
+        }
+    }
+
+    fn seen(&mut self, ts: u64) -> bool {
+        if ts + HORIZON_DAYS * DAY_MS <= self.newest {
+            return false;
+        }
+        self.first_seen = Some(self.first_seen.map_or(ts, |f| f.min(ts)));
+        if ts > self.newest {
+            self.newest = ts;
+            let oldest_day = day_of(ts).saturating_sub(HORIZON_DAYS - 1);
+            while self.days.front().is_some_and(|d| d.index < oldest_day) {
+                self.days.pop_front();
+            }
+            let cutoff = ts.saturating_sub(HORIZON_DAYS * DAY_MS);
+            while self.occurrences.front().is_some_and(|o| o.0 <= cutoff) {
+                self.occurrences.pop_front();
+            }
+        }
+        true
+    }
+
+    fn day_mut(&mut self, ts: u64) -> &mut Day {
+        let index = day_of(ts);
+        let pos = match self.days.binary_search_by_key(&index, |d| d.index) {
+            Ok(pos) => pos,
+            Err(pos) => {
+                self.days.insert(
+                    pos,
+                    Day {
+                        index,
+                        ..Day::default()
+                    },
+                );
+                pos
+            }
+        };
+        &mut self.days[pos]
+    }
+
+    fn heartbeat(&mut self, ts: u64, hb: &Heartbeat) {
+        if !self.seen(ts) {
+            return;
+        }
+        if let Some(b) = &hb.battery {
+            self.has_battery = true;
+            if let Some(soh) = b.soh_pct {
+                if self.soh.is_none_or(|(t, _)| t <= ts) {
+                    self.soh = Some((ts, soh));
+                }
+            }
+            self.charge_cycles = Some(self.charge_cycles.unwrap_or(0).max(b.charge_cycles));
+        }
+        let day = self.day_mut(ts);
+        day.interval_s += u64::from(hb.interval_s);
+        day.operational_s += u64::from(hb.operational_s);
+        day.connected_s += u64::from(hb.connectivity.connected_s);
+        day.disconnects += u64::from(hb.connectivity.disconnects);
+        if let Some(b) = &hb.battery {
+            // Without charging the fall is start to end; with charging in between, the
+            // fall to the interval's low point is what was certainly discharged.
+            let fall = if b.charging_s == 0 {
+                b.soc_start_pct - b.soc_end_pct
+            } else {
+                b.soc_start_pct - b.soc_min_pct
+            };
+            day.discharged_pct += f64::from(fall.max(0.0));
+            day.battery_active_s += u64::from(hb.active_s);
+            day.max_drop_pct = day.max_drop_pct.max(b.max_drop_pct);
+            if let Some(soh) = b.soh_pct {
+                if day.soh.is_none_or(|(t, _)| t <= ts) {
+                    day.soh = Some((ts, soh));
+                }
+            }
+        }
+        if let Some(t) = &hb.thermal {
+            day.temp_max_c = Some(day.temp_max_c.map_or(t.max_c, |m| m.max(t.max_c)));
+            day.temp_weighted += f64::from(t.mean_c) * f64::from(hb.interval_s);
+            day.temp_s += u64::from(hb.interval_s);
+            day.above_threshold_s += u64::from(t.above_threshold_s);
+        }
+    }
+
+    fn event(&mut self, ts: u64, event: &Event) {
+        let occurrence = match event {
+            Event::Reboot(r) => Occurrence::of_reboot(&r.reason),
+            Event::Crash(_) => Some(Occurrence::Crash),
+            Event::StorageError(_) => Some(Occurrence::StorageError),
+            Event::BatteryDrop(d) => {
+                if self.seen(ts) {
+                    let day = self.day_mut(ts);
+                    day.max_drop_pct = day.max_drop_pct.max(d.from_pct - d.to_pct);
+                }
+                Some(Occurrence::BatteryDrop)
+            }
+            Event::OverTemperature(_) => Some(Occurrence::OverTemperature),
+        };
+        let Some(occurrence) = occurrence else {
+            return;
+        };
+        if !self.seen(ts) {
+            return;
+        }
+        let pos = self.occurrences.partition_point(|o| o.0 <= ts);
+        self.occurrences.insert(pos, (ts, occurrence));
+        if self.occurrences.len() > MAX_OCCURRENCES {
+            self.occurrences.pop_front();
+        }
+    }
+
+    /// The feature vector at `now`. Windows end at `now` and include it; rates are per
+    /// day of the window that the device has been seen for, so a device first seen two
+    /// days ago is not diluted over thirty.
+    pub fn features(&self, now: Timestamp) -> FeatureVector {
+        let mut v = FeatureVector::missing();
+        let now_ms = now.0;
+        let x = &mut v.0;
+        let seen_days = |window_days: u64| -> f64 {
+            let first = self.first_seen.unwrap_or(now_ms);
+            let span = now_ms.saturating_sub(first) as f64 / DAY_MS as f64;
+            span.clamp(1.0, window_days as f64)
+        };
+        let count = |window_days: u64, what: &dyn Fn(Occurrence) -> bool| -> f64 {
+            self.occurrences
+                .iter()
+                .filter(|(ts, o)| what(*o) && features::in_window(Timestamp(*ts), now, window_days * DAY_MS))
+                .count() as f64
+        };
+        let unexpected = |o: Occurrence| o.is_unexpected_reboot();
+        let reboots_1d = count(1, &unexpected);
+        let reboots_7d = count(7, &unexpected);
+        let reboots_30d = count(30, &unexpected);
+        x[idx::UNEXPECTED_REBOOTS_1D] = reboots_1d;
+        x[idx::UNEXPECTED_REBOOTS_7D] = reboots_7d / seen_days(7);
+        x[idx::UNEXPECTED_REBOOTS_30D] = reboots_30d / seen_days(30);
+        x[idx::UNEXPECTED_REBOOT_TREND] =
+            x[idx::UNEXPECTED_REBOOTS_7D] - x[idx::UNEXPECTED_REBOOTS_30D];
+        x[idx::BROWN_OUTS_7D] = count(7, &|o| o == Occurrence::BrownOut) / seen_days(7);
+        if reboots_30d > 0.0 {
+            x[idx::BROWN_OUT_SHARE_30D] = count(30, &|o| o == Occurrence::BrownOut) / reboots_30d;
+        }
+        x[idx::WATCHDOG_RESETS_7D] = count(7, &|o| o == Occurrence::Watchdog) / seen_days(7);
+        x[idx::THERMAL_RESETS_30D] = count(30, &|o| o == Occurrence::ThermalReset);
+        let crashes_7d = count(7, &|o| o == Occurrence::Crash) / seen_days(7);
+        x[idx::CRASHES_7D] = crashes_7d;
+        x[idx::CRASH_TREND] = crashes_7d - count(30, &|o| o == Occurrence::Crash) / seen_days(30);
+        x[idx::BATTERY_DROPS_7D] = count(7, &|o| o == Occurrence::BatteryDrop);
+        x[idx::OVER_TEMPERATURE_7D] = count(7, &|o| o == Occurrence::OverTemperature);
+        x[idx::STORAGE_ERRORS_7D] = count(7, &|o| o == Occurrence::StorageError);
+        x[idx::STORAGE_ERRORS_30D] = count(30, &|o| o == Occurrence::StorageError);
+        x[idx::STORAGE_ERRORS_1D] = count(1, &|o| o == Occurrence::StorageError);
+
+        // Daily sums over the days of the window that have ended by `now` or contain it.
+        let last_day = day_of(now_ms);
+        let days = |window_days: u64| {
+            self.days
+                .iter()
+                .filter(move |d| d.index <= last_day && d.index + window_days > last_day)
+        };
+        let drain = |window_days: u64| {
+            let (pct, active) = days(window_days).fold((0.0, 0), |(p, a), d| {
+                (p + d.discharged_pct, a + d.battery_active_s)
+            });
+            features::drain_per_active_hour(pct, active).map(f64::from)
+        };
+        if let Some(d7) = drain(7) {
+            x[idx::DRAIN_7D] = d7;
+            x[idx::DRAIN_TREND] = drain(30).map_or(0.0, |d30| d7 - d30);
+        }
+        x[idx::MAX_DROP_7D] = days(7).map(|d| f64::from(d.max_drop_pct)).fold(0.0, f64::max);
+        if let Some((_, soh)) = self.soh.filter(|(t, _)| *t <= now_ms) {
+            x[idx::SOH] = f64::from(soh);
+        }
+        let soh_points: Vec<(Timestamp, f32)> = days(30)
+            .filter_map(|d| d.soh.map(|(t, s)| (Timestamp(t), s)))
+            .collect();
+        if let Some(slope) = features::slope_per_30d(&soh_points) {
+            x[idx::SOH_SLOPE] = f64::from(slope);
+        }
+        if let Some(c) = self.charge_cycles {
+            x[idx::CHARGE_CYCLES] = f64::from(c);
+        }
+        if let Some(t) = days(7).filter_map(|d| d.temp_max_c).reduce(f32::max) {
+            x[idx::TEMP_MAX_7D] = f64::from(t);
+        }
+        if let Some(t) = days(1).filter_map(|d| d.temp_max_c).reduce(f32::max) {
+            x[idx::TEMP_MAX_1D] = f64::from(t);
+        }
+        let mean_temp = |window_days: u64| {
+            let (w, s) = days(window_days).fold((0.0, 0), |(w, s), d| (w + d.temp_weighted, s + d.temp_s));
+            (s > 0).then(|| w / s as f64)
+        };
+        if let (Some(t7), Some(t30)) = (mean_temp(7), mean_temp(30)) {
+            x[idx::TEMP_MEAN_TREND] = t7 - t30;
+        }
+        x[idx::HOT_HOURS_7D] =
+            days(7).map(|d| d.above_threshold_s).sum::<u64>() as f64 / (HOUR_MS / 1000) as f64;
+        let (interval, operational, connected, disconnects) =
+            days(7).fold((0, 0, 0, 0), |(i, o, c, n), d| {
+                (i + d.interval_s, o + d.operational_s, c + d.connected_s, n + d.disconnects)
+            });
+        if operational > 0 {
+            x[idx::OFFLINE_SHARE_7D] = (1.0 - connected as f64 / operational as f64).clamp(0.0, 1.0);
+        }
+        x[idx::DISCONNECTS_7D] = disconnects as f64 / seen_days(7);
+        if interval > 0 {
+            x[idx::DOWNTIME_SHARE_7D] = (1.0 - operational as f64 / interval as f64).clamp(0.0, 1.0);
+        }
+        if let Some(p) = self.purchased_at {
+            x[idx::DEVICE_AGE] = now_ms.saturating_sub(p.0) as f64 / DAY_MS as f64;
+        }
+        x[idx::HAS_BATTERY] = if self.has_battery { 1.0 } else { 0.0 };
+        v
+    }
+}

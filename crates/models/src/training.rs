@@ -1,0 +1,234 @@
+//! Training end to end: split, scale, fit, choose the threshold on held-out rows, refit on
+//! everything, and package the artifact with its validation metrics.
+
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::{self, Model, ModelArtifact, Prior, Scaler, SchemaInfo, TrainingSummary, ARTIFACT_FORMAT};
+use crate::evaluation::Evaluation;
+use crate::forest::{Forest, ForestParams};
+use crate::labels::LabelledSet;
+use crate::logistic::{LogisticModel, LogisticParams};
+use crate::rule::HandRule;
+use crate::split::{self, SplitConfig};
+use crate::TrainError;
+
+/// Which model to train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum Kind {
+    /// Logistic regression on standardised features.
+    Logistic,
+    /// A random forest of decision trees.
+    Forest,
+}
+
+/// Everything training needs besides the data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// The model kind.
+    pub kind: Kind,
+    /// Logistic hyperparameters.
+    pub logistic: LogisticParams,
+    /// Forest hyperparameters.
+    pub forest: ForestParams,
+    /// The validation split.
+    pub split: SplitConfig,
+    /// The threshold is the lowest score whose validation precision reaches this.
+    pub target_precision: f64,
+    /// Refit on all rows after choosing the threshold.
+    pub refit: bool,
+    /// Device folds whose out-of-fold scores choose the threshold; below 2, the
+    /// validation split chooses it.
+    pub threshold_folds: usize,
+    /// Seed of the split and the model.
+    pub seed: u64,
+    /// The hand rule reported beside the model.
+    pub rule: HandRule,
+}
+
+impl TrainConfig {
+    /// Defaults for a kind, horizon and seed.
+    pub fn new(kind: Kind, horizon_days: u32, seed: u64) -> Self {
+        TrainConfig {
+            kind,
+            logistic: LogisticParams::default(),
+            forest: ForestParams::default(),
+            split: SplitConfig::for_horizon(horizon_days, seed),
+            target_precision: 0.85,
+            refit: true,
+            threshold_folds: 4,
+            seed,
+            rule: HandRule::default(),
+        }
+    }
+}
+
+/// Trains a model on `set`; `progress` receives one line per stage.
+pub fn train(set: &LabelledSet, config: &TrainConfig, progress: &dyn Fn(&str)) -> Result<ModelArtifact, TrainError> {
+    let parts = split::split(set, &config.split);
+    let train_set = set.subset(&parts.train);
+    let validation_set = set.subset(&parts.validation);
+    for (name, part) in [("training", &train_set), ("validation", &validation_set)] {
+        let pos = part.positives();
+        if pos == 0 || pos == part.len() {
+            return Err(TrainError::EmptySplit(name));
+        }
+    }
+    progress(&format!(
+        "split: {} training rows ({} failing), {} validation rows ({} failing) from {} held-out devices",
+        train_set.len(),
+        train_set.positives(),
+        validation_set.len(),
+        validation_set.positives(),
+        parts.held_out.iter().filter(|h| **h).count()
+    ));
+    let threshold = if config.threshold_folds >= 2 {
+        let (scores, labels) = out_of_fold(set, config, progress)?;
+        choose_threshold(&scores, &labels, config.target_precision)
+    } else {
+        // No folds: the validation split chooses (few failures there, so a rougher pick).
+        let (scaler, model, prior) = fit(&train_set, config, progress)?;
+        let scores = score_all(&validation_set, &scaler, &model, &prior);
+        choose_threshold(&scores, &validation_set.y, config.target_precision)
+    };
+    progress(&format!("threshold {threshold:.4}"));
+    let (scaler, model, prior) = fit(&train_set, config, progress)?;
+    let scores = score_all(&validation_set, &scaler, &model, &prior);
+    let validation = Evaluation::new(&validation_set, &scores, threshold, &config.rule);
+    progress(&format!(
+        "validation: ROC AUC {:.3}, precision {:.3}, recall {:.3} at threshold {:.3}",
+        validation.model.roc_auc, validation.model.precision, validation.model.recall, threshold
+    ));
+    let (fitted_on, (scaler, model, prior)) = if config.refit {
+        progress("refitting on all rows");
+        (set, fit(set, config, progress)?)
+    } else {
+        (&train_set, (scaler, model, prior))
+    };
+    let params = match config.kind {
+        Kind::Logistic => serde_json::to_value(&config.logistic),
+        Kind::Forest => serde_json::to_value(&config.forest),
+    }
+    .unwrap_or_default();
+    let training = TrainingSummary {
+        source: set.source.clone(),
+        horizon_days: set.horizon_days,
+        rows: fitted_on.len(),
+        positive_rows: fitted_on.positives(),
+        devices: set.devices.len(),
+        failed_devices: set.devices.iter().filter(|d| d.failed).count(),
+        validation_rows: validation_set.len(),
+        validation_positive_rows: validation_set.positives(),
+        absent_features: set.absent_features.clone(),
+        seed: config.seed,
+        params,
+    };
+    let mut artifact = ModelArtifact {
+        format: ARTIFACT_FORMAT,
+        version: String::new(),
+        created_at: chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        schema: SchemaInfo::current(),
+        scaler,
+        model,
+        prior,
+        threshold,
+        training,
+        validation,
+    };
+    artifact.version = version_of(&artifact);
+    Ok(artifact)
+}
+
+fn score_all(set: &LabelledSet, scaler: &Scaler, model: &Model, prior: &Prior) -> Vec<f64> {
+    (0..set.len())
+        .map(|i| artifact::probability(scaler, model, prior, &set.row(i).0))
+        .collect()
+}
+
+/// Scores every row with a model fitted without its device: devices are dealt into
+/// `threshold_folds` groups (failing and healthy separately), and each group is scored
+/// by a model fitted on the others. The threshold is chosen on these scores, which
+/// cover every failure in the data rather than the few in the validation split.
+fn out_of_fold(set: &LabelledSet, config: &TrainConfig, progress: &dyn Fn(&str)) -> Result<(Vec<f64>, Vec<bool>), TrainError> {
+    let k = config.threshold_folds;
+    let fold = split::device_folds(set, k, config.seed);
+    let mut scores = vec![0.0; set.len()];
+    for f in 0..k {
+        let (inside, outside): (Vec<usize>, Vec<usize>) =
+            (0..set.len()).partition(|&i| fold[set.device[i] as usize] != f);
+        progress(&format!("threshold fold {}/{k}", f + 1));
+        let part = set.subset(&inside);
+        let quiet = |_: &str| {};
+        let (scaler, model, prior) = fit(&part, config, &quiet)?;
+        let held = set.subset(&outside);
+        for (i, s) in outside.iter().zip(score_all(&held, &scaler, &model, &prior)) {
+            scores[*i] = s;
+        }
+    }
+    Ok((scores, set.y.clone()))
+}
+
+/// `kind-YYYYMMDD-hash`, the hash over the model content (not the creation time), so
+/// the same data, settings and seed give the same version.
+fn version_of(a: &ModelArtifact) -> String {
+    let content = serde_json::to_string(&(&a.schema, &a.scaler, &a.model, &a.prior, a.threshold)).unwrap_or_default();
+    let hash = crate::schema::fingerprint(&content);
+    let date: String = a.created_at.chars().take(10).filter(|c| *c != '-').collect();
+    format!("{}-{date}-{}", a.model.kind(), &hash[..8])
+}
+
+fn fit(set: &LabelledSet, config: &TrainConfig, progress: &dyn Fn(&str)) -> Result<(Scaler, Model, Prior), TrainError> {
+    let scaler = Scaler::fit(set.x.view());
+    let z = scaler.apply_all(set.x.view());
+    let population = set.positives() as f64 / set.len().max(1) as f64;
+    let (model, fitted) = match config.kind {
+        Kind::Logistic => {
+            progress(&format!("fitting logistic regression on {} rows", set.len()));
+            let (m, p) = LogisticModel::fit(z.view(), &set.y, &config.logistic)?;
+            (Model::Logistic(m), p)
+        }
+        Kind::Forest => {
+            let n = config.forest.trees;
+            progress(&format!("fitting a forest of {n} trees on {} rows", set.len()));
+            let step = (n / 10).max(1);
+            let (f, p) = Forest::fit(z.view(), &set.y, &config.forest, config.seed, &|done| {
+                if done % step == 0 || done == n {
+                    progress(&format!("  {done}/{n} trees"));
+                }
+            })?;
+            (Model::Forest(f), p)
+        }
+    };
+    Ok((scaler, model, Prior { fitted, population }))
+}
+
+/// The lowest threshold whose precision on `(scores, labels)` reaches `target` with at
+/// least a handful of alarms; failing that, the threshold of the best F1.
+pub fn choose_threshold(scores: &[f64], labels: &[bool], target: f64) -> f64 {
+    const MIN_ALARMS: usize = 10;
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
+    let positives = labels.iter().filter(|l| **l).count().max(1);
+    let (mut tp, mut best_f1, mut f1_threshold, mut target_threshold) = (0usize, -1.0, 0.5, None);
+    let mut i = 0;
+    while i < order.len() {
+        let s = scores[order[i]];
+        // Rows with equal scores stand or fall together.
+        while i < order.len() && scores[order[i]] == s {
+            tp += usize::from(labels[order[i]]);
+            i += 1;
+        }
+        let precision = tp as f64 / i as f64;
+        let recall = tp as f64 / positives as f64;
+        if i >= MIN_ALARMS && precision >= target {
+            target_threshold = Some(s);
+        }
+        let f1 = if tp == 0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
+        if f1 > best_f1 {
+            best_f1 = f1;
+            f1_threshold = s;
+        }
+    }
+    target_threshold.unwrap_or(f1_threshold)
+}
