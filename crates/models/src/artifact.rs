@@ -12,6 +12,9 @@ use crate::history::FeatureVector;
 use crate::logistic::{sigmoid, LogisticModel};
 use crate::schema::{self, FEATURES, FEATURE_COUNT};
 
+/// The bundled default model, as JSON.
+pub const BUNDLED_MODEL: &[u8] = include_bytes!("../default/risk-model.json");
+
 /// The artifact format this build writes and reads.
 pub const ARTIFACT_FORMAT: u32 = 1;
 
@@ -192,6 +195,16 @@ pub(crate) fn probability(scaler: &Scaler, model: &Model, prior: &Prior, x: &[f6
     sigmoid(log_odds + prior.shift())
 }
 
+/// What the validation metrics of an artifact were measured on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidationKind {
+    /// Devices held out of training, at times after the training rows plus a gap.
+    HeldOutDevicesLater,
+    /// Out-of-fold scores of device folds (when the split held no failure).
+    OutOfFold,
+}
+
 /// What the model was trained on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingSummary {
@@ -211,6 +224,8 @@ pub struct TrainingSummary {
     pub validation_rows: usize,
     /// Failing rows of the validation split.
     pub validation_positive_rows: usize,
+    /// What the validation metrics were measured on.
+    pub validation_kind: ValidationKind,
     /// Schema features the data did not provide.
     #[serde(default)]
     pub absent_features: Vec<String>,
@@ -316,6 +331,12 @@ impl ModelArtifact {
             score: self.score(v),
             top: all,
         }
+    }
+
+    /// The default model shipped in the repository (`crates/models/default/`), trained on
+    /// a simulated fleet; the main job runs on it without training first.
+    pub fn bundled() -> Result<Self, ArtifactError> {
+        Self::from_json(BUNDLED_MODEL, "bundled model (crates/models/default/risk-model.json)")
     }
 
     /// Writes the artifact as pretty JSON.

@@ -360,3 +360,174 @@ impl DeviceHistory {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::event::{CrashEvent, RebootEvent, StorageErrorEvent};
+    use protocol::heartbeat::{BatteryReport, ConnectivityReport, ThermalReport};
+    use protocol::ids::BootId;
+    use protocol::{DeviceId, Envelope, Seq};
+
+    const T0: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+    fn env<B>(ts: u64, body: B) -> Envelope<B> {
+        Envelope::new(
+            DeviceId::new("dev-1").unwrap(),
+            Seq(ts / 1000),
+            BootId::new("boot-1").unwrap(),
+            Timestamp(ts),
+            body,
+        )
+    }
+
+    fn reboot(ts: u64, reason: RebootReason) -> Message {
+        Message::Event(env(
+            ts,
+            Event::Reboot(RebootEvent {
+                reason,
+                unclean: true,
+                prev_boot_id: None,
+                prev_uptime_s: None,
+            }),
+        ))
+    }
+
+    fn heartbeat(ts: u64, soc: (f32, f32), active_s: u32, soh: f32, max_c: f32, connected_s: u32) -> Message {
+        Message::Heartbeat(env(
+            ts,
+            Heartbeat {
+                interval_s: 3600,
+                operational_s: 3600,
+                crash_free_s: 3600,
+                active_s,
+                reboots: Default::default(),
+                crashes: 0,
+                storage_errors: 0,
+                battery: Some(BatteryReport {
+                    soc_start_pct: soc.0,
+                    soc_end_pct: soc.1,
+                    soc_min_pct: soc.0.min(soc.1),
+                    max_drop_pct: 2.0,
+                    voltage_v: 3.8,
+                    soh_pct: Some(soh),
+                    charge_cycles: 300,
+                    charging_s: 0,
+                }),
+                thermal: Some(ThermalReport {
+                    min_c: 20.0,
+                    mean_c: 30.0,
+                    max_c,
+                    above_threshold_s: 0,
+                }),
+                connectivity: ConnectivityReport {
+                    connected_s,
+                    disconnects: 1,
+                    rssi_dbm: None,
+                },
+                features: None,
+                spool_dropped: 0,
+            },
+        ))
+    }
+
+    #[test]
+    fn features_of_a_hand_computed_history() {
+        let day = DAY_MS;
+        let mut h = DeviceHistory::new(Some(Timestamp(T0 - 100 * day)));
+        // Ten days of history: first message at T0.
+        h.observe(&heartbeat(T0, (80.0, 70.0), 3600, 90.0, 35.0, 3600));
+        // Two brown-outs and a watchdog in the last day, a panic 5 days ago, a user
+        // restart (expected) yesterday, a brown-out 20 days ago (before first seen: kept
+        // as it is within the horizon of the newest message).
+        let now = T0 + 10 * day;
+        for m in [
+            reboot(now - 2 * HOUR_MS, RebootReason::BrownOut),
+            reboot(now - 3 * HOUR_MS, RebootReason::BrownOut),
+            reboot(now - 4 * HOUR_MS, RebootReason::HardwareWatchdog),
+            reboot(now - 5 * day, RebootReason::KernelPanic),
+            reboot(now - day - HOUR_MS, RebootReason::UserRequest),
+        ] {
+            h.observe(&m);
+        }
+        h.observe(&Message::Event(env(now - HOUR_MS, Event::Crash(CrashEvent { signature: "x".into(), process: None }))));
+        for k in 0..3 {
+            h.observe(&Message::Event(env(
+                now - (k + 1) * 2 * day,
+                Event::StorageError(StorageErrorEvent { code: "io_error".into(), detail: None }),
+            )));
+        }
+        // Last day: two hours of heartbeats, 20 points discharged over 1 h of use, SoH 88.
+        h.observe(&heartbeat(now - HOUR_MS, (60.0, 50.0), 1800, 88.0, 41.0, 1800));
+        h.observe(&heartbeat(now, (50.0, 40.0), 1800, 88.0, 45.0, 3600));
+        let v = h.features(Timestamp(now));
+        let f = |name| v.get(name).unwrap();
+        assert_eq!(f("unexpected_reboots_per_day_1d"), 3.0);
+        assert!((f("unexpected_reboots_per_day_7d") - 4.0 / 7.0).abs() < 1e-9);
+        assert!((f("unexpected_reboots_per_day_30d") - 4.0 / 10.0).abs() < 1e-9, "seen for 10 days");
+        assert!((f("unexpected_reboot_trend") - (4.0 / 7.0 - 0.4)).abs() < 1e-9);
+        assert!((f("brown_outs_per_day_7d") - 2.0 / 7.0).abs() < 1e-9);
+        assert_eq!(f("brown_out_share_30d"), 0.5);
+        assert!((f("watchdog_resets_per_day_7d") - 1.0 / 7.0).abs() < 1e-9);
+        assert!((f("crashes_per_day_7d") - 1.0 / 7.0).abs() < 1e-9);
+        assert_eq!(f("storage_errors_7d"), 3.0);
+        assert_eq!(f("storage_errors_1d"), 0.0);
+        // Last 7 days: 20 points over 3600 s of use = 20 %/h; 30 days add the first
+        // heartbeat: 30 points over 7200 s = 15 %/h.
+        assert!((f("drain_pct_per_active_h_7d") - 20.0).abs() < 1e-9);
+        assert!((f("drain_trend") - 5.0).abs() < 1e-9);
+        assert_eq!(f("soh_pct"), 88.0);
+        // 90 → 88 over 10 days: -6 points per 30 days.
+        assert!((f("soh_slope_pct_per_30d") + 6.0).abs() < 1e-3, "{}", f("soh_slope_pct_per_30d"));
+        assert_eq!(f("charge_cycles"), 300.0);
+        assert_eq!(f("temp_max_c_7d"), 45.0);
+        assert_eq!(f("temp_max_c_1d"), 45.0);
+        // 5400 of 7200 operational seconds connected.
+        assert!((f("offline_share_7d") - 0.25).abs() < 1e-9);
+        assert!((f("disconnects_per_day_7d") - 2.0 / 7.0).abs() < 1e-9);
+        assert_eq!(f("downtime_share_7d"), 0.0);
+        assert!((f("device_age_days") - 110.0).abs() < 1e-9);
+        assert_eq!(f("has_battery"), 1.0);
+    }
+
+    #[test]
+    fn arrival_order_does_not_change_the_features() {
+        let now = T0 + 3 * DAY_MS;
+        let messages = vec![
+            heartbeat(T0 + HOUR_MS, (90.0, 80.0), 3600, 95.0, 33.0, 3600),
+            reboot(T0 + 2 * DAY_MS, RebootReason::BrownOut),
+            heartbeat(T0 + 2 * DAY_MS, (70.0, 60.0), 3600, 94.0, 38.0, 3000),
+            reboot(now - HOUR_MS, RebootReason::OverTemperature),
+        ];
+        let mut in_order = DeviceHistory::new(None);
+        messages.iter().for_each(|m| in_order.observe(m));
+        let mut reversed = DeviceHistory::new(None);
+        messages.iter().rev().for_each(|m| reversed.observe(m));
+        assert_eq!(in_order.features(Timestamp(now)), reversed.features(Timestamp(now)));
+        assert_eq!(in_order.features(Timestamp(now)).get("thermal_resets_30d"), Some(1.0));
+    }
+
+    #[test]
+    fn history_is_bounded_and_forgets_the_old() {
+        let mut h = DeviceHistory::new(None);
+        h.observe(&reboot(T0, RebootReason::BrownOut));
+        let later = T0 + 40 * DAY_MS;
+        h.observe(&heartbeat(later, (50.0, 40.0), 600, 90.0, 30.0, 3600));
+        assert_eq!(h.features(Timestamp(later)).get("unexpected_reboots_per_day_30d"), Some(0.0));
+        // A message older than the horizon is ignored.
+        h.observe(&reboot(T0 + DAY_MS, RebootReason::BrownOut));
+        assert_eq!(h.occurrences.len(), 0);
+        for k in 0..(MAX_OCCURRENCES as u64 + 10) {
+            h.observe(&reboot(later + k, RebootReason::KernelPanic));
+        }
+        assert_eq!(h.occurrences.len(), MAX_OCCURRENCES);
+    }
+
+    #[test]
+    fn missing_signals_take_their_missing_value() {
+        let v = DeviceHistory::new(None).features(Timestamp(T0));
+        assert_eq!(v, FeatureVector::missing());
+        assert_eq!(v.get("soh_pct"), Some(100.0));
+        assert_eq!(v.get("no_such_feature"), None);
+    }
+}

@@ -96,7 +96,7 @@ struct TrainArgs {
     #[arg(long)]
     gap_days: Option<u32>,
     /// The alarm threshold is the lowest score whose validation precision reaches this.
-    #[arg(long, default_value_t = 0.85)]
+    #[arg(long, default_value_t = 0.78)]
     target_precision: f64,
     /// Keep the model fitted on the training split instead of refitting on all rows.
     #[arg(long)]

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::artifact::{self, Model, ModelArtifact, Prior, Scaler, SchemaInfo, TrainingSummary, ARTIFACT_FORMAT};
+use crate::artifact::{self, Model, ModelArtifact, Prior, Scaler, SchemaInfo, TrainingSummary, ValidationKind, ARTIFACT_FORMAT};
 use crate::evaluation::Evaluation;
 use crate::forest::{Forest, ForestParams};
 use crate::labels::LabelledSet;
@@ -55,7 +55,7 @@ impl TrainConfig {
             logistic: LogisticParams::default(),
             forest: ForestParams::default(),
             split: SplitConfig::for_horizon(horizon_days, seed),
-            target_precision: 0.85,
+            target_precision: 0.78,
             refit: true,
             threshold_folds: 4,
             seed,
@@ -69,11 +69,15 @@ pub fn train(set: &LabelledSet, config: &TrainConfig, progress: &dyn Fn(&str)) -
     let parts = split::split(set, &config.split);
     let train_set = set.subset(&parts.train);
     let validation_set = set.subset(&parts.validation);
-    for (name, part) in [("training", &train_set), ("validation", &validation_set)] {
-        let pos = part.positives();
-        if pos == 0 || pos == part.len() {
-            return Err(TrainError::EmptySplit(name));
-        }
+    let pos = train_set.positives();
+    if pos == 0 || pos == train_set.len() {
+        return Err(TrainError::EmptySplit("training"));
+    }
+    // A short window or a small fleet can leave no failure in the validation split;
+    // the out-of-fold scores (grouped by device, not by time) then stand in for it.
+    let split_usable = validation_set.positives() > 0 && validation_set.positives() < validation_set.len();
+    if !split_usable && config.threshold_folds < 2 {
+        return Err(TrainError::EmptySplit("validation"));
     }
     progress(&format!(
         "split: {} training rows ({} failing), {} validation rows ({} failing) from {} held-out devices",
@@ -83,19 +87,29 @@ pub fn train(set: &LabelledSet, config: &TrainConfig, progress: &dyn Fn(&str)) -
         validation_set.positives(),
         parts.held_out.iter().filter(|h| **h).count()
     ));
-    let threshold = if config.threshold_folds >= 2 {
-        let (scores, labels) = out_of_fold(set, config, progress)?;
-        choose_threshold(&scores, &labels, config.target_precision)
+    let oof = if config.threshold_folds >= 2 {
+        Some(out_of_fold(set, config, progress)?)
     } else {
+        None
+    };
+    let (scaler, model, prior) = fit(&train_set, config, progress)?;
+    let split_scores = score_all(&validation_set, &scaler, &model, &prior);
+    let threshold = match &oof {
+        Some(scores) => choose_threshold(scores, &set.y, config.target_precision),
         // No folds: the validation split chooses (few failures there, so a rougher pick).
-        let (scaler, model, prior) = fit(&train_set, config, progress)?;
-        let scores = score_all(&validation_set, &scaler, &model, &prior);
-        choose_threshold(&scores, &validation_set.y, config.target_precision)
+        None => choose_threshold(&split_scores, &validation_set.y, config.target_precision),
     };
     progress(&format!("threshold {threshold:.4}"));
-    let (scaler, model, prior) = fit(&train_set, config, progress)?;
-    let scores = score_all(&validation_set, &scaler, &model, &prior);
-    let validation = Evaluation::new(&validation_set, &scores, threshold, &config.rule);
+    let (validation, validation_kind) = match &oof {
+        Some(scores) if !split_usable => {
+            progress("the validation split holds no failure: reporting out-of-fold scores instead");
+            (Evaluation::new(set, scores, threshold, &config.rule), ValidationKind::OutOfFold)
+        }
+        _ => (
+            Evaluation::new(&validation_set, &split_scores, threshold, &config.rule),
+            ValidationKind::HeldOutDevicesLater,
+        ),
+    };
     progress(&format!(
         "validation: ROC AUC {:.3}, precision {:.3}, recall {:.3} at threshold {:.3}",
         validation.model.roc_auc, validation.model.precision, validation.model.recall, threshold
@@ -118,8 +132,9 @@ pub fn train(set: &LabelledSet, config: &TrainConfig, progress: &dyn Fn(&str)) -
         positive_rows: fitted_on.positives(),
         devices: set.devices.len(),
         failed_devices: set.devices.iter().filter(|d| d.failed).count(),
-        validation_rows: validation_set.len(),
-        validation_positive_rows: validation_set.positives(),
+        validation_rows: validation.rows,
+        validation_positive_rows: validation.positive_rows,
+        validation_kind,
         absent_features: set.absent_features.clone(),
         seed: config.seed,
         params,
@@ -150,7 +165,7 @@ fn score_all(set: &LabelledSet, scaler: &Scaler, model: &Model, prior: &Prior) -
 /// `threshold_folds` groups (failing and healthy separately), and each group is scored
 /// by a model fitted on the others. The threshold is chosen on these scores, which
 /// cover every failure in the data rather than the few in the validation split.
-fn out_of_fold(set: &LabelledSet, config: &TrainConfig, progress: &dyn Fn(&str)) -> Result<(Vec<f64>, Vec<bool>), TrainError> {
+fn out_of_fold(set: &LabelledSet, config: &TrainConfig, progress: &dyn Fn(&str)) -> Result<Vec<f64>, TrainError> {
     let k = config.threshold_folds;
     let fold = split::device_folds(set, k, config.seed);
     let mut scores = vec![0.0; set.len()];
@@ -166,7 +181,7 @@ fn out_of_fold(set: &LabelledSet, config: &TrainConfig, progress: &dyn Fn(&str))
             scores[*i] = s;
         }
     }
-    Ok((scores, set.y.clone()))
+    Ok(scores)
 }
 
 /// `kind-YYYYMMDD-hash`, the hash over the model content (not the creation time), so
