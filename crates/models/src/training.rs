@@ -219,13 +219,15 @@ fn fit(set: &LabelledSet, config: &TrainConfig, progress: &dyn Fn(&str)) -> Resu
 }
 
 /// The lowest threshold whose precision on `(scores, labels)` reaches `target` with at
-/// least a handful of alarms; failing that, the threshold of the best F1.
+/// least a handful of alarms; failing that, the threshold of the best F1. The threshold
+/// sits halfway, in log-odds, between the last score alarmed and the next one below, so
+/// a refitted model whose scores shift a little keeps the same side of the gap.
 pub fn choose_threshold(scores: &[f64], labels: &[bool], target: f64) -> f64 {
     const MIN_ALARMS: usize = 10;
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
     let positives = labels.iter().filter(|l| **l).count().max(1);
-    let (mut tp, mut best_f1, mut f1_threshold, mut target_threshold) = (0usize, -1.0, 0.5, None);
+    let (mut tp, mut best_f1, mut f1_cut, mut target_cut) = (0usize, -1.0, 0, None);
     let mut i = 0;
     while i < order.len() {
         let s = scores[order[i]];
@@ -237,13 +239,25 @@ pub fn choose_threshold(scores: &[f64], labels: &[bool], target: f64) -> f64 {
         let precision = tp as f64 / i as f64;
         let recall = tp as f64 / positives as f64;
         if i >= MIN_ALARMS && precision >= target {
-            target_threshold = Some(s);
+            target_cut = Some(i);
         }
         let f1 = if tp == 0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
         if f1 > best_f1 {
             best_f1 = f1;
-            f1_threshold = s;
+            f1_cut = i;
         }
     }
-    target_threshold.unwrap_or(f1_threshold)
+    // `cut` rows are alarmed: the threshold lies between the last of them and the next.
+    let cut = target_cut.unwrap_or(f1_cut).max(1);
+    let last_in = scores[order[cut - 1]];
+    match order.get(cut) {
+        Some(&next) => {
+            let logit = |p: f64| {
+                let p = p.clamp(1e-9, 1.0 - 1e-9);
+                (p / (1.0 - p)).ln()
+            };
+            crate::logistic::sigmoid((logit(last_in) + logit(scores[next])) / 2.0)
+        }
+        None => last_in,
+    }
 }

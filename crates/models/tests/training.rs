@@ -225,7 +225,12 @@ fn ranking_metrics_on_hand_computed_examples() {
     let scores: Vec<f64> = (0..20).map(|i| 1.0 - i as f64 / 20.0).collect();
     let labels: Vec<bool> = (0..20).map(|i| i < 10 && i != 4).collect();
     let t = choose_threshold(&scores, &labels, 0.85);
-    assert_eq!(t, scores[9], "lowest threshold with precision >= 0.85 over at least 10 alarms");
+    // Lowest cut with precision >= 0.85 over at least 10 alarms: after the 10th row
+    // (0.55), halfway in log-odds to the 11th (0.5).
+    let logit = |p: f64| (p / (1.0 - p)).ln();
+    let expected = 1.0 / (1.0 + (-(logit(0.55) + logit(0.5)) / 2.0).exp());
+    assert!((t - expected).abs() < 1e-12, "{t} vs {expected}");
+    assert!(t < scores[9] && t > scores[10]);
 }
 
 #[test]
