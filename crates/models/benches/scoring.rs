@@ -8,6 +8,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use models::forest::{Forest, ForestParams};
 use models::history::FeatureVector;
+use models::logistic::{LogisticModel, LogisticParams};
 use models::labels::{DeviceOutcome, LabelledSet};
 use models::schema::FEATURE_COUNT;
 use models::training::{self, Kind, TrainConfig};
@@ -104,10 +105,8 @@ fn training_time(c: &mut Criterion) {
             b.iter(|| Forest::fit(set.x.view(), &y, &params, 1, &|_| {}).expect("fit"))
         });
         group.bench_with_input(BenchmarkId::new("logistic", n), &set, |b, set| {
-            let mut config = TrainConfig::new(Kind::Logistic, 14, 1);
-            config.threshold_folds = 0;
-            config.refit = false;
-            b.iter(|| training::train(set, &config, &|_| {}).expect("train"))
+            let params = LogisticParams::default();
+            b.iter(|| LogisticModel::fit(set.x.view(), &y, &params).expect("fit"))
         });
     }
     group.finish();

@@ -336,7 +336,10 @@ impl ModelArtifact {
     /// The default model shipped in the repository (`crates/models/default/`), trained on
     /// a simulated fleet; the main job runs on it without training first.
     pub fn bundled() -> Result<Self, ArtifactError> {
-        Self::from_json(BUNDLED_MODEL, "bundled model (crates/models/default/risk-model.json)")
+        Self::from_json(
+            BUNDLED_MODEL,
+            "bundled model (crates/models/default/risk-model.json)",
+        )
     }
 
     /// Writes the artifact as pretty JSON.
@@ -394,7 +397,9 @@ impl ModelArtifact {
 
     fn check_schema(&self, path: &str) -> Result<(), ArtifactError> {
         let current = SchemaInfo::current();
-        if self.schema.fingerprint == current.fingerprint && self.schema.features == current.features {
+        if self.schema.fingerprint == current.fingerprint
+            && self.schema.features == current.features
+        {
             return Ok(());
         }
         let missing: Vec<&str> = current
@@ -437,18 +442,28 @@ impl ModelArtifact {
     fn check_shape(&self) -> Result<(), DamageError> {
         let n = FEATURE_COUNT;
         if self.scaler.mean.len() != n || self.scaler.std.len() != n {
-            return Err(DamageError(format!("scaler has {} means and {} deviations for {n} features", self.scaler.mean.len(), self.scaler.std.len())));
+            return Err(DamageError(format!(
+                "scaler has {} means and {} deviations for {n} features",
+                self.scaler.mean.len(),
+                self.scaler.std.len()
+            )));
         }
         if self.scaler.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(DamageError("a scaler deviation is not a positive number".into()));
+            return Err(DamageError(
+                "a scaler deviation is not a positive number".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&self.threshold) {
-            return Err(DamageError(format!("threshold {} is not a probability", self.threshold)));
+            return Err(DamageError(format!(
+                "threshold {} is not a probability",
+                self.threshold
+            )));
         }
         match &self.model {
-            Model::Logistic(m) if m.coef.len() != n => {
-                Err(DamageError(format!("{} coefficients for {n} features", m.coef.len())))
-            }
+            Model::Logistic(m) if m.coef.len() != n => Err(DamageError(format!(
+                "{} coefficients for {n} features",
+                m.coef.len()
+            ))),
             Model::Logistic(_) => Ok(()),
             Model::Forest(f) => {
                 if f.trees.is_empty() {
@@ -463,8 +478,12 @@ impl ModelArtifact {
                         let leaf = node.2 == 0;
                         // Children come after their parent, so walking always ends.
                         let bad_child = |c: u32| (c as usize) <= i || c as usize >= len;
-                        if !leaf && (usize::from(node.0) >= n || bad_child(node.2) || bad_child(node.3)) {
-                            return Err(DamageError(format!("tree {t} node {i} points outside the tree")));
+                        if !leaf
+                            && (usize::from(node.0) >= n || bad_child(node.2) || bad_child(node.3))
+                        {
+                            return Err(DamageError(format!(
+                                "tree {t} node {i} points outside the tree"
+                            )));
                         }
                     }
                 }

@@ -125,7 +125,12 @@ impl Evaluation {
             let Some(mode) = &outcome.failure_mode else {
                 continue;
             };
-            if !set.device.iter().zip(&set.y).any(|(dev, y)| *dev as usize == d && *y) {
+            if !set
+                .device
+                .iter()
+                .zip(&set.y)
+                .any(|(dev, y)| *dev as usize == d && *y)
+            {
                 continue;
             }
             let entry = recall_by_mode.entry(mode.clone()).or_insert(ModeRecall {
@@ -238,11 +243,9 @@ fn metrics(set: &LabelledSet, scores: &[f64], threshold: f64) -> Metrics {
         / set.len().max(1) as f64;
     // First alarm per device.
     let mut first_alarm: Vec<Option<u64>> = vec![None; set.devices.len()];
-    for i in 0..set.len() {
-        if alarm[i] {
-            let d = set.device[i] as usize;
-            first_alarm[d] = Some(first_alarm[d].map_or(set.t_ms[i], |t| t.min(set.t_ms[i])));
-        }
+    for ((_, d), t) in alarm.iter().zip(&set.device).zip(&set.t_ms).filter(|((a, _), _)| **a) {
+        let d = *d as usize;
+        first_alarm[d] = Some(first_alarm[d].map_or(*t, |f| f.min(*t)));
     }
     let mut leads: Vec<f64> = Vec::new();
     let mut reached = 0;
@@ -260,12 +263,23 @@ fn metrics(set: &LabelledSet, scores: &[f64], threshold: f64) -> Metrics {
         }
     }
     leads.sort_by(f64::total_cmp);
-    let caught = caught_devices(set, scores, threshold).iter().filter(|c| **c).count();
+    let caught = caught_devices(set, scores, threshold)
+        .iter()
+        .filter(|c| **c)
+        .count();
     Metrics {
         roc_auc: roc_auc(scores, &set.y),
         pr_auc: average_precision(scores, &set.y),
-        precision: if alarms == 0 { 0.0 } else { tp as f64 / alarms as f64 },
-        recall: if positives == 0 { 0.0 } else { tp as f64 / positives as f64 },
+        precision: if alarms == 0 {
+            0.0
+        } else {
+            tp as f64 / alarms as f64
+        },
+        recall: if positives == 0 {
+            0.0
+        } else {
+            tp as f64 / positives as f64
+        },
         brier,
         lead_time_days_median: quantile(&leads, 0.5),
         lead_time_days_q1: quantile(&leads, 0.25),
@@ -358,19 +372,54 @@ impl fmt::Display for Evaluation {
         let row = |f: &mut fmt::Formatter<'_>, name: &str, a: String, c: String| {
             writeln!(f, "{name:<28}{a:>12}{c:>12}")
         };
-        row(f, "ROC AUC", format!("{:.3}", m.roc_auc), format!("{:.3}", b.roc_auc))?;
-        row(f, "PR AUC", format!("{:.3}", m.pr_auc), format!("{:.3}", b.pr_auc))?;
-        row(f, "precision", format!("{:.3}", m.precision), format!("{:.3}", b.precision))?;
-        row(f, "recall", format!("{:.3}", m.recall), format!("{:.3}", b.recall))?;
-        row(f, "Brier score", format!("{:.4}", m.brier), format!("{:.4}", b.brier))?;
-        row(f, "lead time median, days", opt(m.lead_time_days_median), opt(b.lead_time_days_median))?;
+        row(
+            f,
+            "ROC AUC",
+            format!("{:.3}", m.roc_auc),
+            format!("{:.3}", b.roc_auc),
+        )?;
+        row(
+            f,
+            "PR AUC",
+            format!("{:.3}", m.pr_auc),
+            format!("{:.3}", b.pr_auc),
+        )?;
+        row(
+            f,
+            "precision",
+            format!("{:.3}", m.precision),
+            format!("{:.3}", b.precision),
+        )?;
+        row(
+            f,
+            "recall",
+            format!("{:.3}", m.recall),
+            format!("{:.3}", b.recall),
+        )?;
+        row(
+            f,
+            "Brier score",
+            format!("{:.4}", m.brier),
+            format!("{:.4}", b.brier),
+        )?;
+        row(
+            f,
+            "lead time median, days",
+            opt(m.lead_time_days_median),
+            opt(b.lead_time_days_median),
+        )?;
         row(
             f,
             "lead time quartiles, days",
             format!("{}-{}", opt(m.lead_time_days_q1), opt(m.lead_time_days_q3)),
             format!("{}-{}", opt(b.lead_time_days_q1), opt(b.lead_time_days_q3)),
         )?;
-        row(f, "alarmed rows", m.alarms.to_string(), b.alarms.to_string())?;
+        row(
+            f,
+            "alarmed rows",
+            m.alarms.to_string(),
+            b.alarms.to_string(),
+        )?;
         row(
             f,
             "failing devices reached",
@@ -383,12 +432,28 @@ impl fmt::Display for Evaluation {
             format!("{}/{}", m.caught_within_horizon, self.failed_devices),
             format!("{}/{}", b.caught_within_horizon, self.failed_devices),
         )?;
-        row(f, "healthy devices alarmed", m.false_alarm_devices.to_string(), b.false_alarm_devices.to_string())?;
-        writeln!(f, "threshold {:.3}; hand rule: {}", m.threshold, self.baseline_rule)?;
+        row(
+            f,
+            "healthy devices alarmed",
+            m.false_alarm_devices.to_string(),
+            b.false_alarm_devices.to_string(),
+        )?;
+        writeln!(
+            f,
+            "threshold {:.3}; hand rule: {}",
+            m.threshold, self.baseline_rule
+        )?;
         for k in &self.top_k {
-            writeln!(f, "precision in the top {}% of the fleet per day: {:.3}", k.percent, k.precision)?;
+            writeln!(
+                f,
+                "precision in the top {}% of the fleet per day: {:.3}",
+                k.percent, k.precision
+            )?;
         }
-        writeln!(f, "recall by failure mode (devices caught within the horizon):")?;
+        writeln!(
+            f,
+            "recall by failure mode (devices caught within the horizon):"
+        )?;
         for (mode, r) in &self.recall_by_mode {
             writeln!(
                 f,

@@ -67,7 +67,11 @@ impl Tree {
     fn leaf(&self, z: &[f64]) -> &Node {
         let mut node = &self.nodes[0];
         while !node.is_leaf() {
-            let next = if z[usize::from(node.0)] <= node.1 { node.2 } else { node.3 };
+            let next = if z[usize::from(node.0)] <= node.1 {
+                node.2
+            } else {
+                node.3
+            };
             node = &self.nodes[next as usize];
         }
         node
@@ -110,7 +114,8 @@ impl Forest {
         if z.ncols() > usize::from(u16::MAX) {
             return Err(TrainError::Fit("too many features".into()));
         }
-        let n_features = ((z.ncols() as f64 * params.feature_share).ceil() as usize).clamp(1, z.ncols());
+        let n_features =
+            ((z.ncols() as f64 * params.feature_share).ceil() as usize).clamp(1, z.ncols());
         let n_neg = ((positives.len() as f64 * params.neg_per_pos).round() as usize).max(1);
         // Weights make each class weigh the same in every tree. A healthy row's weight is
         // nudged off the exact ratio so no leaf is ever a perfect tie: linfa breaks ties
@@ -119,15 +124,23 @@ impl Forest {
         let neg_weight = (positives.len() as f64 / n_neg as f64 * (1.0 - 1e-4)) as f32;
         let mut trees = Vec::with_capacity(params.trees);
         for t in 0..params.trees {
-            let mut rng = Pcg64Mcg::seed_from_u64(seed ^ (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut rng =
+                Pcg64Mcg::seed_from_u64(seed ^ (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let mut rows = Vec::with_capacity(positives.len() + n_neg);
-            rows.extend((0..positives.len()).map(|_| positives[rng.random_range(0..positives.len())]));
+            rows.extend(
+                (0..positives.len()).map(|_| positives[rng.random_range(0..positives.len())]),
+            );
             rows.extend((0..n_neg).map(|_| negatives[rng.random_range(0..negatives.len())]));
             let mut cols = index::sample(&mut rng, z.ncols(), n_features).into_vec();
             cols.sort_unstable();
-            let x: Array2<f64> = z.select(ndarray::Axis(0), &rows).select(ndarray::Axis(1), &cols);
+            let x: Array2<f64> = z
+                .select(ndarray::Axis(0), &rows)
+                .select(ndarray::Axis(1), &cols);
             let labels: Array1<bool> = rows.iter().map(|&i| y[i]).collect();
-            let weights: Array1<f32> = labels.iter().map(|&l| if l { 1.0 } else { neg_weight }).collect();
+            let weights: Array1<f32> = labels
+                .iter()
+                .map(|&l| if l { 1.0 } else { neg_weight })
+                .collect();
             let data = Dataset::new(x, labels).with_weights(weights);
             let fitted = DecisionTree::params()
                 .split_quality(SplitQuality::Gini)
@@ -190,7 +203,10 @@ fn flatten(
                 break;
             }
             // The node's feature is a schema index; the sample's columns are `cols`.
-            let local = cols.iter().position(|&c| c == usize::from(node.0)).unwrap_or(0);
+            let local = cols
+                .iter()
+                .position(|&c| c == usize::from(node.0))
+                .unwrap_or(0);
             at = if row[local] <= node.1 { node.2 } else { node.3 } as usize;
         }
     }

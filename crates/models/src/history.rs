@@ -270,7 +270,9 @@ impl DeviceHistory {
         let count = |window_days: u64, what: &dyn Fn(Occurrence) -> bool| -> f64 {
             self.occurrences
                 .iter()
-                .filter(|(ts, o)| what(*o) && features::in_window(Timestamp(*ts), now, window_days * DAY_MS))
+                .filter(|(ts, o)| {
+                    what(*o) && features::in_window(Timestamp(*ts), now, window_days * DAY_MS)
+                })
                 .count() as f64
         };
         let unexpected = |o: Occurrence| o.is_unexpected_reboot();
@@ -314,7 +316,9 @@ impl DeviceHistory {
             x[idx::DRAIN_7D] = d7;
             x[idx::DRAIN_TREND] = drain(30).map_or(0.0, |d30| d7 - d30);
         }
-        x[idx::MAX_DROP_7D] = days(7).map(|d| f64::from(d.max_drop_pct)).fold(0.0, f64::max);
+        x[idx::MAX_DROP_7D] = days(7)
+            .map(|d| f64::from(d.max_drop_pct))
+            .fold(0.0, f64::max);
         if let Some((_, soh)) = self.soh.filter(|(t, _)| *t <= now_ms) {
             x[idx::SOH] = f64::from(soh);
         }
@@ -334,7 +338,8 @@ impl DeviceHistory {
             x[idx::TEMP_MAX_1D] = f64::from(t);
         }
         let mean_temp = |window_days: u64| {
-            let (w, s) = days(window_days).fold((0.0, 0), |(w, s), d| (w + d.temp_weighted, s + d.temp_s));
+            let (w, s) =
+                days(window_days).fold((0.0, 0), |(w, s), d| (w + d.temp_weighted, s + d.temp_s));
             (s > 0).then(|| w / s as f64)
         };
         if let (Some(t7), Some(t30)) = (mean_temp(7), mean_temp(30)) {
@@ -344,14 +349,21 @@ impl DeviceHistory {
             days(7).map(|d| d.above_threshold_s).sum::<u64>() as f64 / (HOUR_MS / 1000) as f64;
         let (interval, operational, connected, disconnects) =
             days(7).fold((0, 0, 0, 0), |(i, o, c, n), d| {
-                (i + d.interval_s, o + d.operational_s, c + d.connected_s, n + d.disconnects)
+                (
+                    i + d.interval_s,
+                    o + d.operational_s,
+                    c + d.connected_s,
+                    n + d.disconnects,
+                )
             });
         if operational > 0 {
-            x[idx::OFFLINE_SHARE_7D] = (1.0 - connected as f64 / operational as f64).clamp(0.0, 1.0);
+            x[idx::OFFLINE_SHARE_7D] =
+                (1.0 - connected as f64 / operational as f64).clamp(0.0, 1.0);
         }
         x[idx::DISCONNECTS_7D] = disconnects as f64 / seen_days(7);
         if interval > 0 {
-            x[idx::DOWNTIME_SHARE_7D] = (1.0 - operational as f64 / interval as f64).clamp(0.0, 1.0);
+            x[idx::DOWNTIME_SHARE_7D] =
+                (1.0 - operational as f64 / interval as f64).clamp(0.0, 1.0);
         }
         if let Some(p) = self.purchased_at {
             x[idx::DEVICE_AGE] = now_ms.saturating_sub(p.0) as f64 / DAY_MS as f64;
@@ -393,7 +405,14 @@ mod tests {
         ))
     }
 
-    fn heartbeat(ts: u64, soc: (f32, f32), active_s: u32, soh: f32, max_c: f32, connected_s: u32) -> Message {
+    fn heartbeat(
+        ts: u64,
+        soc: (f32, f32),
+        active_s: u32,
+        soh: f32,
+        max_c: f32,
+        connected_s: u32,
+    ) -> Message {
         Message::Heartbeat(env(
             ts,
             Heartbeat {
@@ -450,21 +469,40 @@ mod tests {
         ] {
             h.observe(&m);
         }
-        h.observe(&Message::Event(env(now - HOUR_MS, Event::Crash(CrashEvent { signature: "x".into(), process: None }))));
+        h.observe(&Message::Event(env(
+            now - HOUR_MS,
+            Event::Crash(CrashEvent {
+                signature: "x".into(),
+                process: None,
+            }),
+        )));
         for k in 0..3 {
             h.observe(&Message::Event(env(
                 now - (k + 1) * 2 * day,
-                Event::StorageError(StorageErrorEvent { code: "io_error".into(), detail: None }),
+                Event::StorageError(StorageErrorEvent {
+                    code: "io_error".into(),
+                    detail: None,
+                }),
             )));
         }
         // Last day: two hours of heartbeats, 20 points discharged over 1 h of use, SoH 88.
-        h.observe(&heartbeat(now - HOUR_MS, (60.0, 50.0), 1800, 88.0, 41.0, 1800));
+        h.observe(&heartbeat(
+            now - HOUR_MS,
+            (60.0, 50.0),
+            1800,
+            88.0,
+            41.0,
+            1800,
+        ));
         h.observe(&heartbeat(now, (50.0, 40.0), 1800, 88.0, 45.0, 3600));
         let v = h.features(Timestamp(now));
         let f = |name| v.get(name).unwrap();
         assert_eq!(f("unexpected_reboots_per_day_1d"), 3.0);
         assert!((f("unexpected_reboots_per_day_7d") - 4.0 / 7.0).abs() < 1e-9);
-        assert!((f("unexpected_reboots_per_day_30d") - 4.0 / 10.0).abs() < 1e-9, "seen for 10 days");
+        assert!(
+            (f("unexpected_reboots_per_day_30d") - 4.0 / 10.0).abs() < 1e-9,
+            "seen for 10 days"
+        );
         assert!((f("unexpected_reboot_trend") - (4.0 / 7.0 - 0.4)).abs() < 1e-9);
         assert!((f("brown_outs_per_day_7d") - 2.0 / 7.0).abs() < 1e-9);
         assert_eq!(f("brown_out_share_30d"), 0.5);
@@ -478,7 +516,11 @@ mod tests {
         assert!((f("drain_trend") - 5.0).abs() < 1e-9);
         assert_eq!(f("soh_pct"), 88.0);
         // 90 → 88 over 10 days: -6 points per 30 days.
-        assert!((f("soh_slope_pct_per_30d") + 6.0).abs() < 1e-3, "{}", f("soh_slope_pct_per_30d"));
+        assert!(
+            (f("soh_slope_pct_per_30d") + 6.0).abs() < 1e-3,
+            "{}",
+            f("soh_slope_pct_per_30d")
+        );
         assert_eq!(f("charge_cycles"), 300.0);
         assert_eq!(f("temp_max_c_7d"), 45.0);
         assert_eq!(f("temp_max_c_1d"), 45.0);
@@ -493,7 +535,7 @@ mod tests {
     #[test]
     fn arrival_order_does_not_change_the_features() {
         let now = T0 + 3 * DAY_MS;
-        let messages = vec![
+        let messages = [
             heartbeat(T0 + HOUR_MS, (90.0, 80.0), 3600, 95.0, 33.0, 3600),
             reboot(T0 + 2 * DAY_MS, RebootReason::BrownOut),
             heartbeat(T0 + 2 * DAY_MS, (70.0, 60.0), 3600, 94.0, 38.0, 3000),
@@ -503,8 +545,14 @@ mod tests {
         messages.iter().for_each(|m| in_order.observe(m));
         let mut reversed = DeviceHistory::new(None);
         messages.iter().rev().for_each(|m| reversed.observe(m));
-        assert_eq!(in_order.features(Timestamp(now)), reversed.features(Timestamp(now)));
-        assert_eq!(in_order.features(Timestamp(now)).get("thermal_resets_30d"), Some(1.0));
+        assert_eq!(
+            in_order.features(Timestamp(now)),
+            reversed.features(Timestamp(now))
+        );
+        assert_eq!(
+            in_order.features(Timestamp(now)).get("thermal_resets_30d"),
+            Some(1.0)
+        );
     }
 
     #[test]
@@ -513,7 +561,11 @@ mod tests {
         h.observe(&reboot(T0, RebootReason::BrownOut));
         let later = T0 + 40 * DAY_MS;
         h.observe(&heartbeat(later, (50.0, 40.0), 600, 90.0, 30.0, 3600));
-        assert_eq!(h.features(Timestamp(later)).get("unexpected_reboots_per_day_30d"), Some(0.0));
+        assert_eq!(
+            h.features(Timestamp(later))
+                .get("unexpected_reboots_per_day_30d"),
+            Some(0.0)
+        );
         // A message older than the horizon is ignored.
         h.observe(&reboot(T0 + DAY_MS, RebootReason::BrownOut));
         assert_eq!(h.occurrences.len(), 0);

@@ -302,7 +302,9 @@ fn device_rows(
     messages.retain(|m| m.seq().is_none_or(|s| seen.insert(s)));
     messages.sort_by_key(ts_of);
     let failed_at = truth.and_then(|t| t.failed_at_ms);
-    let purchased = truth.and_then(|t| parse_time(&t.purchased_at)).map(Timestamp);
+    let purchased = truth
+        .and_then(|t| parse_time(&t.purchased_at))
+        .map(Timestamp);
     let horizon = u64::from(window.config.horizon_days) * DAY_MS;
     let end = window.start_ms + u64::from(window.days) * DAY_MS;
     let mut history = DeviceHistory::new(purchased);
@@ -414,7 +416,11 @@ impl CsvColumns {
 }
 
 /// Reads an operator's CSV: one row per device and time with features and a label.
-pub fn from_csv(path: &Path, columns: &CsvColumns, horizon_days: u32) -> Result<LabelledSet, DataError> {
+pub fn from_csv(
+    path: &Path,
+    columns: &CsvColumns,
+    horizon_days: u32,
+) -> Result<LabelledSet, DataError> {
     let csv_err = |line: u64, message: String| DataError::Csv {
         path: path.to_path_buf(),
         line,
@@ -429,10 +435,15 @@ pub fn from_csv(path: &Path, columns: &CsvColumns, horizon_days: u32) -> Result<
         .map_err(|e| csv_err(1, e.to_string()))?
         .clone();
     let find = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| csv_err(1, format!("no column `{name}`; the header has: {}", headers.iter().collect::<Vec<_>>().join(", "))))
+        headers.iter().position(|h| h == name).ok_or_else(|| {
+            csv_err(
+                1,
+                format!(
+                    "no column `{name}`; the header has: {}",
+                    headers.iter().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
     };
     let id_col = find(&columns.id)?;
     let time_col = find(&columns.time)?;
@@ -441,9 +452,12 @@ pub fn from_csv(path: &Path, columns: &CsvColumns, horizon_days: u32) -> Result<
     let mode_col = columns.failure_mode.as_deref().map(find).transpose()?;
     let mut feature_cols = Vec::new();
     for (name, column) in &columns.features {
-        let j = FEATURES.iter().position(|f| f.name == name).ok_or_else(|| {
-            DataError::Invalid(format!("`{name}` is not a feature of the schema"))
-        })?;
+        let j = FEATURES
+            .iter()
+            .position(|f| f.name == name)
+            .ok_or_else(|| {
+                DataError::Invalid(format!("`{name}` is not a feature of the schema"))
+            })?;
         feature_cols.push((j, find(column)?, name.as_str()));
     }
     let absent_features = FEATURES
@@ -456,21 +470,38 @@ pub fn from_csv(path: &Path, columns: &CsvColumns, horizon_days: u32) -> Result<
     let mut devices: Vec<DeviceOutcome> = Vec::new();
     let mut raw = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|e| csv_err(e.position().map_or(0, |p| p.line()), e.to_string()))?;
+        let record =
+            record.map_err(|e| csv_err(e.position().map_or(0, |p| p.line()), e.to_string()))?;
         let line = record.position().map_or(0, |p| p.line());
         let cell = |c: usize| record.get(c).unwrap_or("").trim();
         let id = cell(id_col);
         if id.is_empty() {
-            return Err(csv_err(line, format!("column {}: empty device id", columns.id)));
+            return Err(csv_err(
+                line,
+                format!("column {}: empty device id", columns.id),
+            ));
         }
         let t = parse_time(cell(time_col)).ok_or_else(|| {
-            csv_err(line, format!("column {}: `{}` is neither ms since the epoch nor RFC 3339", columns.time, cell(time_col)))
+            csv_err(
+                line,
+                format!(
+                    "column {}: `{}` is neither ms since the epoch nor RFC 3339",
+                    columns.time,
+                    cell(time_col)
+                ),
+            )
         })?;
         let label = match cell(label_col).to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" => true,
             "0" | "false" | "no" => false,
             other => {
-                return Err(csv_err(line, format!("column {}: `{other}` is not a label (1/0, true/false, yes/no)", columns.label)))
+                return Err(csv_err(
+                    line,
+                    format!(
+                        "column {}: `{other}` is not a label (1/0, true/false, yes/no)",
+                        columns.label
+                    ),
+                ))
             }
         };
         let mut v = FeatureVector::missing();
@@ -483,7 +514,12 @@ pub fn from_csv(path: &Path, columns: &CsvColumns, horizon_days: u32) -> Result<
                 .parse::<f64>()
                 .ok()
                 .filter(|x| x.is_finite())
-                .ok_or_else(|| csv_err(line, format!("column {name}: `{text}` is not a finite number")))?;
+                .ok_or_else(|| {
+                    csv_err(
+                        line,
+                        format!("column {name}: `{text}` is not a finite number"),
+                    )
+                })?;
         }
         let d = *device_index.entry(id.to_string()).or_insert_with(|| {
             devices.push(DeviceOutcome {
@@ -521,12 +557,22 @@ pub fn from_csv(path: &Path, columns: &CsvColumns, horizon_days: u32) -> Result<
         .into_iter()
         .map(|(d, t, v, y)| (new_index[d], t, v, y))
         .collect();
-    LabelledSet::from_parts(rows, devices, horizon_days, path.display().to_string(), absent_features)
+    LabelledSet::from_parts(
+        rows,
+        devices,
+        horizon_days,
+        path.display().to_string(),
+        absent_features,
+    )
 }
 
 /// One device's history from a simulated data set, replayed up to `at` (or to its last
 /// message), with the time the features are taken at. For explaining one device's score.
-pub fn device_history(dir: &Path, device_id: &str, at: Option<u64>) -> Result<(DeviceHistory, u64), DataError> {
+pub fn device_history(
+    dir: &Path,
+    device_id: &str,
+    at: Option<u64>,
+) -> Result<(DeviceHistory, u64), DataError> {
     let io = |path: PathBuf| move |source| DataError::Io { path, source };
     let truth = dataset::read_truth(dir).map_err(io(dir.join(dataset::GROUND_TRUTH)))?;
     let purchased = truth
@@ -546,7 +592,10 @@ pub fn device_history(dir: &Path, device_id: &str, at: Option<u64>) -> Result<(D
     })
     .map_err(io(dir.to_path_buf()))?;
     if messages.is_empty() {
-        return Err(DataError::Invalid(format!("{}: no telemetry from device {device_id}", dir.display())));
+        return Err(DataError::Invalid(format!(
+            "{}: no telemetry from device {device_id}",
+            dir.display()
+        )));
     }
     messages.sort_by_key(ts_of);
     let last = messages.last().map(ts_of).unwrap_or(0);

@@ -228,19 +228,28 @@ fn load_rows(d: &DataArgs) -> Result<LabelledSet> {
         started.elapsed().as_secs_f64()
     );
     if !set.absent_features.is_empty() {
-        eprintln!("features not in the data (missing values used): {}", set.absent_features.join(", "));
+        eprintln!(
+            "features not in the data (missing values used): {}",
+            set.absent_features.join(", ")
+        );
     }
     Ok(set)
 }
 
 fn train(a: TrainArgs) -> Result<()> {
-    for (name, v) in [("--holdout-share", a.holdout_share), ("--train-until", a.train_until)] {
+    for (name, v) in [
+        ("--holdout-share", a.holdout_share),
+        ("--train-until", a.train_until),
+    ] {
         if !(v > 0.0 && v < 1.0) {
             bail!("{name} must be between 0 and 1, exclusive; got {v}");
         }
     }
     if !(a.target_precision > 0.0 && a.target_precision <= 1.0) {
-        bail!("--target-precision must be in (0, 1]; got {}", a.target_precision);
+        bail!(
+            "--target-precision must be in (0, 1]; got {}",
+            a.target_precision
+        );
     }
     if a.trees == 0 || a.max_depth == 0 {
         bail!("--trees and --max-depth must be at least 1");
@@ -248,7 +257,7 @@ fn train(a: TrainArgs) -> Result<()> {
     if !(a.feature_share > 0.0 && a.feature_share <= 1.0) {
         bail!("--feature-share must be in (0, 1]; got {}", a.feature_share);
     }
-    if a.neg_per_pos.is_some_and(|n| !(n > 0.0)) {
+    if a.neg_per_pos.is_some_and(|n| n.is_nan() || n <= 0.0) {
         bail!("--neg-per-pos must be positive");
     }
     let set = load_rows(&a.data)?;
@@ -272,7 +281,9 @@ fn train(a: TrainArgs) -> Result<()> {
     config.logistic = LogisticParams {
         alpha: a.alpha,
         max_iterations: a.max_iterations,
-        neg_per_pos: a.neg_per_pos.unwrap_or(LogisticParams::default().neg_per_pos),
+        neg_per_pos: a
+            .neg_per_pos
+            .unwrap_or(LogisticParams::default().neg_per_pos),
     };
     let started = Instant::now();
     let artifact = training::train(&set, &config, &|line| eprintln!("{line}"))?;
@@ -298,7 +309,9 @@ fn evaluate(a: EvaluateArgs) -> Result<()> {
         );
     }
     let threshold = a.threshold.unwrap_or(model.threshold);
-    let scores: Vec<f64> = (0..set.len()).map(|i| model.probability(&set.row(i))).collect();
+    let scores: Vec<f64> = (0..set.len())
+        .map(|i| model.probability(&set.row(i)))
+        .collect();
     let evaluation = Evaluation::new(&set, &scores, threshold, &HandRule::default());
     if let Some(path) = &a.alarms {
         write_alarms(path, &model, &set, &scores, threshold)
@@ -316,9 +329,22 @@ fn evaluate(a: EvaluateArgs) -> Result<()> {
     Ok(())
 }
 
-fn write_alarms(path: &Path, model: &ModelArtifact, set: &LabelledSet, scores: &[f64], threshold: f64) -> Result<()> {
+fn write_alarms(
+    path: &Path,
+    model: &ModelArtifact,
+    set: &LabelledSet,
+    scores: &[f64],
+    threshold: f64,
+) -> Result<()> {
     let mut w = csv::Writer::from_path(path)?;
-    w.write_record(["device_id", "time", "risk", "failing", "failure_mode", "top_features"])?;
+    w.write_record([
+        "device_id",
+        "time",
+        "risk",
+        "failing",
+        "failure_mode",
+        "top_features",
+    ])?;
     for (i, score) in scores.iter().enumerate().filter(|(_, s)| **s >= threshold) {
         let device = &set.devices[set.device[i] as usize];
         let top = model
@@ -345,11 +371,13 @@ fn explain(a: ExplainArgs) -> Result<()> {
     let model = load_model(&a.model)?;
     let (features, at) = if let Some(dir) = &a.data {
         let device = a.device.as_deref().unwrap_or_default();
-        let at = a
-            .at
-            .as_deref()
-            .map(|s| labels::parse_time(s).with_context(|| format!("--at `{s}` is neither ms nor RFC 3339")))
-            .transpose()?;
+        let at =
+            a.at.as_deref()
+                .map(|s| {
+                    labels::parse_time(s)
+                        .with_context(|| format!("--at `{s}` is neither ms nor RFC 3339"))
+                })
+                .transpose()?;
         let (history, at) = labels::device_history(dir, device, at)?;
         (history.features(protocol::Timestamp(at)), Some(at))
     } else {
@@ -372,26 +400,38 @@ fn explain(a: ExplainArgs) -> Result<()> {
     println!(
         "risk {:.3} ({}; threshold {:.3}, model {})",
         explanation.score.probability,
-        if explanation.score.alarm { "alarm" } else { "no alarm" },
+        if explanation.score.alarm {
+            "alarm"
+        } else {
+            "no alarm"
+        },
         model.threshold,
         model.version
     );
     println!("top contributing features:");
     for c in &explanation.top {
-        println!("  {:<32} {:>10.3} {:<7} {:+.4}", c.feature, c.value, c.unit, c.contribution);
+        println!(
+            "  {:<32} {:>10.3} {:<7} {:+.4}",
+            c.feature, c.value, c.unit, c.contribution
+        );
     }
     Ok(())
 }
 
 fn parse_features(text: &str) -> Result<FeatureVector> {
-    let map: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(text).context("--features must be a JSON object of feature name to number")?;
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
+        .context("--features must be a JSON object of feature name to number")?;
     let mut v = FeatureVector::missing();
     for (name, value) in map {
         let j = FEATURES
             .iter()
             .position(|f| f.name == name)
-            .with_context(|| format!("`{name}` is not a feature; known: {}", FEATURES.map(|f| f.name).join(", ")))?;
+            .with_context(|| {
+                format!(
+                    "`{name}` is not a feature; known: {}",
+                    FEATURES.map(|f| f.name).join(", ")
+                )
+            })?;
         v.0[j] = value
             .as_f64()
             .filter(|x| x.is_finite())
@@ -408,5 +448,7 @@ fn format_ms(ms: u64) -> String {
     i64::try_from(ms)
         .ok()
         .and_then(chrono::DateTime::from_timestamp_millis)
-        .map_or(ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .map_or(ms.to_string(), |t| {
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        })
 }

@@ -22,7 +22,12 @@ pub struct FeatureSpec {
     pub missing: f64,
 }
 
-const fn spec(name: &'static str, unit: &'static str, missing: f64, meaning: &'static str) -> FeatureSpec {
+const fn spec(
+    name: &'static str,
+    unit: &'static str,
+    missing: f64,
+    meaning: &'static str,
+) -> FeatureSpec {
     FeatureSpec {
         name,
         unit,
@@ -198,5 +203,17 @@ mod tests {
         assert_eq!(fingerprint(""), "e3b0c44298fc1c14");
         assert_ne!(schema_fingerprint(), fingerprint("fleet-features v1\n"));
         assert_eq!(schema_fingerprint(), fingerprint(&schema_text()));
+    }
+}
+
+#[cfg(test)]
+mod docs {
+    #[test]
+    fn every_feature_is_documented() {
+        let doc = include_str!("../../../docs/features.md");
+        for (i, f) in super::FEATURES.iter().enumerate() {
+            let row = format!("| {i} | `{}` | {} |", f.name, f.unit);
+            assert!(doc.contains(&row), "docs/features.md lacks `{row}`");
+        }
     }
 }

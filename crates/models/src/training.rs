@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::artifact::{self, Model, ModelArtifact, Prior, Scaler, SchemaInfo, TrainingSummary, ValidationKind, ARTIFACT_FORMAT};
+use crate::artifact::{
+    self, Model, ModelArtifact, Prior, Scaler, SchemaInfo, TrainingSummary, ValidationKind,
+    ARTIFACT_FORMAT,
+};
 use crate::evaluation::Evaluation;
 use crate::forest::{Forest, ForestParams};
 use crate::labels::LabelledSet;
@@ -65,7 +68,11 @@ impl TrainConfig {
 }
 
 /// Trains a model on `set`; `progress` receives one line per stage.
-pub fn train(set: &LabelledSet, config: &TrainConfig, progress: &dyn Fn(&str)) -> Result<ModelArtifact, TrainError> {
+pub fn train(
+    set: &LabelledSet,
+    config: &TrainConfig,
+    progress: &dyn Fn(&str),
+) -> Result<ModelArtifact, TrainError> {
     let parts = split::split(set, &config.split);
     let train_set = set.subset(&parts.train);
     let validation_set = set.subset(&parts.validation);
@@ -75,7 +82,8 @@ pub fn train(set: &LabelledSet, config: &TrainConfig, progress: &dyn Fn(&str)) -
     }
     // A short window or a small fleet can leave no failure in the validation split;
     // the out-of-fold scores (grouped by device, not by time) then stand in for it.
-    let split_usable = validation_set.positives() > 0 && validation_set.positives() < validation_set.len();
+    let split_usable =
+        validation_set.positives() > 0 && validation_set.positives() < validation_set.len();
     if !split_usable && config.threshold_folds < 2 {
         return Err(TrainError::EmptySplit("validation"));
     }
@@ -103,7 +111,10 @@ pub fn train(set: &LabelledSet, config: &TrainConfig, progress: &dyn Fn(&str)) -
     let (validation, validation_kind) = match &oof {
         Some(scores) if !split_usable => {
             progress("the validation split holds no failure: reporting out-of-fold scores instead");
-            (Evaluation::new(set, scores, threshold, &config.rule), ValidationKind::OutOfFold)
+            (
+                Evaluation::new(set, scores, threshold, &config.rule),
+                ValidationKind::OutOfFold,
+            )
         }
         _ => (
             Evaluation::new(&validation_set, &split_scores, threshold, &config.rule),
@@ -142,7 +153,8 @@ pub fn train(set: &LabelledSet, config: &TrainConfig, progress: &dyn Fn(&str)) -
     let mut artifact = ModelArtifact {
         format: ARTIFACT_FORMAT,
         version: String::new(),
-        created_at: chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        created_at: chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         schema: SchemaInfo::current(),
         scaler,
         model,
@@ -165,7 +177,11 @@ fn score_all(set: &LabelledSet, scaler: &Scaler, model: &Model, prior: &Prior) -
 /// `threshold_folds` groups (failing and healthy separately), and each group is scored
 /// by a model fitted on the others. The threshold is chosen on these scores, which
 /// cover every failure in the data rather than the few in the validation split.
-fn out_of_fold(set: &LabelledSet, config: &TrainConfig, progress: &dyn Fn(&str)) -> Result<Vec<f64>, TrainError> {
+fn out_of_fold(
+    set: &LabelledSet,
+    config: &TrainConfig,
+    progress: &dyn Fn(&str),
+) -> Result<Vec<f64>, TrainError> {
     let k = config.threshold_folds;
     let fold = split::device_folds(set, k, config.seed);
     let mut scores = vec![0.0; set.len()];
@@ -177,7 +193,10 @@ fn out_of_fold(set: &LabelledSet, config: &TrainConfig, progress: &dyn Fn(&str))
         let quiet = |_: &str| {};
         let (scaler, model, prior) = fit(&part, config, &quiet)?;
         let held = set.subset(&outside);
-        for (i, s) in outside.iter().zip(score_all(&held, &scaler, &model, &prior)) {
+        for (i, s) in outside
+            .iter()
+            .zip(score_all(&held, &scaler, &model, &prior))
+        {
             scores[*i] = s;
         }
     }
@@ -187,25 +206,41 @@ fn out_of_fold(set: &LabelledSet, config: &TrainConfig, progress: &dyn Fn(&str))
 /// `kind-YYYYMMDD-hash`, the hash over the model content (not the creation time), so
 /// the same data, settings and seed give the same version.
 fn version_of(a: &ModelArtifact) -> String {
-    let content = serde_json::to_string(&(&a.schema, &a.scaler, &a.model, &a.prior, a.threshold)).unwrap_or_default();
+    let content = serde_json::to_string(&(&a.schema, &a.scaler, &a.model, &a.prior, a.threshold))
+        .unwrap_or_default();
     let hash = crate::schema::fingerprint(&content);
-    let date: String = a.created_at.chars().take(10).filter(|c| *c != '-').collect();
+    let date: String = a
+        .created_at
+        .chars()
+        .take(10)
+        .filter(|c| *c != '-')
+        .collect();
     format!("{}-{date}-{}", a.model.kind(), &hash[..8])
 }
 
-fn fit(set: &LabelledSet, config: &TrainConfig, progress: &dyn Fn(&str)) -> Result<(Scaler, Model, Prior), TrainError> {
+fn fit(
+    set: &LabelledSet,
+    config: &TrainConfig,
+    progress: &dyn Fn(&str),
+) -> Result<(Scaler, Model, Prior), TrainError> {
     let scaler = Scaler::fit(set.x.view());
     let z = scaler.apply_all(set.x.view());
     let population = set.positives() as f64 / set.len().max(1) as f64;
     let (model, fitted) = match config.kind {
         Kind::Logistic => {
-            progress(&format!("fitting logistic regression on {} rows", set.len()));
+            progress(&format!(
+                "fitting logistic regression on {} rows",
+                set.len()
+            ));
             let (m, p) = LogisticModel::fit(z.view(), &set.y, &config.logistic)?;
             (Model::Logistic(m), p)
         }
         Kind::Forest => {
             let n = config.forest.trees;
-            progress(&format!("fitting a forest of {n} trees on {} rows", set.len()));
+            progress(&format!(
+                "fitting a forest of {n} trees on {} rows",
+                set.len()
+            ));
             let step = (n / 10).max(1);
             let (f, p) = Forest::fit(z.view(), &set.y, &config.forest, config.seed, &|done| {
                 if done % step == 0 || done == n {
@@ -241,7 +276,11 @@ pub fn choose_threshold(scores: &[f64], labels: &[bool], target: f64) -> f64 {
         if i >= MIN_ALARMS && precision >= target {
             target_cut = Some(i);
         }
-        let f1 = if tp == 0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
+        let f1 = if tp == 0 {
+            0.0
+        } else {
+            2.0 * precision * recall / (precision + recall)
+        };
         if f1 > best_f1 {
             best_f1 = f1;
             f1_cut = i;

@@ -43,7 +43,11 @@ fn fleet() -> LabelledSet {
             let warn = days_left.is_some_and(|l| l <= 14);
             // Some noise so the classes overlap a little.
             let noise = ((d * 31 + day * 17) % 10) as f64 / 10.0;
-            v[idx::SOH] = if warn { 75.0 - noise * 10.0 } else { 92.0 - noise * 14.0 };
+            v[idx::SOH] = if warn {
+                75.0 - noise * 10.0
+            } else {
+                92.0 - noise * 14.0
+            };
             v[idx::BROWN_OUTS_7D] = if warn { 1.0 + noise } else { noise * 0.3 };
             v[idx::HAS_BATTERY] = 1.0;
             rows.push((d as u32, t, v, days_left.is_some_and(|l| l <= 14)));
@@ -74,19 +78,36 @@ fn split_keeps_devices_apart_and_the_future_out() {
     let s = split(&set, &config);
     assert!(!s.train.is_empty() && !s.validation.is_empty());
     for &i in &s.train {
-        assert!(!s.held_out[set.device[i] as usize], "a training row from a held-out device");
-        assert!(set.t_ms[i] < s.split_at_ms, "a training row after the split");
+        assert!(
+            !s.held_out[set.device[i] as usize],
+            "a training row from a held-out device"
+        );
+        assert!(
+            set.t_ms[i] < s.split_at_ms,
+            "a training row after the split"
+        );
     }
     for &i in &s.validation {
-        assert!(s.held_out[set.device[i] as usize], "a validation row from a training device");
-        assert!(set.t_ms[i] >= s.split_at_ms + 14 * DAY, "a validation row inside the gap");
+        assert!(
+            s.held_out[set.device[i] as usize],
+            "a validation row from a training device"
+        );
+        assert!(
+            set.t_ms[i] >= s.split_at_ms + 14 * DAY,
+            "a validation row inside the gap"
+        );
     }
     // Failing devices are held out in their share too.
-    let failing_held = (0..set.devices.len()).filter(|&d| s.held_out[d] && set.devices[d].failed).count();
+    let failing_held = (0..set.devices.len())
+        .filter(|&d| s.held_out[d] && set.devices[d].failed)
+        .count();
     assert_eq!(failing_held, 3, "a quarter of the 12 failing devices");
     // The same seed gives the same split; another seed another.
     assert_eq!(split(&set, &config), s);
-    assert_ne!(split(&set, &SplitConfig::for_horizon(14, 4)).held_out, s.held_out);
+    assert_ne!(
+        split(&set, &SplitConfig::for_horizon(14, 4)).held_out,
+        s.held_out
+    );
 }
 
 fn train(kind: Kind) -> ModelArtifact {
@@ -100,7 +121,9 @@ fn both_kinds_rank_failing_rows_high_and_are_deterministic() {
     let set = fleet();
     for kind in [Kind::Logistic, Kind::Forest] {
         let model = train(kind);
-        let scores: Vec<f64> = (0..set.len()).map(|i| model.probability(&set.row(i))).collect();
+        let scores: Vec<f64> = (0..set.len())
+            .map(|i| model.probability(&set.row(i)))
+            .collect();
         let auc = roc_auc(&scores, &set.y);
         assert!(auc > 0.9, "{kind:?}: AUC {auc}");
         // A clearly failing row scores above a clearly healthy one (pitfall 21: linfa's
@@ -116,10 +139,13 @@ fn both_kinds_rank_failing_rows_high_and_are_deterministic() {
         // The explanation names the features the signal is in.
         let top = model.explain(&set.row(i_fail), 3).top;
         assert!(
-            top.iter().any(|c| c.feature == "soh_pct" || c.feature == "brown_outs_per_day_7d"),
+            top.iter()
+                .any(|c| c.feature == "soh_pct" || c.feature == "brown_outs_per_day_7d"),
             "{kind:?}: {top:?}"
         );
-        assert!(top.windows(2).all(|w| w[0].contribution >= w[1].contribution));
+        assert!(top
+            .windows(2)
+            .all(|w| w[0].contribution >= w[1].contribution));
     }
 }
 
@@ -135,25 +161,35 @@ fn artifact_round_trips_and_refuses_another_schema() {
     assert_eq!(loaded.probability(&row), model.probability(&row));
 
     // A model trained on another feature list.
-    let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     json["schema"]["features"][0] = "reboots_per_fortnight".into();
     json["schema"]["fingerprint"] = "0123456789abcdef".into();
     std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
     let err = ModelArtifact::load(&path).unwrap_err();
     assert!(matches!(err, ArtifactError::SchemaMismatch { .. }), "{err}");
     let text = err.to_string();
-    assert!(text.contains("unexpected_reboots_per_day_1d") && text.contains("retrain"), "{text}");
+    assert!(
+        text.contains("unexpected_reboots_per_day_1d") && text.contains("retrain"),
+        "{text}"
+    );
 
     // Another artifact format.
     json["format"] = 99.into();
     std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
-    assert!(matches!(ModelArtifact::load(&path).unwrap_err(), ArtifactError::Format { found: 99, .. }));
+    assert!(matches!(
+        ModelArtifact::load(&path).unwrap_err(),
+        ArtifactError::Format { found: 99, .. }
+    ));
 
     // A damaged tree.
     let mut json: serde_json::Value = serde_json::to_value(&model).unwrap();
     json["model"]["trees"][0]["nodes"][0][2] = 100_000.into();
     std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
-    assert!(matches!(ModelArtifact::load(&path).unwrap_err(), ArtifactError::Damaged { .. }));
+    assert!(matches!(
+        ModelArtifact::load(&path).unwrap_err(),
+        ArtifactError::Damaged { .. }
+    ));
 }
 
 #[test]
@@ -180,20 +216,36 @@ fn csv_rows_are_read_by_the_named_columns() {
     writeln!(f, "a-1,1767398400000,true,70,5,2026-01-05T00:00:00Z").unwrap();
     drop(f);
     let mut columns = CsvColumns::schema_named("serial", "when", "fails");
-    columns.features = CsvColumns::parse_features("soh_pct=health, unexpected_reboots_per_day_1d=restarts").unwrap();
+    columns.features =
+        CsvColumns::parse_features("soh_pct=health, unexpected_reboots_per_day_1d=restarts")
+            .unwrap();
     columns.failed_at = Some("failed".into());
     let set = labels::from_csv(&path, &columns, 14).unwrap();
     assert_eq!(set.len(), 3);
     assert_eq!(set.y, vec![false, true, true]);
-    assert_eq!(set.devices.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), vec!["a-1", "b-2"]);
+    assert_eq!(
+        set.devices
+            .iter()
+            .map(|d| d.id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["a-1", "b-2"]
+    );
     assert_eq!(set.device, vec![1, 0, 0]);
     assert_eq!(set.t_ms[0], 1_767_312_000_000);
     assert_eq!(set.devices[0].failed_at_ms, Some(1_767_571_200_000));
     let r = set.row(0);
     assert_eq!(r.get("soh_pct"), Some(95.0));
-    assert_eq!(r.get("unexpected_reboots_per_day_1d"), Some(0.0), "empty cell: missing value");
+    assert_eq!(
+        r.get("unexpected_reboots_per_day_1d"),
+        Some(0.0),
+        "empty cell: missing value"
+    );
     assert_eq!(set.row(1).get("unexpected_reboots_per_day_1d"), Some(4.0));
-    assert_eq!(r.get("device_age_days"), Some(365.0), "absent feature: missing value");
+    assert_eq!(
+        r.get("device_age_days"),
+        Some(365.0),
+        "absent feature: missing value"
+    );
     assert_eq!(set.absent_features.len(), FEATURE_COUNT - 2);
 
     // Errors name the line and the column.
@@ -201,12 +253,22 @@ fn csv_rows_are_read_by_the_named_columns() {
     std::fs::write(&bad, "serial,when,fails,health\nx,1767312000000,maybe,90\n").unwrap();
     let mut columns = CsvColumns::schema_named("serial", "when", "fails");
     columns.features = CsvColumns::parse_features("soh_pct=health").unwrap();
-    let err = labels::from_csv(&bad, &columns, 14).unwrap_err().to_string();
-    assert!(err.contains(":2:") && err.contains("fails") && err.contains("maybe"), "{err}");
+    let err = labels::from_csv(&bad, &columns, 14)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(":2:") && err.contains("fails") && err.contains("maybe"),
+        "{err}"
+    );
     std::fs::write(&bad, "serial,when,fails\nx,1767312000000,1\n").unwrap();
-    let err = labels::from_csv(&bad, &columns, 14).unwrap_err().to_string();
+    let err = labels::from_csv(&bad, &columns, 14)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no column `health`"), "{err}");
-    assert!(CsvColumns::parse_features("soh").is_err(), "unknown feature names are refused");
+    assert!(
+        CsvColumns::parse_features("soh").is_err(),
+        "unknown feature names are refused"
+    );
 }
 
 #[test]
@@ -237,10 +299,20 @@ fn ranking_metrics_on_hand_computed_examples() {
 fn evaluation_reports_lead_times_and_the_hand_rule() {
     let set = fleet();
     let model = train(Kind::Logistic);
-    let scores: Vec<f64> = (0..set.len()).map(|i| model.probability(&set.row(i))).collect();
-    let e = models::evaluation::Evaluation::new(&set, &scores, model.threshold, &Default::default());
+    let scores: Vec<f64> = (0..set.len())
+        .map(|i| model.probability(&set.row(i)))
+        .collect();
+    let e =
+        models::evaluation::Evaluation::new(&set, &scores, model.threshold, &Default::default());
     let json = serde_json::to_value(&e).unwrap();
-    for key in ["roc_auc", "pr_auc", "precision", "recall", "lead_time_days_median", "brier"] {
+    for key in [
+        "roc_auc",
+        "pr_auc",
+        "precision",
+        "recall",
+        "lead_time_days_median",
+        "brier",
+    ] {
         assert!(json[key].is_number(), "{key}");
         assert!(json["baseline"][key].is_number(), "baseline.{key}");
     }
@@ -251,5 +323,8 @@ fn evaluation_reports_lead_times_and_the_hand_rule() {
     assert_eq!(e.recall_by_mode["battery_wear"].devices, 12);
     // The rule (health below 80 %) fires on every warning row here, and on no other.
     assert_eq!(e.baseline.recall, 1.0);
-    assert_eq!(e.reliability.iter().map(|b| b.rows).sum::<usize>(), set.len());
+    assert_eq!(
+        e.reliability.iter().map(|b| b.rows).sum::<usize>(),
+        set.len()
+    );
 }

@@ -17,7 +17,16 @@ fn a_simulated_fleet_is_labelled_without_leaks_and_a_model_beats_the_hand_rule()
     let (devices, days) = (300, 90);
     let fleet = Fleet::generate(5, devices, days, DEFAULT_START);
     let tenant = TenantId::new("acme").unwrap();
-    dataset::generate(&fleet, 5, &SimSettings::default(), &tenant, dir.path(), 2, &|_, _| {}).unwrap();
+    dataset::generate(
+        &fleet,
+        5,
+        &SimSettings::default(),
+        &tenant,
+        dir.path(),
+        2,
+        &|_, _| {},
+    )
+    .unwrap();
     let truth = dataset::read_truth(dir.path()).unwrap();
 
     let config = LabelConfig::default();
@@ -36,10 +45,17 @@ fn a_simulated_fleet_is_labelled_without_leaks_and_a_model_beats_the_hand_rule()
             }
             None => {
                 assert!(!set.y[i]);
-                assert!(t + 14 * DAY_MS <= end, "{}: a healthy row whose label is not known yet", d.id);
+                assert!(
+                    t + 14 * DAY_MS <= end,
+                    "{}: a healthy row whose label is not known yet",
+                    d.id
+                );
             }
         }
-        assert!(t >= DEFAULT_START.0 + 7 * DAY_MS, "rows start after the minimum history");
+        assert!(
+            t >= DEFAULT_START.0 + 7 * DAY_MS,
+            "rows start after the minimum history"
+        );
     }
     let failed = set.devices.iter().filter(|d| d.failed).count();
     assert!(failed >= 10, "{failed} failures: too few to train on");
@@ -54,11 +70,27 @@ fn a_simulated_fleet_is_labelled_without_leaks_and_a_model_beats_the_hand_rule()
     // Scored on a second fleet the model never saw.
     let other = tempfile::tempdir().unwrap();
     let fleet2 = Fleet::generate(6, 200, days, DEFAULT_START);
-    dataset::generate(&fleet2, 6, &SimSettings::default(), &tenant, other.path(), 2, &|_, _| {}).unwrap();
+    dataset::generate(
+        &fleet2,
+        6,
+        &SimSettings::default(),
+        &tenant,
+        other.path(),
+        2,
+        &|_, _| {},
+    )
+    .unwrap();
     let test = labels::from_simulation(other.path(), &config, &|_| {}).unwrap();
-    let scores: Vec<f64> = (0..test.len()).map(|i| model.probability(&test.row(i))).collect();
+    let scores: Vec<f64> = (0..test.len())
+        .map(|i| model.probability(&test.row(i)))
+        .collect();
     let e = Evaluation::new(&test, &scores, model.threshold, &train_config.rule);
     assert!(e.model.roc_auc > 0.8, "ROC AUC {}", e.model.roc_auc);
-    assert!(e.model.roc_auc > e.baseline.roc_auc, "{} vs the rule's {}", e.model.roc_auc, e.baseline.roc_auc);
+    assert!(
+        e.model.roc_auc > e.baseline.roc_auc,
+        "{} vs the rule's {}",
+        e.model.roc_auc,
+        e.baseline.roc_auc
+    );
     assert!(e.model.pr_auc > e.baseline.pr_auc);
 }
