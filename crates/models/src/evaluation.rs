@@ -243,7 +243,12 @@ fn metrics(set: &LabelledSet, scores: &[f64], threshold: f64) -> Metrics {
         / set.len().max(1) as f64;
     // First alarm per device.
     let mut first_alarm: Vec<Option<u64>> = vec![None; set.devices.len()];
-    for ((_, d), t) in alarm.iter().zip(&set.device).zip(&set.t_ms).filter(|((a, _), _)| **a) {
+    for ((_, d), t) in alarm
+        .iter()
+        .zip(&set.device)
+        .zip(&set.t_ms)
+        .filter(|((a, _), _)| **a)
+    {
         let d = *d as usize;
         first_alarm[d] = Some(first_alarm[d].map_or(*t, |f| f.min(*t)));
     }
