@@ -143,7 +143,7 @@ pub fn for_each_message_in(
         let tab = line.iter().position(|b| *b == b'\t').ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{shard}: line {}: no tab", n + 1),
+                format!("{shard}: line {}: a line without a tab", n + 1),
             )
         })?;
         let topic = std::str::from_utf8(&line[..tab])
