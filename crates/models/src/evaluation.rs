@@ -121,16 +121,16 @@ impl Evaluation {
         let model_caught = caught_devices(set, probability, threshold);
         let rule_caught = caught_devices(set, &rule_scores, 0.5);
         let mut recall_by_mode: BTreeMap<String, ModeRecall> = BTreeMap::new();
+        // One pass over the rows, not one per device.
+        let mut has_failing_row = vec![false; set.devices.len()];
+        for (d, _) in set.device.iter().zip(&set.y).filter(|(_, y)| **y) {
+            has_failing_row[*d as usize] = true;
+        }
         for (d, outcome) in set.devices.iter().enumerate() {
             let Some(mode) = &outcome.failure_mode else {
                 continue;
             };
-            if !set
-                .device
-                .iter()
-                .zip(&set.y)
-                .any(|(dev, y)| *dev as usize == d && *y)
-            {
+            if !has_failing_row[d] {
                 continue;
             }
             let entry = recall_by_mode.entry(mode.clone()).or_insert(ModeRecall {

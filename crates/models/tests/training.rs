@@ -131,7 +131,6 @@ fn both_kinds_rank_failing_rows_high_and_are_deterministic() {
         let i_fail = (0..set.len()).find(|&i| set.y[i]).unwrap();
         let i_ok = (0..set.len()).find(|&i| !set.y[i]).unwrap();
         assert!(scores[i_fail] > scores[i_ok], "{kind:?}");
-        assert!(model.score(&set.row(i_fail)).alarm || scores[i_fail] < model.threshold);
         // Same data, settings and seed: the same model.
         let again = train(kind);
         assert_eq!(again.model, model.model, "{kind:?} is deterministic");
