@@ -52,6 +52,17 @@ pub async fn run(
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<LiveReport> {
     let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(fleet.start, config.speedup));
+    run_on(fleet, config, clock, stop).await
+}
+
+/// [`run`] on a clock the caller also reads (a cloud side that must share simulated
+/// time with the devices); `config.speedup` is then the clock's business.
+pub async fn run_on(
+    fleet: Arc<Fleet>,
+    config: LiveConfig,
+    clock: Arc<dyn Clock>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<LiveReport> {
     let (end_tx, end_rx) = watch::channel(false);
     // The window's end, or the caller's stop, stops every device.
     let window = clock.wall_delay(fleet.end().0 - fleet.start.0);

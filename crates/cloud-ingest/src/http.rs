@@ -1,0 +1,86 @@
+//! `/healthz` and `/metrics`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::score::ModelSlot;
+use crate::store::Store;
+
+/// What the endpoints read.
+#[derive(Clone)]
+pub struct Health {
+    /// Whether the MQTT session is up.
+    pub mqtt: watch::Receiver<bool>,
+    /// The store.
+    pub store: Store,
+    /// The model in force.
+    pub model: Arc<ModelSlot>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The router.
+pub fn router(health: Health) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                "no such endpoint: try /healthz or /metrics\n",
+            )
+        })
+        .with_state(health)
+}
+
+async fn healthz(State(h): State<Health>) -> impl IntoResponse {
+    let mqtt = *h.mqtt.borrow();
+    let store = h.store.ping().await;
+    let status = if mqtt && store {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if status == StatusCode::OK { "ok" } else { "degraded" },
+        "mqtt_connected": mqtt,
+        "store_reachable": store,
+        "model_version": h.model.current().version,
+    });
+    (status, Json(body))
+}
+
+async fn metrics(State(h): State<Health>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        h.metrics.render(),
+    )
+}
+
+/// Binds and serves until `stop`; the bound address is sent once listening.
+pub async fn serve(
+    addr: SocketAddr,
+    health: Health,
+    mut stop: watch::Receiver<bool>,
+    bound: tokio::sync::oneshot::Sender<SocketAddr>,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let _ = bound.send(listener.local_addr()?);
+    axum::serve(listener, router(health))
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+}

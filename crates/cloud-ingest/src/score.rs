@@ -1,0 +1,276 @@
+//! Scoring: the model artifact in force (reloadable without a restart) and each
+//! device's feature state.
+//!
+//! The feature state lives in memory as a cache of the store. After every message the
+//! store says how many messages it holds for the device; when the cache saw fewer (a
+//! restart, or a replica on the same shared subscription took some), the device's last
+//! 31 days are read back from the store and replayed. Replicas therefore score on the
+//! same history a single instance would.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use models::artifact::{ArtifactError, Explanation, ModelArtifact};
+use models::history::{DeviceHistory, FeatureVector, HORIZON_DAYS};
+use protocol::{Limits, Message, Timestamp};
+
+/// The model in force, and where it came from.
+#[derive(Debug)]
+pub struct ModelSlot {
+    current: RwLock<Arc<ModelArtifact>>,
+    path: Option<PathBuf>,
+    loaded: RwLock<Option<SystemTime>>,
+}
+
+impl ModelSlot {
+    /// Loads the artifact at `path`, or the bundled default model without one.
+    pub fn load(path: Option<&Path>) -> Result<ModelSlot, ArtifactError> {
+        let (artifact, mtime) = match path {
+            Some(p) => (ModelArtifact::load(p)?, modified(p)),
+            None => (ModelArtifact::bundled()?, None),
+        };
+        Ok(ModelSlot {
+            current: RwLock::new(Arc::new(artifact)),
+            path: path.map(Path::to_owned),
+            loaded: RwLock::new(mtime),
+        })
+    }
+
+    /// The model to score with now.
+    pub fn current(&self) -> Arc<ModelArtifact> {
+        self.current.read().expect("model lock").clone()
+    }
+
+    /// Reloads the file if it changed since it was loaded. A bad file leaves the model
+    /// in force untouched and is reported. `Ok(Some(version))` when a new model took
+    /// over.
+    pub fn reload_if_changed(&self) -> Result<Option<String>, ArtifactError> {
+        let Some(path) = &self.path else {
+            return Ok(None);
+        };
+        let mtime = modified(path);
+        if mtime == *self.loaded.read().expect("model lock") {
+            return Ok(None);
+        }
+        self.reload_from(path, mtime).map(Some)
+    }
+
+    /// Reloads the file now, whether or not it changed.
+    pub fn reload(&self) -> Result<Option<String>, ArtifactError> {
+        let Some(path) = &self.path else {
+            return Ok(None);
+        };
+        self.reload_from(path, modified(path)).map(Some)
+    }
+
+    fn reload_from(&self, path: &Path, mtime: Option<SystemTime>) -> Result<String, ArtifactError> {
+        // Remember the attempt either way: a broken file is reported once, not every poll.
+        *self.loaded.write().expect("model lock") = mtime;
+        let artifact = ModelArtifact::load(path)?;
+        let version = artifact.version.clone();
+        *self.current.write().expect("model lock") = Arc::new(artifact);
+        Ok(version)
+    }
+}
+
+fn modified(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// One device's cached feature state.
+#[derive(Debug)]
+pub struct DeviceState {
+    history: DeviceHistory,
+    /// Messages the store held for the device when this state was last in step.
+    count: u64,
+    /// The newest payloads, for a ticket's evidence.
+    excerpt: VecDeque<String>,
+}
+
+/// A device's score with everything a decision needs.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    /// The feature values.
+    pub features: FeatureVector,
+    /// Score and top contributions.
+    pub explanation: Explanation,
+    /// Device time scored at.
+    pub at: Timestamp,
+    /// The newest payloads (JSON text), oldest first.
+    pub excerpt: Vec<String>,
+}
+
+/// Every device's feature state, bounded in size.
+#[derive(Debug)]
+pub struct FeatureCache {
+    devices: HashMap<String, DeviceState>,
+    capacity: usize,
+    excerpt_len: usize,
+}
+
+impl FeatureCache {
+    /// A cache for at most `capacity` devices, keeping `excerpt_len` payloads each.
+    pub fn new(capacity: usize, excerpt_len: usize) -> Self {
+        FeatureCache {
+            devices: HashMap::new(),
+            capacity: capacity.max(1),
+            excerpt_len,
+        }
+    }
+
+    /// Whether the cached state of `device` has seen exactly `store_count - 1`
+    /// messages, so the new one can simply be added.
+    pub fn in_step(&self, device: &str, store_count: u64) -> bool {
+        self.devices
+            .get(device)
+            .is_some_and(|d| d.count + 1 == store_count)
+    }
+
+    /// Adds a message to a device that is in step.
+    pub fn observe(&mut self, device: &str, message: &Message, payload: &str) {
+        if let Some(d) = self.devices.get_mut(device) {
+            d.history.observe(message);
+            d.count += 1;
+            push_bounded(&mut d.excerpt, payload, self.excerpt_len);
+        }
+    }
+
+    /// Replaces a device's state by a replay of its stored messages (oldest first),
+    /// which the store counts as `store_count` in all.
+    pub fn rebuild<'a>(
+        &mut self,
+        device: &str,
+        purchased: Option<Timestamp>,
+        stored: impl IntoIterator<Item = (&'a str, &'a str)>,
+        store_count: u64,
+    ) {
+        if self.devices.len() >= self.capacity && !self.devices.contains_key(device) {
+            // Any victim will do: an evicted device is rebuilt from the store on its
+            // next message.
+            if let Some(k) = self.devices.keys().next().cloned() {
+                self.devices.remove(&k);
+            }
+        }
+        let mut history = DeviceHistory::new(purchased);
+        let mut excerpt = VecDeque::new();
+        let limits = Limits::default();
+        for (channel, payload) in stored {
+            if let Some(m) = decode_stored(channel, payload, &limits) {
+                history.observe(&m);
+                push_bounded(&mut excerpt, payload, self.excerpt_len);
+            }
+        }
+        self.devices.insert(
+            device.to_owned(),
+            DeviceState {
+                history,
+                count: store_count,
+                excerpt,
+            },
+        );
+    }
+
+    /// Sets the purchase date the age feature counts from.
+    pub fn set_purchased(&mut self, device: &str, purchased: Option<Timestamp>) {
+        if let Some(d) = self.devices.get_mut(device) {
+            d.history.set_purchased_at(purchased);
+        }
+    }
+
+    /// Forgets a device (after a failed transaction: the store is the truth).
+    pub fn forget(&mut self, device: &str) {
+        self.devices.remove(device);
+    }
+
+    /// Scores a device at its newest telemetry.
+    pub fn score(&self, device: &str, model: &ModelArtifact, top: usize) -> Option<Scored> {
+        let d = self.devices.get(device)?;
+        let at = d.history.newest()?;
+        let features = d.history.features(at);
+        let explanation = model.explain(&features, top);
+        Some(Scored {
+            features,
+            explanation,
+            at,
+            excerpt: d.excerpt.iter().cloned().collect(),
+        })
+    }
+
+    /// Devices cached.
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// Whether no device is cached.
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+}
+
+/// How far back a rebuild reads: the history's horizon.
+pub fn rebuild_since(newest: Timestamp) -> u64 {
+    newest.0.saturating_sub(HORIZON_DAYS * 24 * 3_600_000)
+}
+
+fn push_bounded(q: &mut VecDeque<String>, payload: &str, cap: usize) {
+    if cap == 0 {
+        return;
+    }
+    if q.len() == cap {
+        q.pop_front();
+    }
+    q.push_back(payload.to_owned());
+}
+
+/// Decodes a stored payload of a named channel (it passed validation when it arrived).
+pub fn decode_stored(channel: &str, payload: &str, limits: &Limits) -> Option<Message> {
+    use protocol::codec::decode_payload;
+    let bytes = payload.as_bytes();
+    Some(match channel {
+        "heartbeat" => Message::Heartbeat(decode_payload(bytes, limits).ok()?),
+        "event" => Message::Event(decode_payload(bytes, limits).ok()?),
+        "state" => Message::State(decode_payload(bytes, limits).ok()?),
+        "ack" => Message::Ack(decode_payload(bytes, limits).ok()?),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_model_file_keeps_the_model_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        ModelArtifact::bundled().unwrap().save(&path).unwrap();
+        let slot = ModelSlot::load(Some(&path)).unwrap();
+        let version = slot.current().version.clone();
+        assert_eq!(slot.reload_if_changed().unwrap(), None, "unchanged file");
+        std::fs::write(&path, b"{ not a model").unwrap();
+        // Some file systems keep a coarse mtime: force the reload rather than rely on it.
+        assert!(slot.reload().is_err());
+        assert_eq!(slot.current().version, version);
+        let mut other = ModelArtifact::bundled().unwrap();
+        other.version = "forest-test-2".into();
+        other.save(&path).unwrap();
+        assert_eq!(slot.reload().unwrap().as_deref(), Some("forest-test-2"));
+        assert_eq!(slot.current().version, "forest-test-2");
+    }
+
+    #[test]
+    fn the_cache_knows_when_it_is_out_of_step_and_stays_bounded() {
+        let mut c = FeatureCache::new(2, 3);
+        assert!(!c.in_step("a", 1));
+        c.rebuild("a", None, std::iter::empty(), 0);
+        assert!(c.in_step("a", 1));
+        assert!(!c.in_step("a", 3), "a replica took a message: rebuild");
+        c.rebuild("b", None, std::iter::empty(), 5);
+        c.rebuild("c", None, std::iter::empty(), 5);
+        assert_eq!(c.len(), 2);
+        c.forget("c");
+        assert!(!c.in_step("c", 6));
+    }
+}

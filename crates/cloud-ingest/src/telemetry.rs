@@ -1,0 +1,209 @@
+//! Raw telemetry to InfluxDB (v2 write API, through the `influxdb2` crate).
+//!
+//! The store is the buffer: accepted heartbeats and events are marked pending in the
+//! same transaction that accepts them, and this exporter writes them in batches and
+//! clears the mark once the server said 204. A slow or absent InfluxDB therefore never
+//! blocks ingest or loses a point: the backlog waits in the store (its size is the
+//! `influx_backlog` gauge), and the exporter backs off and retries. A point may be
+//! written twice after a crash between the write and the mark: InfluxDB keeps one
+//! point per series and timestamp, so a repeat overwrites itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use influxdb2::api::write::TimestampPrecision;
+use influxdb2::models::DataPoint;
+use protocol::event::Event;
+use protocol::{Limits, Message};
+use sqlx::Row;
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::score::decode_stored;
+use crate::store::{Store, StoreError};
+
+/// Where to write.
+#[derive(Debug, Clone)]
+pub struct InfluxTarget {
+    /// Server URL.
+    pub url: String,
+    /// Organisation.
+    pub org: String,
+    /// Bucket.
+    pub bucket: String,
+    /// API token.
+    pub token: String,
+}
+
+/// The exporter.
+#[derive(Debug, Clone)]
+pub struct Exporter {
+    /// Where to write.
+    pub target: InfluxTarget,
+    /// Rows per write.
+    pub batch: usize,
+    /// Pause when there is nothing to write.
+    pub idle: Duration,
+}
+
+impl Exporter {
+    /// Exports until `stop`, then once more to drain what is pending.
+    pub async fn run(self, store: Store, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
+        let client = influxdb2::Client::new(&self.target.url, &self.target.org, &self.target.token);
+        let mut failures = 0u32;
+        loop {
+            let pause = match self.export_once(&store, &client, &metrics).await {
+                Ok(n) if n == self.batch => {
+                    failures = 0;
+                    Duration::ZERO
+                }
+                Ok(_) => {
+                    failures = 0;
+                    self.idle
+                }
+                Err(e) => {
+                    failures += 1;
+                    metrics.influx_errors.inc();
+                    let delay = Duration::from_millis((200u64 << failures.min(8)).min(30_000));
+                    tracing::warn!("InfluxDB export: {e}; retrying in {delay:?}");
+                    delay
+                }
+            };
+            if *stop.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+        }
+    }
+
+    /// Writes one batch of pending rows; how many rows it covered.
+    pub async fn export_once(
+        &self,
+        store: &Store,
+        client: &influxdb2::Client,
+        metrics: &Metrics,
+    ) -> Result<usize, ExportError> {
+        let rows = sqlx::query(
+            "SELECT device_id, seq, tenant, channel, payload FROM messages WHERE export_pending = 1 LIMIT $1",
+        )
+        .bind(self.batch as i64)
+        .fetch_all(store.pool())
+        .await
+        .map_err(StoreError::from)?;
+        let backlog: i64 = sqlx::query("SELECT COUNT(*) FROM messages WHERE export_pending = 1")
+            .fetch_one(store.pool())
+            .await
+            .map_err(StoreError::from)?
+            .try_get(0)
+            .map_err(StoreError::from)?;
+        metrics.influx_backlog.set(backlog);
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let limits = Limits::default();
+        let mut points = Vec::with_capacity(rows.len());
+        let mut keys = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let device: String = r.try_get(0).map_err(StoreError::from)?;
+            let seq: i64 = r.try_get(1).map_err(StoreError::from)?;
+            let tenant: String = r.try_get(2).map_err(StoreError::from)?;
+            let channel: String = r.try_get(3).map_err(StoreError::from)?;
+            let payload: String = r.try_get(4).map_err(StoreError::from)?;
+            if let Some(m) = decode_stored(&channel, &payload, &limits) {
+                points.extend(to_points(&tenant, &m));
+            }
+            keys.push((device, seq));
+        }
+        let n = points.len() as u64;
+        client
+            .write_with_precision(
+                &self.target.bucket,
+                futures::stream::iter(points),
+                TimestampPrecision::Milliseconds,
+            )
+            .await
+            .map_err(|e| ExportError::Write(e.to_string()))?;
+        metrics.influx_points.inc_by(n);
+        let mut tx = store.begin().await?;
+        for (device, seq) in &keys {
+            sqlx::query("UPDATE messages SET export_pending = 0 WHERE device_id = $1 AND seq = $2")
+                .bind(device)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(rows.len())
+    }
+}
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Reading or marking rows.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The server refused or could not be reached.
+    #[error("writing to InfluxDB: {0}")]
+    Write(String),
+}
+
+/// The points a message becomes: `heartbeat` (one per interval, numeric fields) and
+/// `event` (one per event, tagged with its kind), tagged with tenant and device.
+pub fn to_points(tenant: &str, m: &Message) -> Vec<DataPoint> {
+    let point = |measurement: &str, device: &str, ts: u64| {
+        DataPoint::builder(measurement)
+            .tag("tenant", tenant)
+            .tag("device", device)
+            .timestamp(ts as i64)
+    };
+    let built = match m {
+        Message::Heartbeat(e) => {
+            let b = &e.body;
+            let mut p = point("heartbeat", e.device_id.as_str(), e.ts_ms.0)
+                .field("seq", e.seq.0 as i64)
+                .field("interval_s", i64::from(b.interval_s))
+                .field("operational_s", i64::from(b.operational_s))
+                .field("active_s", i64::from(b.active_s))
+                .field("crashes", i64::from(b.crashes))
+                .field("storage_errors", i64::from(b.storage_errors))
+                .field(
+                    "reboots",
+                    b.reboots.values().map(|&n| i64::from(n)).sum::<i64>(),
+                )
+                .field("connected_s", i64::from(b.connectivity.connected_s))
+                .field("disconnects", i64::from(b.connectivity.disconnects));
+            if let Some(bat) = &b.battery {
+                p = p
+                    .field("soc_end_pct", f64::from(bat.soc_end_pct))
+                    .field("max_drop_pct", f64::from(bat.max_drop_pct))
+                    .field("voltage_v", f64::from(bat.voltage_v))
+                    .field("charge_cycles", i64::from(bat.charge_cycles));
+                if let Some(soh) = bat.soh_pct {
+                    p = p.field("soh_pct", f64::from(soh));
+                }
+            }
+            if let Some(t) = &b.thermal {
+                p = p
+                    .field("temp_max_c", f64::from(t.max_c))
+                    .field("temp_mean_c", f64::from(t.mean_c));
+            }
+            p.build()
+        }
+        Message::Event(e) => point("event", e.device_id.as_str(), e.ts_ms.0)
+            .tag("kind", e.body.kind())
+            .field("seq", e.seq.0 as i64)
+            .field("detail", event_detail(&e.body))
+            .build(),
+        _ => return Vec::new(),
+    };
+    built.into_iter().collect()
+}
+
+fn event_detail(e: &Event) -> String {
+    serde_json::to_string(e).unwrap_or_default()
+}
