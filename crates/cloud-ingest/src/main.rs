@@ -40,7 +40,7 @@ enum Command {
     Demo(DemoArgs),
     /// Production mode: an external MQTT broker, PostgreSQL (or SQLite) and InfluxDB as
     /// configured. Stops gracefully on SIGTERM or Ctrl-C; SIGHUP reloads the model.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// List the tickets in a store as JSON lines.
     Tickets {
         /// Store URL: sqlite://PATH or postgres://...
@@ -225,7 +225,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(a) => {
-            init_logging(cli.log_format, "warn,rumqttd=error,rumqttc=error")?;
+            init_logging(cli.log_format, "warn,rumqttd=off,rumqttc=error")?;
             let opts = DemoOptions {
                 devices: a.devices,
                 days: a.days,
@@ -243,7 +243,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Serve(a) => {
-            init_logging(cli.log_format, "info,rumqttc=warn,sqlx=warn")?;
+            init_logging(cli.log_format, "info,rumqttd=off,rumqttc=warn,sqlx=warn")?;
             let config = a.config()?;
             if a.print_config {
                 print!("{}", toml::to_string(&config)?);

@@ -179,7 +179,8 @@ pub struct PolicyConfig {
     pub cooldown_days: u32,
     /// A customer is contacted at most this many times ...
     pub contact_cap: u32,
-    /// ... within this many days. Safety tickets are exempt.
+    /// ... within this many days. Safety tickets are exempt from this cap (not from the
+    /// cool-down).
     pub contact_window_days: u32,
     /// Safety: a battery whose state of health is below this (percent) may swell.
     pub swelling_soh_pct: f64,
@@ -246,9 +247,9 @@ impl Default for PolicyConfig {
             cooldown_days: 14,
             contact_cap: 3,
             contact_window_days: 30,
-            swelling_soh_pct: 65.0,
-            runaway_temp_c: 70.0,
-            runaway_over_temp_events: 3.0,
+            swelling_soh_pct: 60.0,
+            runaway_temp_c: 80.0,
+            runaway_over_temp_events: 10.0,
         }
     }
 }
@@ -414,17 +415,16 @@ pub fn decide(input: &PolicyInput<'_>, cfg: &PolicyConfig) -> Decision {
     if safety.is_empty() && !score.alarm && !tip {
         return Decision::Hold(Hold::LowRisk);
     }
-    // Safety overrides the limits on contacting a customer; nothing else does.
-    if safety.is_empty() {
-        let cooling = input.contacts.last_closed_ms.is_some_and(|closed| {
-            input.now_ms < closed.saturating_add(u64::from(cfg.cooldown_days) * DAY_MS)
-        });
-        if cooling {
-            return Decision::Hold(Hold::CoolDown);
-        }
-        if input.contacts.contacts_in_window >= cfg.contact_cap {
-            return Decision::Hold(Hold::ContactCap);
-        }
+    // A customer who just answered (or declined) is left alone for a while, safety or
+    // not; safety does override the cap on how often one customer is contacted.
+    let cooling = input.contacts.last_closed_ms.is_some_and(|closed| {
+        input.now_ms < closed.saturating_add(u64::from(cfg.cooldown_days) * DAY_MS)
+    });
+    if cooling {
+        return Decision::Hold(Hold::CoolDown);
+    }
+    if safety.is_empty() && input.contacts.contacts_in_window >= cfg.contact_cap {
+        return Decision::Hold(Hold::ContactCap);
     }
     let value = residual_value(terms, cfg);
     let repair = cfg.repair_cost_minor.of(problem);
@@ -697,13 +697,13 @@ mod tests {
             run(&calm, &mains, &young_in_warranty(), Default::default()),
             Decision::Hold(Hold::LowRisk)
         );
-        let hot = features(&[("temp_max_c_1d", 74.0)]);
+        let hot = features(&[("temp_max_c_1d", 84.0)]);
         let p = plan(run(&calm, &hot, &young_in_warranty(), Default::default()));
         assert_eq!((p.problem, p.tier), (Problem::Thermal, Tier::High));
     }
 
     #[test]
-    fn cool_down_and_contact_cap_hold_back_all_but_safety() {
+    fn cool_down_holds_back_everything_and_the_contact_cap_all_but_safety() {
         let f = FeatureVector::missing();
         let e = explanation(0.5, true, &[("crashes_per_day_7d", 0.4)]);
         let t = young_in_warranty();
@@ -727,6 +727,7 @@ mod tests {
         assert_eq!(run(&e, &f, &t, busy), Decision::Hold(Hold::ContactCap));
         let swollen = features(&[("has_battery", 1.0), ("soh_pct", 50.0)]);
         assert!(matches!(run(&e, &swollen, &t, busy), Decision::Open(p) if p.tier == Tier::High));
+        assert_eq!(run(&e, &swollen, &t, recently_closed), Decision::Hold(Hold::CoolDown));
     }
 
     #[test]
