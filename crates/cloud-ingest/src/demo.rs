@@ -80,6 +80,9 @@ pub struct Summary {
     pub rejected: u64,
     /// Messages the broker acknowledged to the devices.
     pub messages_published: u64,
+    /// Messages the devices spooled (and so sent) that are not in the store: zero
+    /// unless something lost them.
+    pub messages_lost: u64,
     /// Sample periods the simulator skipped (speed-up too high for the machine).
     pub skipped_samples: u64,
     /// Wall-clock seconds.
@@ -127,6 +130,7 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
     config.store.url = store_url.clone();
     config.store.sqlite_synchronous = SqliteSync::Normal;
     config.http.listen = opts.http;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let (ingest_stop_tx, ingest_stop) = watch::channel(false);
     let (ready_tx, mut ready) = watch::channel(false);
     let (ticket_tx, mut ticket_rx) = mpsc::unbounded_channel::<OpenedTicket>();
@@ -137,6 +141,7 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
         Observers {
             tickets: Some(ticket_tx),
             ready: Some(ready_tx),
+            metrics: Some(metrics.clone()),
             ..Observers::default()
         },
     ));
@@ -146,10 +151,13 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
 
     let print = opts.print_tickets;
     let start = fleet.start;
+    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = opened.clone();
     let printer = tokio::spawn(async move {
         let mut n = 0usize;
         while let Some(t) = ticket_rx.recv().await {
             n += 1;
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if print {
                 println!("{}", describe(&t, start));
             }
@@ -171,7 +179,27 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
         opts.speedup,
         f64::from(opts.days) * 86_400.0 / opts.speedup
     );
-    let live = live::run_on(fleet.clone(), live_config, clock.clone(), stop).await?;
+    let progress = {
+        let (clock, metrics, days) = (clock.clone(), metrics.clone(), fleet.days);
+        let tickets = opened.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let day = (clock.now().0 - start.0) as f64 / DAY_MS as f64;
+                eprintln!(
+                    "… day {:.0} of {days}: {} messages scored, {} tickets",
+                    day.min(f64::from(days)),
+                    metrics.scores.get(),
+                    tickets.load(std::sync::atomic::Ordering::Relaxed)
+                );
+            }
+        })
+    };
+    let live = live::run_on(fleet.clone(), live_config, clock.clone(), stop).await;
+    progress.abort();
+    let live = live?;
 
     // Let ingest take in what the devices delivered last, then stop it.
     let reader = Store::open(&store_url, 1, SqliteSync::Normal).await?;
@@ -189,12 +217,21 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
     let _ = printer.await;
     let tickets = reader.tickets().await?;
     let messages = reader.message_count().await?;
+    let stored: std::collections::HashSet<(String, u64)> =
+        reader.message_keys().await?.into_iter().collect();
     reader.close().await;
+    let lost = live
+        .spooled
+        .iter()
+        .flat_map(|(d, seqs)| seqs.iter().map(move |s| (d.as_str().to_owned(), *s)))
+        .filter(|k| !stored.contains(k))
+        .count() as u64;
     let mut summary = summarise(&fleet, &tickets);
     summary.messages_ingested = messages;
     summary.duplicates = report.duplicates;
     summary.rejected = report.rejected;
     summary.messages_published = live.acked;
+    summary.messages_lost = lost;
     summary.skipped_samples = live.skipped_samples;
     summary.wall_seconds = started.elapsed().as_secs_f64();
     summary.model_version = models::artifact::ModelArtifact::bundled()
@@ -290,6 +327,7 @@ pub fn summarise(fleet: &Fleet, tickets: &[TicketRow]) -> Summary {
         duplicates: 0,
         rejected: 0,
         messages_published: 0,
+        messages_lost: 0,
         skipped_samples: 0,
         wall_seconds: 0.0,
         model_version: String::new(),
@@ -328,6 +366,7 @@ pub fn print_summary(s: &Summary) {
         "messages ingested         {} ({} duplicates dropped, {} dead-lettered)",
         s.messages_ingested, s.duplicates, s.rejected
     );
+    println!("messages lost             {}", s.messages_lost);
     println!("devices that failed       {}", s.failed_devices);
     println!(
         "  reached before failing  {} ({:.0} %)",

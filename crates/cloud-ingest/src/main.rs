@@ -64,9 +64,10 @@ struct DemoArgs {
     /// Fleet seed (the bundled model was trained on seed 1).
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Simulated seconds per wall second. The default keeps a 300-device run faithful
-    /// on two cores; the run reports skipped samples if the machine cannot keep up.
-    #[arg(long, default_value_t = 100_000.0)]
+    /// Simulated seconds per wall second. The default keeps a 300-device run and its
+    /// ingest within two cores; the run reports skipped samples if the machine cannot
+    /// keep up.
+    #[arg(long, default_value_t = 50_000.0)]
     speedup: f64,
     /// Where the demo's SQLite database goes (replaced on every run).
     #[arg(long, default_value = "data/demo")]

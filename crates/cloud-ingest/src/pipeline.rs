@@ -231,6 +231,7 @@ impl Pipeline {
         });
         let model = self.model.current();
         let mut tally = Tally::default();
+        let mut latest: std::collections::BTreeMap<String, Scored> = Default::default();
         let mut tx = self.store.begin().await?;
         for (i, result) in decoded {
             let delivery = &batch[i];
@@ -357,7 +358,17 @@ impl Pipeline {
                 continue;
             };
             tally.risks.push(scored.explanation.score.probability);
-            let top = serde_json::to_string(&evidence_features(&scored)).unwrap_or_default();
+            latest.insert(device.to_owned(), scored.clone());
+            if let Some(t) = self
+                .decide(&mut tx, device, tenant, &scored, &model, now, &mut tally)
+                .await?
+            {
+                tally.outcome.tickets.push(t);
+            }
+        }
+        // A device's newest score is its score: one write per device and batch.
+        for (device, scored) in &latest {
+            let top = serde_json::to_string(&evidence_features(scored)).unwrap_or_default();
             store::set_score(
                 &mut tx,
                 device,
@@ -368,12 +379,6 @@ impl Pipeline {
                 &top,
             )
             .await?;
-            if let Some(t) = self
-                .decide(&mut tx, device, tenant, &scored, &model, now, &mut tally)
-                .await?
-            {
-                tally.outcome.tickets.push(t);
-            }
         }
         tx.commit().await?;
         Ok(tally)

@@ -234,7 +234,7 @@ impl RepairCosts {
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
-            tip_share_of_threshold: 0.5,
+            tip_share_of_threshold: 0.7,
             high_due_hours: 4,
             medium_due_hours: 24,
             low_due_hours: 72,
@@ -589,7 +589,7 @@ mod tests {
             run(&low, &f, &t, Default::default()),
             Decision::Hold(Hold::LowRisk)
         );
-        let near = explanation(0.12, false, &[("drain_pct_per_active_h_7d", 0.2)]);
+        let near = explanation(0.15, false, &[("drain_pct_per_active_h_7d", 0.2)]);
         let p = plan(run(&near, &f, &t, Default::default()));
         assert_eq!(p.offer, OfferKind::SelfServiceTip);
         assert_eq!(p.tier, Tier::Low);
@@ -727,7 +727,10 @@ mod tests {
         assert_eq!(run(&e, &f, &t, busy), Decision::Hold(Hold::ContactCap));
         let swollen = features(&[("has_battery", 1.0), ("soh_pct", 50.0)]);
         assert!(matches!(run(&e, &swollen, &t, busy), Decision::Open(p) if p.tier == Tier::High));
-        assert_eq!(run(&e, &swollen, &t, recently_closed), Decision::Hold(Hold::CoolDown));
+        assert_eq!(
+            run(&e, &swollen, &t, recently_closed),
+            Decision::Hold(Hold::CoolDown)
+        );
     }
 
     #[test]

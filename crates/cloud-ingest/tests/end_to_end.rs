@@ -1,0 +1,294 @@
+//! Ingest end to end: through the test command's Mosquitto with hand-made messages,
+//! and through the in-process broker with a simulated fleet on the real agent code.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::routing::post;
+use cloud_ingest::config::WebhookConfig;
+use cloud_ingest::demo::{self, DemoOptions};
+use cloud_ingest::store::{SqliteSync, Store};
+use cloud_ingest::tickets::{Evidence, TicketState, Tier};
+use common::*;
+use protocol::command::{AckStatus, CommandAck, CommandBody, OfferKind};
+use protocol::ids::{BootId, DeviceId, Seq};
+use protocol::{Channel, Envelope, Limits, Message, Timestamp};
+use tests::mqtt::Probe;
+use tests::services;
+use tokio::sync::mpsc;
+
+fn ack(device: &str, seq: u64, command: &protocol::ids::CommandId, status: AckStatus) -> Vec<u8> {
+    let body = CommandAck {
+        command_id: command.clone(),
+        status,
+        detail: None,
+        diagnostics: Vec::new(),
+    };
+    let e = Envelope::new(
+        DeviceId::new(device).unwrap(),
+        Seq(seq),
+        BootId::new("boot-1").unwrap(),
+        Timestamp(now_ms()),
+        body,
+    );
+    Message::Ack(e).encode(&Limits::default()).unwrap()
+}
+
+/// A webhook endpoint that hands over what it receives: (signature header, body).
+async fn webhook_sink() -> (String, mpsc::UnboundedReceiver<(String, String)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |headers: axum::http::HeaderMap, body: String| {
+            let tx = tx.clone();
+            async move {
+                let sig = headers
+                    .get("x-fleet-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                let _ = tx.send((sig, body));
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_risky_device_gets_a_ticket_an_offer_and_a_webhook_and_bad_input_is_kept() {
+    let mqtt = services::mqtt();
+    let tenant = tests::unique("e2e");
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("fleet.db").display());
+    let (hook, mut hooks) = webhook_sink().await;
+    let mut config = config(&mqtt, &tenant, &url);
+    config.webhooks = vec![WebhookConfig {
+        url: hook,
+        secret: "hook-secret".into(),
+        max_attempts: 3,
+    }];
+    config.http.listen = Some("127.0.0.1:0".parse().unwrap());
+    let mut ingest = start(config).await;
+
+    let dev = "dev-e2e-1";
+    let mut device = Probe::connect(&mqtt, &tests::unique("device")).await;
+    device
+        .subscribe(&topic(&tenant, dev, Channel::Command))
+        .await;
+    let t0 = now_ms() - 3_600_000;
+    let hb = topic(&tenant, dev, Channel::Heartbeat);
+    device
+        .publish(
+            &topic(&tenant, dev, Channel::State),
+            birth(dev, 1, t0),
+            false,
+        )
+        .await;
+    device
+        .publish(&hb, heartbeat(dev, 2, t0 + 60_000, 97.0), false)
+        .await;
+    // A redelivery, a payload that is not JSON, and one that names another device.
+    device
+        .publish(&hb, heartbeat(dev, 2, t0 + 60_000, 97.0), false)
+        .await;
+    device
+        .publish(&hb, b"{\"schema\": 1, \"device_id\":".to_vec(), false)
+        .await;
+    device
+        .publish(
+            &topic(&tenant, "dev-e2e-2", Channel::Heartbeat),
+            heartbeat(dev, 9, t0, 97.0),
+            false,
+        )
+        .await;
+    // The battery's state of health falls to where it may swell.
+    device
+        .publish(&hb, heartbeat(dev, 3, t0 + 120_000, 55.0), false)
+        .await;
+
+    let opened = tokio::time::timeout(Duration::from_secs(30), ingest.tickets.recv())
+        .await
+        .expect("no ticket within 30 s")
+        .unwrap();
+    assert_eq!(opened.device_id, dev);
+    assert_eq!(
+        (opened.tier, opened.offer),
+        (Tier::High, OfferKind::Inspection)
+    );
+    assert!(
+        opened.why.iter().any(|w| w.contains("swelling")),
+        "{:?}",
+        opened.why
+    );
+
+    // The offer reaches the device on its command topic.
+    let cmd = device
+        .recv(Duration::from_secs(20))
+        .await
+        .expect("no offer command");
+    let decoded = protocol::decode(&cmd.topic, &cmd.payload, &Limits::default()).unwrap();
+    let Message::Command(command) = decoded.message else {
+        panic!("not a command")
+    };
+    let CommandBody::Offer(offer) = &command.body else {
+        panic!("not an offer")
+    };
+    assert_eq!(offer.ticket.as_str(), opened.ticket_ref);
+    assert_eq!(offer.kind, OfferKind::Inspection);
+    assert!(offer.message.contains("stop charging"), "{}", offer.message);
+
+    // The customer sees it and accepts.
+    let ack_topic = topic(&tenant, dev, Channel::Ack);
+    device
+        .publish(
+            &ack_topic,
+            ack(dev, 4, &command.command_id, AckStatus::Received),
+            false,
+        )
+        .await;
+    device
+        .publish(
+            &ack_topic,
+            ack(dev, 5, &command.command_id, AckStatus::Accepted),
+            false,
+        )
+        .await;
+
+    let store = Store::open(&url, 1, SqliteSync::Full).await.unwrap();
+    let ticket = eventually(
+        "the ticket to be accepted",
+        Duration::from_secs(20),
+        || async {
+            let t = store.tickets().await.unwrap();
+            t.into_iter().find(|t| t.state == TicketState::Accepted)
+        },
+    )
+    .await;
+    let events = store.ticket_events(ticket.id).await.unwrap();
+    let moves: Vec<(Option<&str>, &str, &str)> = events
+        .iter()
+        .map(|(_, f, t, a)| (f.as_deref(), t.as_str(), a.as_str()))
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            (None, "opened", "policy"),
+            (Some("opened"), "offered", "device"),
+            (Some("offered"), "accepted", "device")
+        ]
+    );
+    assert!(
+        events.windows(2).all(|w| w[0].0 <= w[1].0),
+        "times in order"
+    );
+    // The evidence was frozen at opening.
+    let evidence: Evidence = serde_json::from_str(&ticket.evidence).unwrap();
+    assert_eq!(evidence.model_version, ticket.model_version);
+    assert!(!evidence.top_features.is_empty());
+    assert!(evidence.safety[0].contains("swelling"));
+    assert_eq!(evidence.telemetry.len(), 3, "birth and both heartbeats");
+    assert_eq!(evidence.telemetry[2]["seq"], 3);
+    assert!(ticket.due_ms - ticket.opened_ms == 4 * 3_600_000);
+
+    // Exactly one ticket, duplicates dropped, bad input dead-lettered with its reason.
+    assert_eq!(store.tickets().await.unwrap().len(), 1);
+    let dead = store.dead_letters().await.unwrap();
+    let reasons: Vec<&str> = dead.iter().map(|d| d.1.as_str()).collect();
+    assert_eq!(reasons, ["truncated", "device_mismatch"], "{dead:?}");
+    let (online, stats) = store.device_status(dev).await.unwrap().unwrap();
+    assert!(online);
+    assert_eq!((stats.count, stats.missing()), (5, 0));
+
+    // The webhook arrived, signed.
+    let (sig, body) = tokio::time::timeout(Duration::from_secs(20), hooks.recv())
+        .await
+        .expect("no webhook within 20 s")
+        .unwrap();
+    assert!(
+        cloud_ingest::webhook::verify(b"hook-secret", body.as_bytes(), &sig),
+        "bad signature {sig}"
+    );
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["event"], "ticket.opened");
+    assert_eq!(body["ticket"]["ref"], opened.ticket_ref.as_str());
+
+    // The operator endpoints.
+    let addr = ingest.http.lock().unwrap().expect("HTTP bound");
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let metrics = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "fleet_ingest_duplicates_total 1",
+        "fleet_ingest_messages_rejected_total{reason=\"device_mismatch\"} 1",
+        "fleet_ingest_tickets_opened_total{tier=\"high\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    let missing = http
+        .get(format!("http://{addr}/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let report = ingest.finish().await;
+    assert_eq!(
+        (
+            report.accepted,
+            report.duplicates,
+            report.rejected,
+            report.tickets
+        ),
+        (5, 1, 2, 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_fleet_through_the_in_process_broker_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = DemoOptions {
+        devices: 20,
+        days: 30,
+        seed: 3,
+        speedup: 200_000.0,
+        data_dir: dir.path().to_owned(),
+        http: None,
+        print_tickets: false,
+    };
+    let (_keep, stop) = tokio::sync::watch::channel(false);
+    let s = demo::run(&opts, stop).await.unwrap();
+    assert!(s.messages_published > 20 * 30 * 20, "{s:?}");
+    // Every message a device sent is stored, once (the store's key is (device, seq));
+    // the store also holds the broker's Last Will messages, which no device spooled.
+    assert_eq!(s.messages_lost, 0, "{s:?}");
+    assert!(s.messages_ingested >= s.messages_published, "{s:?}");
+    assert_eq!(s.rejected, 0);
+    let json = serde_json::to_value(&s).unwrap();
+    for key in [
+        "devices",
+        "failed_devices",
+        "reached_before_failure",
+        "false_alarms",
+        "tickets",
+        "median_lead_days",
+        "messages_ingested",
+    ] {
+        assert!(json.get(key).is_some(), "summary lacks {key}");
+    }
+}
