@@ -80,8 +80,9 @@ pub struct Summary {
     pub rejected: u64,
     /// Messages the broker acknowledged to the devices.
     pub messages_published: u64,
-    /// Messages the devices spooled (and so sent) that are not in the store: zero
-    /// unless something lost them.
+    /// Messages the broker acknowledged to a device that are not in the store: zero
+    /// unless something lost them. (A device that fails takes what its spool still
+    /// held with it; that is not counted here.)
     pub messages_lost: u64,
     /// Sample periods the simulator skipped (speed-up too high for the machine).
     pub skipped_samples: u64,
@@ -201,31 +202,32 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
     progress.abort();
     let live = live?;
 
-    // Let ingest take in what the devices delivered last, then stop it.
+    // Let ingest take in everything the devices sent, then stop it. It may trail the
+    // fleet when the machine is busy: wait while it makes progress.
     let reader = Store::open(&store_url, 1, SqliteSync::Normal).await?;
-    let mut last = u64::MAX;
-    for _ in 0..120 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent: u64 = live.delivered.values().map(|s| s.len() as u64).sum();
+    let mut last = 0;
+    let mut still = Instant::now();
+    loop {
         let now = reader.message_count().await?;
-        if now == last {
+        if now >= sent && missing(&reader, &live).await? == 0 {
             break;
         }
-        last = now;
+        if now != last {
+            (last, still) = (now, Instant::now());
+        } else if still.elapsed() > Duration::from_secs(15) {
+            eprintln!("ingest made no progress for 15 s: stopping it");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let _ = ingest_stop_tx.send(true);
     let report = ingest.await.context("the ingest task panicked")??;
     let _ = printer.await;
     let tickets = reader.tickets().await?;
     let messages = reader.message_count().await?;
-    let stored: std::collections::HashSet<(String, u64)> =
-        reader.message_keys().await?.into_iter().collect();
+    let lost = missing(&reader, &live).await?;
     reader.close().await;
-    let lost = live
-        .spooled
-        .iter()
-        .flat_map(|(d, seqs)| seqs.iter().map(move |s| (d.as_str().to_owned(), *s)))
-        .filter(|k| !stored.contains(k))
-        .count() as u64;
     let mut summary = summarise(&fleet, &tickets);
     summary.messages_ingested = messages;
     summary.duplicates = report.duplicates;
@@ -238,6 +240,18 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
         .map(|m| m.version)
         .unwrap_or_default();
     Ok(summary)
+}
+
+/// Messages the broker acknowledged to the devices that the store does not hold.
+async fn missing(store: &Store, live: &live::LiveReport) -> anyhow::Result<u64> {
+    let stored: std::collections::HashSet<(String, u64)> =
+        store.message_keys().await?.into_iter().collect();
+    Ok(live
+        .delivered
+        .iter()
+        .flat_map(|(d, seqs)| seqs.iter().map(move |s| (d.as_str().to_owned(), *s)))
+        .filter(|k| !stored.contains(k))
+        .count() as u64)
 }
 
 fn failing(fleet: &Fleet) -> impl Iterator<Item = (&firmware_sim::fleet::DeviceSpec, u64)> {

@@ -231,119 +231,116 @@ impl Pipeline {
         });
         let model = self.model.current();
         let mut tally = Tally::default();
-        let mut latest: std::collections::BTreeMap<String, Scored> = Default::default();
         let mut tx = self.store.begin().await?;
+
+        // Bad input to the dead-letter store; the rest, once per (device, seq).
+        let mut valid: Vec<(usize, protocol::Decoded)> = Vec::with_capacity(decoded.len());
+        let mut seen = std::collections::HashSet::new();
         for (i, result) in decoded {
             let delivery = &batch[i];
-            let d = match result {
-                Ok(d) if d.topic.channel == Channel::Command => {
-                    let detail = "commands flow to devices; ingest does not accept them";
-                    store::dead_letter(
-                        &mut tx,
-                        received,
-                        &delivery.topic,
-                        &delivery.payload,
-                        "wrong_direction",
-                        detail,
-                    )
-                    .await?;
-                    tally.rejected.push("wrong_direction");
-                    tally.outcome.rejected += 1;
+            let (reason, detail) = match result {
+                Ok(d) if d.topic.channel == Channel::Command => (
+                    "wrong_direction",
+                    "commands flow to devices; ingest does not accept them".to_owned(),
+                ),
+                Ok(d) => {
+                    let key = (d.topic.device.clone(), d.message.seq().map(|s| s.0));
+                    if seen.insert(key) {
+                        valid.push((i, d));
+                    } else {
+                        tally.outcome.duplicates += 1;
+                    }
                     continue;
                 }
-                Ok(d) => d,
-                Err(e) => {
-                    let reason = e.reason();
-                    store::dead_letter(
-                        &mut tx,
-                        received,
-                        &delivery.topic,
-                        &delivery.payload,
-                        reason,
-                        &e.to_string(),
-                    )
-                    .await?;
-                    tracing::debug!(topic = %delivery.topic, reason, "dead-lettered: {e}");
-                    tally.rejected.push(reason);
-                    tally.outcome.rejected += 1;
-                    continue;
-                }
+                Err(e) => (e.reason(), e.to_string()),
             };
-            let payload = String::from_utf8_lossy(&delivery.payload);
-            let device = d.topic.device.as_str();
-            let tenant = d.topic.tenant.as_str();
-            let seq = d.message.seq().expect("device messages carry a seq").0;
-            let ts = message_ts(&d.message);
-            let fresh = store::insert_message(
+            store::dead_letter(
                 &mut tx,
-                &NewMessage {
-                    device_id: device,
-                    seq,
-                    tenant,
-                    channel: d.topic.channel.as_str(),
-                    ts_ms: ts.0,
-                    received_ms: received,
-                    payload: &payload,
-                    export_pending: self.settings.export_telemetry
-                        && matches!(d.topic.channel, Channel::Heartbeat | Channel::Event),
-                },
+                received,
+                &delivery.topic,
+                &delivery.payload,
+                reason,
+                &detail,
             )
             .await?;
-            if !fresh {
-                tally.outcome.duplicates += 1;
+            tracing::debug!(topic = %delivery.topic, reason, "dead-lettered: {detail}");
+            tally.rejected.push(reason);
+            tally.outcome.rejected += 1;
+        }
+        let payloads: Vec<std::borrow::Cow<'_, str>> = valid
+            .iter()
+            .map(|(i, _)| String::from_utf8_lossy(&batch[*i].payload))
+            .collect();
+        let rows: Vec<NewMessage<'_>> = valid
+            .iter()
+            .zip(&payloads)
+            .map(|((_, d), payload)| NewMessage {
+                device_id: d.topic.device.as_str(),
+                seq: d.message.seq().expect("device messages carry a seq").0,
+                tenant: d.topic.tenant.as_str(),
+                channel: d.topic.channel.as_str(),
+                ts_ms: message_ts(&d.message).0,
+                received_ms: received,
+                payload,
+                export_pending: self.settings.export_telemetry
+                    && matches!(d.topic.channel, Channel::Heartbeat | Channel::Event),
+            })
+            .collect();
+        let fresh = store::insert_messages(&mut tx, &rows).await?;
+        tally.outcome.duplicates += (rows.len() - fresh.len()) as u64;
+
+        // Device by device: accounting, liveness, answers, feature state, one score.
+        let mut start = 0;
+        while start < valid.len() {
+            let device = valid[start].1.topic.device.as_str().to_owned();
+            let end = start
+                + valid[start..]
+                    .iter()
+                    .take_while(|(_, d)| d.topic.device.as_str() == device)
+                    .count();
+            let group: Vec<usize> = (start..end)
+                .filter(|&k| fresh.contains(&(device.clone(), rows[k].seq)))
+                .collect();
+            start = end;
+            if group.is_empty() {
                 continue;
             }
-            tally.outcome.accepted += 1;
-            tally.accepted.push(d.topic.channel.as_str());
-            tally
-                .lags
-                .push(received.saturating_sub(ts.0) as f64 / 1000.0);
-            let stats = store::device_seen(&mut tx, device, tenant, seq, ts.0).await?;
-            if seq < stats.max_seq {
-                tally.out_of_order += 1;
-            }
-            match &d.message {
-                Message::State(env) => {
-                    let (online, birth) = match &env.body {
-                        State::Online(b) => (true, Some(b)),
-                        State::Offline(_) => (false, None),
-                    };
-                    let class = birth.map(|b| serde_json::to_value(b.device_class).ok());
-                    let class = class.flatten().and_then(|v| v.as_str().map(str::to_owned));
-                    let identity = birth.map(|b| store::Identity {
-                        model: b.model.as_str(),
-                        device_class: class.as_deref().unwrap_or("other"),
-                        hw_revision: b.hw_revision.as_str(),
-                        batch: b.batch.as_str(),
-                        firmware: b.firmware.as_str(),
-                    });
-                    store::set_liveness(&mut tx, device, online, ts.0, identity.as_ref()).await?;
+            let tenant = valid[group[0]].1.topic.tenant.as_str().to_owned();
+            let seqs = group.iter().map(|&k| rows[k].seq);
+            let (lo, hi) = (seqs.clone().min().unwrap_or(0), seqs.max().unwrap_or(0));
+            let times = group.iter().map(|&k| rows[k].ts_ms);
+            let (first, last) = (times.clone().min().unwrap_or(0), times.max().unwrap_or(0));
+            let n = group.len() as u64;
+            let stats =
+                store::device_seen_many(&mut tx, &device, &tenant, n, lo, hi, first, last).await?;
+            let mut telemetry = false;
+            for &k in &group {
+                let d = &valid[k].1;
+                tally.outcome.accepted += 1;
+                tally.accepted.push(d.topic.channel.as_str());
+                tally
+                    .lags
+                    .push(received.saturating_sub(rows[k].ts_ms) as f64 / 1000.0);
+                if rows[k].seq < stats.max_seq {
+                    tally.out_of_order += 1;
                 }
-                Message::Ack(env) => {
-                    let status = env.body.status;
-                    tally.answers.push(ack_name(status));
-                    let ticket = store::command_answered(
-                        &mut tx,
-                        env.body.command_id.as_str(),
-                        device,
-                        ack_name(status),
-                        now.0,
-                    )
+                telemetry |= matches!(d.message, Message::Heartbeat(_) | Message::Event(_));
+                self.apply_control(&mut tx, &device, &d.message, rows[k].ts_ms, now, &mut tally)
                     .await?;
-                    if let Some(id) = ticket {
-                        follow_answer(&mut tx, id, status, now.0).await?;
-                    }
-                }
-                _ => {}
             }
             // Feature state: in step with the store, or rebuilt from it.
-            if self.cache.in_step(device, stats.count) {
-                self.cache.observe(device, &d.message, &payload);
+            if self.cache.in_step(&device, stats.count, n) {
+                for &k in &group {
+                    self.cache
+                        .observe(&device, &valid[k].1.message, &payloads[k]);
+                }
             } else {
-                let reg = store::registration(&mut tx, device).await?;
-                let stored = store::messages_since(&mut tx, device, rebuild_since(ts)).await?;
+                let reg = store::registration(&mut tx, &device).await?;
+                let stored =
+                    store::messages_since(&mut tx, &device, rebuild_since(Timestamp(first)))
+                        .await?;
                 self.cache.rebuild(
-                    device,
+                    &device,
                     reg.purchased_ms.map(Timestamp),
                     stored
                         .iter()
@@ -351,27 +348,17 @@ impl Pipeline {
                     stats.count,
                 );
             }
-            if !matches!(d.message, Message::Heartbeat(_) | Message::Event(_)) {
+            if !telemetry {
                 continue;
             }
-            let Some(scored) = self.cache.score(device, &model, self.settings.explain_top) else {
+            let Some(scored) = self.cache.score(&device, &model, self.settings.explain_top) else {
                 continue;
             };
             tally.risks.push(scored.explanation.score.probability);
-            latest.insert(device.to_owned(), scored.clone());
-            if let Some(t) = self
-                .decide(&mut tx, device, tenant, &scored, &model, now, &mut tally)
-                .await?
-            {
-                tally.outcome.tickets.push(t);
-            }
-        }
-        // A device's newest score is its score: one write per device and batch.
-        for (device, scored) in &latest {
-            let top = serde_json::to_string(&evidence_features(scored)).unwrap_or_default();
+            let top = serde_json::to_string(&evidence_features(&scored)).unwrap_or_default();
             store::set_score(
                 &mut tx,
-                device,
+                &device,
                 scored.explanation.score.probability,
                 scored.explanation.score.alarm,
                 scored.at.0,
@@ -379,9 +366,63 @@ impl Pipeline {
                 &top,
             )
             .await?;
+            if let Some(t) = self
+                .decide(&mut tx, &device, &tenant, &scored, &model, now, &mut tally)
+                .await?
+            {
+                tally.outcome.tickets.push(t);
+            }
         }
         tx.commit().await?;
         Ok(tally)
+    }
+
+    /// Liveness from state messages; ticket moves from answers to commands.
+    async fn apply_control(
+        &self,
+        tx: &mut AnyConnection,
+        device: &str,
+        message: &Message,
+        ts_ms: u64,
+        now: Timestamp,
+        tally: &mut Tally,
+    ) -> Result<(), StoreError> {
+        match message {
+            Message::State(env) => {
+                let (online, birth) = match &env.body {
+                    State::Online(b) => (true, Some(b)),
+                    State::Offline(_) => (false, None),
+                };
+                let class = birth
+                    .and_then(|b| serde_json::to_value(b.device_class).ok())
+                    .and_then(|v| v.as_str().map(str::to_owned));
+                let identity = birth.map(|b| store::Identity {
+                    model: b.model.as_str(),
+                    device_class: class.as_deref().unwrap_or("other"),
+                    hw_revision: b.hw_revision.as_str(),
+                    batch: b.batch.as_str(),
+                    firmware: b.firmware.as_str(),
+                });
+                store::set_liveness(tx, device, online, ts_ms, identity.as_ref()).await?;
+            }
+            Message::Ack(env) => {
+                let status = env.body.status;
+                tally.answers.push(ack_name(status));
+                let ticket = store::command_answered(
+                    tx,
+                    env.body.command_id.as_str(),
+                    device,
+                    ack_name(status),
+                    now.0,
+                )
+                .await?;
+                if let Some(id) = ticket {
+                    follow_answer(tx, id, status, now.0).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]

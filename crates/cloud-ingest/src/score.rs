@@ -120,12 +120,12 @@ impl FeatureCache {
         }
     }
 
-    /// Whether the cached state of `device` has seen exactly `store_count - 1`
-    /// messages, so the new one can simply be added.
-    pub fn in_step(&self, device: &str, store_count: u64) -> bool {
+    /// Whether the cached state of `device` has seen exactly `store_count - new`
+    /// messages, so the `new` ones can simply be added.
+    pub fn in_step(&self, device: &str, store_count: u64, new: u64) -> bool {
         self.devices
             .get(device)
-            .is_some_and(|d| d.count + 1 == store_count)
+            .is_some_and(|d| d.count + new == store_count)
     }
 
     /// Adds a message to a device that is in step.
@@ -263,14 +263,18 @@ mod tests {
     #[test]
     fn the_cache_knows_when_it_is_out_of_step_and_stays_bounded() {
         let mut c = FeatureCache::new(2, 3);
-        assert!(!c.in_step("a", 1));
+        assert!(!c.in_step("a", 1, 1));
         c.rebuild("a", None, std::iter::empty(), 0);
-        assert!(c.in_step("a", 1));
-        assert!(!c.in_step("a", 3), "a replica took a message: rebuild");
+        assert!(c.in_step("a", 1, 1));
+        assert!(c.in_step("a", 3, 3));
+        assert!(
+            !c.in_step("a", 3, 1),
+            "a replica took two messages: rebuild"
+        );
         c.rebuild("b", None, std::iter::empty(), 5);
         c.rebuild("c", None, std::iter::empty(), 5);
         assert_eq!(c.len(), 2);
         c.forget("c");
-        assert!(!c.in_step("c", 6));
+        assert!(!c.in_step("c", 6, 1));
     }
 }

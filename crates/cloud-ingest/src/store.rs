@@ -195,23 +195,97 @@ pub struct NewMessage<'a> {
     pub export_pending: bool,
 }
 
-/// Records a message unless `(device, seq)` is already there; false for a duplicate.
-pub async fn insert_message(c: &mut AnyConnection, m: &NewMessage<'_>) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "INSERT INTO messages (device_id, seq, tenant, channel, ts_ms, received_ms, payload, export_pending)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (device_id, seq) DO NOTHING",
+/// Records many messages in one statement per 500, skipping those already stored; the
+/// `(device, seq)` of the ones that were new.
+pub async fn insert_messages(
+    c: &mut AnyConnection,
+    rows: &[NewMessage<'_>],
+) -> Result<std::collections::HashSet<(String, u64)>, StoreError> {
+    let mut fresh = std::collections::HashSet::with_capacity(rows.len());
+    for chunk in rows.chunks(500) {
+        // `$n` placeholders, which both databases read (sqlx's query builder writes
+        // `?` for the Any driver, which PostgreSQL does not). Only numbers are formatted
+        // into the text; every value is bound.
+        let mut sql = String::from(
+            "INSERT INTO messages (device_id, seq, tenant, channel, ts_ms, received_ms, payload, export_pending) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 8;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8
+            ));
+        }
+        sql.push_str(" ON CONFLICT (device_id, seq) DO NOTHING RETURNING device_id, seq");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for m in chunk {
+            q = q
+                .bind(m.device_id.to_owned())
+                .bind(m.seq as i64)
+                .bind(m.tenant.to_owned())
+                .bind(m.channel.to_owned())
+                .bind(m.ts_ms as i64)
+                .bind(m.received_ms as i64)
+                .bind(m.payload.to_owned())
+                .bind(i64::from(m.export_pending));
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            fresh.insert((r.try_get(0)?, r.try_get::<i64, _>(1)? as u64));
+        }
+    }
+    Ok(fresh)
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Counts `n` new messages against their device in one statement (registering the
+/// device on first sight): seqs from `min_seq` to `max_seq`, device time up to `ts_ms`.
+pub async fn device_seen_many(
+    c: &mut AnyConnection,
+    device: &str,
+    tenant: &str,
+    n: u64,
+    min_seq: u64,
+    max_seq: u64,
+    first_ts_ms: u64,
+    last_ts_ms: u64,
+) -> Result<SeqStats, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO devices (device_id, tenant, first_seen_ms, last_seen_ms, min_seq, max_seq, msg_count)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (device_id) DO UPDATE SET
+            last_seen_ms = CASE WHEN excluded.last_seen_ms > devices.last_seen_ms
+                           THEN excluded.last_seen_ms ELSE devices.last_seen_ms END,
+            min_seq = CASE WHEN excluded.min_seq < devices.min_seq OR devices.msg_count = 0
+                      THEN excluded.min_seq ELSE devices.min_seq END,
+            max_seq = CASE WHEN excluded.max_seq > devices.max_seq
+                      THEN excluded.max_seq ELSE devices.max_seq END,
+            msg_count = devices.msg_count + excluded.msg_count
+         RETURNING msg_count, min_seq, max_seq",
     )
-    .bind(m.device_id)
-    .bind(m.seq as i64)
-    .bind(m.tenant)
-    .bind(m.channel)
-    .bind(m.ts_ms as i64)
-    .bind(m.received_ms as i64)
-    .bind(m.payload)
-    .bind(i64::from(m.export_pending))
-    .execute(c)
+    .bind(device)
+    .bind(tenant)
+    .bind(first_ts_ms as i64)
+    .bind(last_ts_ms as i64)
+    .bind(min_seq as i64)
+    .bind(max_seq as i64)
+    .bind(n as i64)
+    .fetch_one(c)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(SeqStats {
+        count: row.try_get::<i64, _>(0)? as u64,
+        min_seq: row.try_get::<i64, _>(1)? as u64,
+        max_seq: row.try_get::<i64, _>(2)? as u64,
+    })
 }
 
 /// A device's sequence accounting after a message.
@@ -230,40 +304,6 @@ impl SeqStats {
     pub fn missing(&self) -> u64 {
         (self.max_seq - self.min_seq + 1).saturating_sub(self.count)
     }
-}
-
-/// Counts a new message against its device (registering the device on first sight).
-pub async fn device_seen(
-    c: &mut AnyConnection,
-    device: &str,
-    tenant: &str,
-    seq: u64,
-    ts_ms: u64,
-) -> Result<SeqStats, StoreError> {
-    let row = sqlx::query(
-        "INSERT INTO devices (device_id, tenant, first_seen_ms, last_seen_ms, min_seq, max_seq, msg_count)
-         VALUES ($1, $2, $3, $3, $4, $4, 1)
-         ON CONFLICT (device_id) DO UPDATE SET
-            last_seen_ms = CASE WHEN excluded.last_seen_ms > devices.last_seen_ms
-                           THEN excluded.last_seen_ms ELSE devices.last_seen_ms END,
-            min_seq = CASE WHEN excluded.min_seq < devices.min_seq
-                      THEN excluded.min_seq ELSE devices.min_seq END,
-            max_seq = CASE WHEN excluded.max_seq > devices.max_seq
-                      THEN excluded.max_seq ELSE devices.max_seq END,
-            msg_count = devices.msg_count + 1
-         RETURNING msg_count, min_seq, max_seq",
-    )
-    .bind(device)
-    .bind(tenant)
-    .bind(ts_ms as i64)
-    .bind(seq as i64)
-    .fetch_one(c)
-    .await?;
-    Ok(SeqStats {
-        count: row.try_get::<i64, _>(0)? as u64,
-        min_seq: row.try_get::<i64, _>(1)? as u64,
-        max_seq: row.try_get::<i64, _>(2)? as u64,
-    })
 }
 
 /// What a birth says about the device.

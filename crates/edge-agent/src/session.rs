@@ -198,6 +198,9 @@ pub struct SessionStats {
     /// only when `Some`, for bounded runs such as simulations and tests. A device
     /// running for months leaves it `None`.
     pub spooled: Option<Vec<Seq>>,
+    /// Every seq the broker acknowledged, in order; recorded only when `Some`, like
+    /// `spooled`.
+    pub delivered: Option<Vec<Seq>>,
     /// Sample periods skipped because the host fell more than two periods behind its clock.
     pub skipped_samples: u64,
 }
@@ -281,6 +284,9 @@ pub async fn run_device(
                         if let Some(Some(seq)) = c.inflight.remove(&ack.pkid) {
                             if spool.retire(seq)? {
                                 stats.acked += 1;
+                                if let Some(d) = stats.delivered.as_mut() {
+                                    d.push(seq);
+                                }
                             }
                         }
                     }

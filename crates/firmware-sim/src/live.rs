@@ -41,6 +41,8 @@ pub struct LiveReport {
     pub skipped_samples: u64,
     /// Per device, every seq it spooled (and so should reach the broker).
     pub spooled: BTreeMap<DeviceId, Vec<u64>>,
+    /// Per device, every seq the broker acknowledged (so a subscriber must see it).
+    pub delivered: BTreeMap<DeviceId, Vec<u64>>,
     /// Per device, successful connections.
     pub connects: BTreeMap<DeviceId, u64>,
 }
@@ -106,6 +108,7 @@ pub async fn run_on(
             });
             let mut stats = SessionStats {
                 spooled: Some(Vec::new()),
+                delivered: Some(Vec::new()),
                 ..SessionStats::default()
             };
             let limits = Limits::default();
@@ -157,6 +160,10 @@ pub async fn run_on(
         report.dropped += stats.dropped;
         report.skipped_samples += stats.skipped_samples;
         report.connects.insert(id.clone(), stats.connects);
+        report.delivered.insert(
+            id.clone(),
+            stats.delivered.into_iter().flatten().map(|s| s.0).collect(),
+        );
         report.spooled.insert(
             id,
             stats.spooled.into_iter().flatten().map(|s| s.0).collect(),

@@ -127,6 +127,15 @@ pub async fn start(config: Config) -> Running {
 }
 
 impl Running {
+    /// The error a stopped ingest ended with (panics if it still runs).
+    pub async fn failure(self) -> String {
+        match self.task.await {
+            Ok(Ok(r)) => format!("stopped without error: {r:?}"),
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(e) => format!("panicked: {e}"),
+        }
+    }
+
     /// Stops gracefully and returns the report.
     pub async fn finish(self) -> RunReport {
         let _ = self.stop.send(true);
