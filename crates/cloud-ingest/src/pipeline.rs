@@ -290,29 +290,48 @@ impl Pipeline {
         tally.outcome.duplicates += (rows.len() - fresh.len()) as u64;
 
         // Device by device: accounting, liveness, answers, feature state, one score.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
         let mut start = 0;
         while start < valid.len() {
-            let device = valid[start].1.topic.device.as_str().to_owned();
+            let device = valid[start].1.topic.device.as_str();
             let end = start
                 + valid[start..]
                     .iter()
                     .take_while(|(_, d)| d.topic.device.as_str() == device)
                     .count();
             let group: Vec<usize> = (start..end)
-                .filter(|&k| fresh.contains(&(device.clone(), rows[k].seq)))
+                .filter(|&k| fresh.contains(&(device.to_owned(), rows[k].seq)))
                 .collect();
             start = end;
-            if group.is_empty() {
-                continue;
+            if !group.is_empty() {
+                groups.push(group);
             }
-            let tenant = valid[group[0]].1.topic.tenant.as_str().to_owned();
-            let seqs = group.iter().map(|&k| rows[k].seq);
-            let (lo, hi) = (seqs.clone().min().unwrap_or(0), seqs.max().unwrap_or(0));
-            let times = group.iter().map(|&k| rows[k].ts_ms);
-            let (first, last) = (times.clone().min().unwrap_or(0), times.max().unwrap_or(0));
-            let n = group.len() as u64;
-            let stats =
-                store::device_seen_many(&mut tx, &device, &tenant, n, lo, hi, first, last).await?;
+        }
+        let arrivals: Vec<store::Arrivals<'_>> = groups
+            .iter()
+            .map(|g| {
+                let seqs = g.iter().map(|&k| rows[k].seq);
+                let times = g.iter().map(|&k| rows[k].ts_ms);
+                store::Arrivals {
+                    device_id: rows[g[0]].device_id,
+                    tenant: rows[g[0]].tenant,
+                    n: g.len() as u64,
+                    min_seq: seqs.clone().min().unwrap_or(0),
+                    max_seq: seqs.max().unwrap_or(0),
+                    first_ts_ms: times.clone().min().unwrap_or(0),
+                    last_ts_ms: times.max().unwrap_or(0),
+                }
+            })
+            .collect();
+        let all_stats = store::devices_seen(&mut tx, &arrivals).await?;
+        for (group, arrived) in groups.iter().zip(&arrivals) {
+            let device = arrived.device_id.to_owned();
+            let tenant = arrived.tenant.to_owned();
+            let (n, first) = (arrived.n, arrived.first_ts_ms);
+            let stats = *all_stats.get(&device).ok_or_else(|| {
+                StoreError::Corrupt(format!("no accounting returned for {device}"))
+            })?;
+            let group = group.clone();
             let mut telemetry = false;
             for &k in &group {
                 let d = &valid[k].1;
@@ -355,17 +374,19 @@ impl Pipeline {
                 continue;
             };
             tally.risks.push(scored.explanation.score.probability);
-            let top = serde_json::to_string(&evidence_features(&scored)).unwrap_or_default();
-            store::set_score(
-                &mut tx,
-                &device,
-                scored.explanation.score.probability,
-                scored.explanation.score.alarm,
-                scored.at.0,
-                &model.version,
-                &top,
-            )
-            .await?;
+            if self.cache.score_moved(&device, &scored.explanation.score) {
+                let top = serde_json::to_string(&evidence_features(&scored)).unwrap_or_default();
+                store::set_score(
+                    &mut tx,
+                    &device,
+                    scored.explanation.score.probability,
+                    scored.explanation.score.alarm,
+                    scored.at.0,
+                    &model.version,
+                    &top,
+                )
+                .await?;
+            }
             if let Some(t) = self
                 .decide(&mut tx, &device, &tenant, &scored, &model, now, &mut tally)
                 .await?

@@ -87,6 +87,8 @@ pub struct DeviceState {
     count: u64,
     /// The newest payloads, for a ticket's evidence.
     excerpt: VecDeque<String>,
+    /// The score last written to the store.
+    written: Option<(f64, bool)>,
 }
 
 /// A device's score with everything a decision needs.
@@ -168,8 +170,28 @@ impl FeatureCache {
                 history,
                 count: store_count,
                 excerpt,
+                written: None,
             },
         );
+    }
+
+    /// Whether a score differs enough from the one last written to be written (its
+    /// alarm changed, or its risk moved by 0.005 or more); remembers it if so. Writing
+    /// every unchanged score would double the store's work for nothing.
+    pub fn score_moved(&mut self, device: &str, score: &models::artifact::Score) -> bool {
+        let Some(d) = self.devices.get_mut(device) else {
+            return true;
+        };
+        let moved = match d.written {
+            Some((risk, alarm)) => {
+                alarm != score.alarm || (risk - score.probability).abs() >= 0.005
+            }
+            None => true,
+        };
+        if moved {
+            d.written = Some((score.probability, score.alarm));
+        }
+        moved
     }
 
     /// Sets the purchase date the age feature counts from.

@@ -246,23 +246,56 @@ pub async fn insert_messages(
     Ok(fresh)
 }
 
-#[allow(clippy::too_many_arguments)]
-/// Counts `n` new messages against their device in one statement (registering the
-/// device on first sight): seqs from `min_seq` to `max_seq`, device time up to `ts_ms`.
-pub async fn device_seen_many(
+/// New messages of one device in a batch.
+#[derive(Debug, Clone)]
+pub struct Arrivals<'a> {
+    /// The device.
+    pub device_id: &'a str,
+    /// Its tenant.
+    pub tenant: &'a str,
+    /// How many new messages.
+    pub n: u64,
+    /// Their lowest seq.
+    pub min_seq: u64,
+    /// Their highest seq.
+    pub max_seq: u64,
+    /// Their earliest device time.
+    pub first_ts_ms: u64,
+    /// Their latest device time.
+    pub last_ts_ms: u64,
+}
+
+/// Counts new messages against their devices (registering devices on first sight), one
+/// statement per 400 devices; each device's accounting after the update. The devices
+/// must be distinct.
+pub async fn devices_seen(
     c: &mut AnyConnection,
-    device: &str,
-    tenant: &str,
-    n: u64,
-    min_seq: u64,
-    max_seq: u64,
-    first_ts_ms: u64,
-    last_ts_ms: u64,
-) -> Result<SeqStats, StoreError> {
-    let row = sqlx::query(
-        "INSERT INTO devices (device_id, tenant, first_seen_ms, last_seen_ms, min_seq, max_seq, msg_count)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (device_id) DO UPDATE SET
+    arrivals: &[Arrivals<'_>],
+) -> Result<std::collections::HashMap<String, SeqStats>, StoreError> {
+    let mut out = std::collections::HashMap::with_capacity(arrivals.len());
+    for chunk in arrivals.chunks(400) {
+        // `$n` placeholders (see insert_messages); only numbers are formatted in.
+        let mut sql = String::from(
+            "INSERT INTO devices (device_id, tenant, first_seen_ms, last_seen_ms, min_seq, max_seq, msg_count) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 7;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7
+            ));
+        }
+        sql.push_str(
+            " ON CONFLICT (device_id) DO UPDATE SET
             last_seen_ms = CASE WHEN excluded.last_seen_ms > devices.last_seen_ms
                            THEN excluded.last_seen_ms ELSE devices.last_seen_ms END,
             min_seq = CASE WHEN excluded.min_seq < devices.min_seq OR devices.msg_count = 0
@@ -270,22 +303,31 @@ pub async fn device_seen_many(
             max_seq = CASE WHEN excluded.max_seq > devices.max_seq
                       THEN excluded.max_seq ELSE devices.max_seq END,
             msg_count = devices.msg_count + excluded.msg_count
-         RETURNING msg_count, min_seq, max_seq",
-    )
-    .bind(device)
-    .bind(tenant)
-    .bind(first_ts_ms as i64)
-    .bind(last_ts_ms as i64)
-    .bind(min_seq as i64)
-    .bind(max_seq as i64)
-    .bind(n as i64)
-    .fetch_one(c)
-    .await?;
-    Ok(SeqStats {
-        count: row.try_get::<i64, _>(0)? as u64,
-        min_seq: row.try_get::<i64, _>(1)? as u64,
-        max_seq: row.try_get::<i64, _>(2)? as u64,
-    })
+         RETURNING device_id, msg_count, min_seq, max_seq",
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in chunk {
+            q = q
+                .bind(a.device_id.to_owned())
+                .bind(a.tenant.to_owned())
+                .bind(a.first_ts_ms as i64)
+                .bind(a.last_ts_ms as i64)
+                .bind(a.min_seq as i64)
+                .bind(a.max_seq as i64)
+                .bind(a.n as i64);
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            out.insert(
+                r.try_get(0)?,
+                SeqStats {
+                    count: r.try_get::<i64, _>(1)? as u64,
+                    min_seq: r.try_get::<i64, _>(2)? as u64,
+                    max_seq: r.try_get::<i64, _>(3)? as u64,
+                },
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// A device's sequence accounting after a message.
