@@ -195,14 +195,15 @@ pub struct NewMessage<'a> {
     pub export_pending: bool,
 }
 
-/// Records many messages in one statement per 500, skipping those already stored; the
+/// Records many messages in one statement per 64 (SQLite looks bound parameters up
+/// by a linear scan: a few hundred per statement is the sweet spot), skipping those already stored; the
 /// `(device, seq)` of the ones that were new.
 pub async fn insert_messages(
     c: &mut AnyConnection,
     rows: &[NewMessage<'_>],
 ) -> Result<std::collections::HashSet<(String, u64)>, StoreError> {
     let mut fresh = std::collections::HashSet::with_capacity(rows.len());
-    for chunk in rows.chunks(500) {
+    for chunk in rows.chunks(64) {
         // `$n` placeholders, which both databases read (sqlx's query builder writes
         // `?` for the Any driver, which PostgreSQL does not). Only numbers are formatted
         // into the text; every value is bound.
@@ -266,14 +267,14 @@ pub struct Arrivals<'a> {
 }
 
 /// Counts new messages against their devices (registering devices on first sight), one
-/// statement per 400 devices; each device's accounting after the update. The devices
+/// statement per 64 devices; each device's accounting after the update. The devices
 /// must be distinct.
 pub async fn devices_seen(
     c: &mut AnyConnection,
     arrivals: &[Arrivals<'_>],
 ) -> Result<std::collections::HashMap<String, SeqStats>, StoreError> {
     let mut out = std::collections::HashMap::with_capacity(arrivals.len());
-    for chunk in arrivals.chunks(400) {
+    for chunk in arrivals.chunks(64) {
         // `$n` placeholders (see insert_messages); only numbers are formatted in.
         let mut sql = String::from(
             "INSERT INTO devices (device_id, tenant, first_seen_ms, last_seen_ms, min_seq, max_seq, msg_count) VALUES ",
