@@ -146,7 +146,9 @@ impl Default for ModelConfig {
 pub struct IngestConfig {
     /// Messages per transaction at most.
     pub batch_max: usize,
-    /// Wait at most this long for a batch to fill, milliseconds.
+    /// Wait at most this long for a batch to fill, milliseconds. Short: the broker sends
+    /// only its in-flight window before acknowledgements come back, so waiting for more
+    /// mostly waits for nothing; under load batches fill while the last one commits.
     pub batch_wait_ms: u64,
     /// Contributions kept in an explanation.
     pub explain_top: usize,
@@ -162,7 +164,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             batch_max: 500,
-            batch_wait_ms: 20,
+            batch_wait_ms: 2,
             explain_top: 5,
             cache_devices: 100_000,
             excerpt_messages: 8,

@@ -441,7 +441,7 @@ pub fn start_broker() -> anyhow::Result<String> {
         [v4.1.connections]
         connection_timeout_ms = 60000
         max_payload_size = 20480
-        max_inflight_count = 500
+        max_inflight_count = 2000
         dynamic_filters = true
         "#
     ))?;
