@@ -35,29 +35,12 @@ pub struct MqttSettings {
     pub max_packet_bytes: usize,
 }
 
-/// Parses `mqtt://host[:port]` or `mqtts://host[:port]` into (tls, host, port).
+/// Parses `mqtt://host[:port]` or `mqtts://host[:port]` into (tls, host, port), as the
+/// edge agent reads broker URLs.
 pub fn parse_url(url: &str) -> Result<(bool, String, u16), String> {
-    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
-        (true, r)
-    } else if let Some(r) = url.strip_prefix("mqtt://") {
-        (false, r)
-    } else {
-        return Err(format!(
-            "{url:?}: expected mqtt://HOST:PORT or mqtts://HOST:PORT"
-        ));
-    };
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse().map_err(|_| format!("{url:?}: bad port {p:?}"))?,
-        ),
-        None => (rest, if tls { 8883 } else { 1883 }),
-    };
-    if host.is_empty() {
-        return Err(format!("{url:?}: no host"));
-    }
-    Ok((tls, host.to_owned(), port))
+    let any_tenant = protocol::TenantId::new("ingest").expect("a valid tenant");
+    let c = edge_agent::session::SessionConfig::from_url(url, any_tenant)?;
+    Ok((c.tls_ca.is_some(), c.host, c.port))
 }
 
 /// A running MQTT session.

@@ -210,23 +210,7 @@ pub async fn insert_messages(
         let mut sql = String::from(
             "INSERT INTO messages (device_id, seq, tenant, channel, ts_ms, received_ms, payload, export_pending) VALUES ",
         );
-        for i in 0..chunk.len() {
-            let b = i * 8;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8
-            ));
-        }
+        push_placeholders(&mut sql, chunk.len(), 8);
         sql.push_str(" ON CONFLICT (device_id, seq) DO NOTHING RETURNING device_id, seq");
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for m in chunk {
@@ -245,6 +229,21 @@ pub async fn insert_messages(
         }
     }
     Ok(fresh)
+}
+
+/// Appends `rows` tuples of `cols` numbered placeholders: `($1, $2), ($3, $4)`. Both
+/// databases read `$n` (sqlx's query builder writes `?` for the Any driver, which
+/// PostgreSQL does not); only numbers are formatted into the text, every value is bound.
+fn push_placeholders(sql: &mut String, rows: usize, cols: usize) {
+    use std::fmt::Write;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            let sep = if c == 0 { "" } else { ", " };
+            let _ = write!(sql, "{sep}${}", r * cols + c + 1);
+        }
+        sql.push(')');
+    }
 }
 
 /// New messages of one device in a batch.
@@ -279,22 +278,7 @@ pub async fn devices_seen(
         let mut sql = String::from(
             "INSERT INTO devices (device_id, tenant, first_seen_ms, last_seen_ms, min_seq, max_seq, msg_count) VALUES ",
         );
-        for i in 0..chunk.len() {
-            let b = i * 7;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7
-            ));
-        }
+        push_placeholders(&mut sql, chunk.len(), 7);
         sql.push_str(
             " ON CONFLICT (device_id) DO UPDATE SET
             last_seen_ms = CASE WHEN excluded.last_seen_ms > devices.last_seen_ms
@@ -988,5 +972,15 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_number_every_value() {
+        let mut s = String::new();
+        super::push_placeholders(&mut s, 2, 3);
+        assert_eq!(s, "($1, $2, $3), ($4, $5, $6)");
     }
 }
