@@ -222,13 +222,10 @@ impl Pipeline {
             .enumerate()
             .map(|(i, d)| (i, protocol::decode(&d.topic, &d.payload, &self.limits)))
             .collect();
-        decoded.sort_by(|a, b| {
-            let key = |r: &Result<protocol::Decoded, _>| match r {
-                Ok(d) => d.topic.device.as_str().to_owned(),
-                Err(_) => String::new(),
-            };
-            key(&a.1).cmp(&key(&b.1))
-        });
+        fn device_of(r: &Result<protocol::Decoded, protocol::DecodeError>) -> &str {
+            r.as_ref().map_or("", |d| d.topic.device.as_str())
+        }
+        decoded.sort_by(|a, b| device_of(&a.1).cmp(device_of(&b.1)));
         let model = self.model.current();
         let mut tally = Tally::default();
         let mut tx = self.store.begin().await?;
@@ -615,11 +612,6 @@ impl Pipeline {
             due_ms: plan.due_ms,
             why,
         }))
-    }
-
-    /// The store the pipeline writes to.
-    pub fn store(&self) -> &Store {
-        &self.store
     }
 }
 

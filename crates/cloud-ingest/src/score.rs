@@ -194,13 +194,6 @@ impl FeatureCache {
         moved
     }
 
-    /// Sets the purchase date the age feature counts from.
-    pub fn set_purchased(&mut self, device: &str, purchased: Option<Timestamp>) {
-        if let Some(d) = self.devices.get_mut(device) {
-            d.history.set_purchased_at(purchased);
-        }
-    }
-
     /// Forgets a device (after a failed transaction: the store is the truth).
     pub fn forget(&mut self, device: &str) {
         self.devices.remove(device);

@@ -62,7 +62,6 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
-    backend: Backend,
 }
 
 /// How SQLite commits (ignored on PostgreSQL).
@@ -145,12 +144,7 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
         }
-        Ok(Store { pool, backend })
-    }
-
-    /// Which database this is.
-    pub fn backend(&self) -> Backend {
-        self.backend
+        Ok(Store { pool })
     }
 
     /// Starts a transaction.
@@ -875,19 +869,6 @@ impl Store {
                 quote_minor, currency, opened_ms, due_ms, closed_ms, risk, model_version, evidence
              FROM tickets ORDER BY id",
         )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(ticket_row).collect()
-    }
-
-    /// Every ticket with an id above `after`, oldest first.
-    pub async fn tickets_after(&self, after: i64) -> Result<Vec<TicketRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, ticket_ref, device_id, customer_id, problem, state, tier, offer_kind,
-                quote_minor, currency, opened_ms, due_ms, closed_ms, risk, model_version, evidence
-             FROM tickets WHERE id > $1 ORDER BY id",
-        )
-        .bind(after)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(ticket_row).collect()
