@@ -1,0 +1,345 @@
+//! Configuration: a TOML file, then `FLEET_*` environment variables and command-line
+//! flags (see `cloud-ingest serve --help`). Every field has a default that runs on one
+//! machine; unknown keys are refused so a typo does not pass silently.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::PolicyConfig;
+use crate::store::SqliteSync;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The MQTT session.
+    pub mqtt: MqttConfig,
+    /// The operational store.
+    pub store: StoreConfig,
+    /// Raw telemetry to InfluxDB; off when absent.
+    pub influx: Option<InfluxConfig>,
+    /// The risk model.
+    pub model: ModelConfig,
+    /// Batching and scoring.
+    pub ingest: IngestConfig,
+    /// What to do about risky devices.
+    pub policy: PolicyConfig,
+    /// Endpoints told about every new ticket.
+    pub webhooks: Vec<WebhookConfig>,
+    /// `/healthz` and `/metrics`.
+    pub http: HttpConfig,
+}
+
+/// `[mqtt]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `mqtt://HOST:PORT` or `mqtts://HOST:PORT`.
+    pub url: String,
+    /// The persistent session's client id: keep it stable per replica.
+    pub client_id: String,
+    /// Share the subscription with other replicas in this group (`$share/GROUP/...`).
+    pub share_group: Option<String>,
+    /// Only this tenant's devices (all tenants when unset).
+    pub tenant: Option<String>,
+    /// Subscription filters instead of every device-to-cloud channel.
+    pub filters: Option<Vec<String>>,
+    /// Username, when the broker wants one.
+    pub username: Option<String>,
+    /// Password (prefer the `FLEET_MQTT_PASSWORD` variable).
+    pub password: Option<String>,
+    /// CA bundle (PEM) for `mqtts://`.
+    pub ca_file: Option<PathBuf>,
+    /// Keep-alive, seconds.
+    pub keep_alive_s: u64,
+    /// Resend an unanswered command after this many seconds (doubling).
+    pub command_resend_s: u64,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            url: "mqtt://127.0.0.1:1883".into(),
+            client_id: "cloud-ingest".into(),
+            share_group: None,
+            tenant: None,
+            filters: None,
+            username: None,
+            password: None,
+            ca_file: None,
+            keep_alive_s: 30,
+            command_resend_s: 60,
+        }
+    }
+}
+
+/// `[store]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` or `postgres://USER:PASS@HOST:PORT/DB`.
+    pub url: String,
+    /// Connections to PostgreSQL (SQLite always uses one).
+    pub max_connections: u32,
+    /// SQLite commit durability: `full` (survives power loss) or `normal` (survives a
+    /// crash of the process).
+    pub sqlite_synchronous: SqliteSync,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "sqlite://data/fleet.db".into(),
+            max_connections: 8,
+            sqlite_synchronous: SqliteSync::Full,
+        }
+    }
+}
+
+/// `[influx]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfluxConfig {
+    /// Server URL.
+    pub url: String,
+    /// Organisation.
+    pub org: String,
+    /// Bucket.
+    pub bucket: String,
+    /// API token (prefer the `FLEET_INFLUX_TOKEN` variable).
+    #[serde(default)]
+    pub token: String,
+    /// Rows per write.
+    #[serde(default = "default_influx_batch")]
+    pub batch: usize,
+}
+
+fn default_influx_batch() -> usize {
+    5000
+}
+
+/// `[model]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A model artifact from `models train`; the bundled model when unset.
+    pub path: Option<PathBuf>,
+    /// How often the file is checked for a new model, seconds (SIGHUP reloads at once).
+    pub reload_check_s: u64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            path: None,
+            reload_check_s: 10,
+        }
+    }
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Messages per transaction at most.
+    pub batch_max: usize,
+    /// Wait at most this long for a batch to fill, milliseconds. Short: the broker sends
+    /// only its in-flight window before acknowledgements come back, so waiting for more
+    /// mostly waits for nothing; under load batches fill while the last one commits.
+    pub batch_wait_ms: u64,
+    /// Contributions kept in an explanation.
+    pub explain_top: usize,
+    /// Devices whose feature state stays in memory.
+    pub cache_devices: usize,
+    /// Messages frozen into a ticket as its telemetry excerpt.
+    pub excerpt_messages: usize,
+    /// Hours an offer stays open to the customer.
+    pub offer_valid_hours: u32,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            batch_max: 500,
+            batch_wait_ms: 2,
+            explain_top: 5,
+            cache_devices: 100_000,
+            excerpt_messages: 8,
+            offer_valid_hours: 7 * 24,
+        }
+    }
+}
+
+/// `[[webhooks]]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Endpoint.
+    pub url: String,
+    /// HMAC-SHA256 key for the `X-Fleet-Signature` header.
+    pub secret: String,
+    /// Attempts before giving up.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_attempts() -> u32 {
+    12
+}
+
+/// `[http]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Where `/healthz` and `/metrics` listen; off when unset.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+        }
+    }
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong, with its line.
+        message: String,
+    },
+    /// Values that do not work together.
+    #[error("{0}")]
+    Invalid(String),
+    /// `mqtt.url` is not a broker URL.
+    #[error("mqtt.url: {0}")]
+    Broker(#[from] protocol::BrokerUrlError),
+}
+
+impl Config {
+    /// Reads a configuration file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks values that parse but do not make sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.mqtt.url.parse::<protocol::BrokerUrl>()?;
+        if self.ingest.batch_max == 0 {
+            return Err(ConfigError::Invalid(
+                "ingest.batch_max must be at least 1".into(),
+            ));
+        }
+        if let Some(g) = &self.mqtt.share_group {
+            protocol::topic::shared_filter(g, "x")
+                .map_err(|e| ConfigError::Invalid(format!("mqtt.share_group: {e}")))?;
+        }
+        for w in &self.webhooks {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "webhook url {:?} must be http(s)://",
+                    w.url
+                )));
+            }
+        }
+        self.policy.validate().map_err(ConfigError::Invalid)
+    }
+
+    /// The subscription filters this configuration asks for.
+    pub fn filters(&self) -> Result<Vec<String>, ConfigError> {
+        let tenant = match &self.mqtt.tenant {
+            Some(t) => Some(
+                protocol::TenantId::new(t.clone())
+                    .map_err(|e| ConfigError::Invalid(format!("mqtt.tenant: {e}")))?,
+            ),
+            None => None,
+        };
+        let base = match &self.mqtt.filters {
+            Some(f) => f.clone(),
+            None => protocol::topic::ingest_filters(tenant.as_ref()),
+        };
+        match &self.mqtt.share_group {
+            Some(g) => base
+                .iter()
+                .map(|f| protocol::topic::shared_filter(g, f))
+                .collect::<Result<_, _>>()
+                .map_err(|e| ConfigError::Invalid(format!("mqtt.share_group: {e}"))),
+            None => Ok(base),
+        }
+    }
+
+    /// Batch wait as a duration.
+    pub fn batch_wait(&self) -> Duration {
+        Duration::from_millis(self.ingest.batch_wait_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_run_and_a_file_overrides_only_what_it_names() {
+        let c: Config = toml::from_str(
+            r#"
+            [mqtt]
+            url = "mqtt://broker:1884"
+            share_group = "ingest"
+            [policy]
+            cooldown_days = 3
+            [[webhooks]]
+            url = "https://crm.example/hook"
+            secret = "s3"
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.mqtt.keep_alive_s, 30);
+        assert_eq!(c.policy.cooldown_days, 3);
+        assert_eq!(c.policy.high_due_hours, 4);
+        assert_eq!(c.webhooks[0].max_attempts, 12);
+        let f = c.filters().unwrap();
+        assert!(
+            f.iter().all(|f| f.starts_with("$share/ingest/fleet/")),
+            "{f:?}"
+        );
+        assert_eq!(f.len(), 4);
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn typos_and_nonsense_are_refused_by_name() {
+        let e = toml::from_str::<Config>("[mqtt]\nurll = \"x\"").unwrap_err();
+        assert!(e.to_string().contains("urll"), "{e}");
+        let mut c = Config::default();
+        c.mqtt.url = "tcp://x".into();
+        assert!(c.validate().unwrap_err().to_string().contains("mqtt://"));
+        let mut c = Config::default();
+        c.mqtt.share_group = Some("a/b".into());
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,140 @@
+//! The MQTT side of ingest: one persistent QoS 1 session that receives device messages
+//! and publishes commands.
+//!
+//! The event loop is polled in its own task, which never waits on anything but the
+//! socket: what arrives is handed over an unbounded channel (bounded in practice by the
+//! broker's in-flight window, since nothing is acknowledged before it is committed).
+//! Acknowledgements are manual: the pipeline acks a message only after the transaction
+//! that holds its effects has committed, so a crash before that makes the broker
+//! deliver it again, and deduplication absorbs the repeat.
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, SubscribeFilter};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct MqttSettings {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// CA bundle (PEM) for TLS, when the URL is `mqtts://`.
+    pub tls_ca: Option<Vec<u8>>,
+    /// Username and password.
+    pub credentials: Option<(String, String)>,
+    /// The session's client id: stable, so the broker keeps the session across restarts.
+    pub client_id: String,
+    /// Subscription filters (already wrapped in `$share/...` when sharing).
+    pub filters: Vec<String>,
+    /// MQTT keep-alive.
+    pub keep_alive: Duration,
+    /// Largest packet accepted or sent.
+    pub max_packet_bytes: usize,
+}
+
+/// A running MQTT session.
+pub struct Consumer {
+    /// The client: acks and command publishes go through it.
+    pub client: AsyncClient,
+    /// Messages as they arrive.
+    pub deliveries: mpsc::UnboundedReceiver<Publish>,
+    /// Whether the session is up.
+    pub connected: watch::Receiver<bool>,
+    /// Whether the subscription is in place (the broker acknowledged it, or resumed
+    /// it with the session).
+    pub subscribed: watch::Receiver<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Consumer {
+    /// Starts the session; it connects (and reconnects, with backoff) in the background.
+    pub fn start(s: &MqttSettings) -> Consumer {
+        let mut opts = MqttOptions::new(&s.client_id, &s.host, s.port);
+        opts.set_keep_alive(s.keep_alive)
+            .set_clean_session(false)
+            .set_manual_acks(true)
+            .set_max_packet_size(s.max_packet_bytes, s.max_packet_bytes)
+            .set_inflight(100)
+            .set_request_channel_capacity(10_000);
+        if let Some((u, p)) = &s.credentials {
+            opts.set_credentials(u, p);
+        }
+        if let Some(ca) = &s.tls_ca {
+            // One process-wide rustls provider: ring, which the workspace already builds.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            opts.set_transport(rumqttc::Transport::tls(ca.clone(), None, None));
+        }
+        let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
+        let (tx, deliveries) = mpsc::unbounded_channel();
+        let (up_tx, connected) = watch::channel(false);
+        let (sub_tx, subscribed) = watch::channel(false);
+        let filters: Vec<SubscribeFilter> = s
+            .filters
+            .iter()
+            .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce))
+            .collect();
+        let sub_client = client.clone();
+        let addr = format!("{}:{}", s.host, s.port);
+        let task = tokio::spawn(async move {
+            let mut failures = 0u32;
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if tx.send(p).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        failures = 0;
+                        tracing::info!(broker = %addr, session_present = ack.session_present, "MQTT connected");
+                        // A resumed session keeps its subscriptions; a new one needs them.
+                        // Subscribing is queued, never awaited, from this task (pitfall 1).
+                        if ack.session_present {
+                            let _ = sub_tx.send(true);
+                        } else if let Err(e) = sub_client.try_subscribe_many(filters.clone()) {
+                            tracing::error!("cannot queue the subscription: {e}");
+                        }
+                        let _ = up_tx.send(true);
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(s))) => {
+                        if s.return_codes
+                            .iter()
+                            .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                        {
+                            tracing::error!(?s.return_codes, "the broker refused a subscription");
+                        } else {
+                            tracing::debug!(?s.return_codes, "subscribed");
+                            let _ = sub_tx.send(true);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = up_tx.send(false);
+                        failures += 1;
+                        let delay = Duration::from_millis((100u64 << failures.min(8)).min(10_000));
+                        tracing::warn!(broker = %addr, "MQTT connection: {e}; retrying in {delay:?}");
+                        // rumqttc retries at once on the next poll: back off here (pitfall 6).
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
+        });
+        Consumer {
+            client,
+            deliveries,
+            connected,
+            subscribed,
+            task,
+        }
+    }
+
+    /// Disconnects cleanly and stops the event loop.
+    pub async fn stop(self) {
+        let _ = self.client.try_disconnect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.task.abort();
+    }
+}

@@ -1,0 +1,468 @@
+//! The one-command demo: an in-process broker (rumqttd), SQLite in a local data
+//! directory, the bundled model, and a firmware-sim fleet running the real agent code
+//! in accelerated time. Tickets print as they open; the run ends with a summary scored
+//! against the simulation's ground truth.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use edge_agent::session::SessionConfig;
+use firmware_sim::clock::ScaledClock;
+use firmware_sim::fleet::{Fleet, DAY_MS, DEFAULT_START};
+use firmware_sim::live::{self, LiveConfig};
+use firmware_sim::offline::SimSettings;
+use protocol::clock::Clock;
+use protocol::TenantId;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::pipeline::OpenedTicket;
+use crate::service::{self, Observers};
+use crate::store::{self, Registration, SqliteSync, Store, TicketRow};
+
+/// How to size and place a demo run.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Devices in the fleet.
+    pub devices: usize,
+    /// Simulated days.
+    pub days: u32,
+    /// Fleet seed.
+    pub seed: u64,
+    /// Simulated seconds per wall second.
+    pub speedup: f64,
+    /// Where the SQLite database goes (emptied at start).
+    pub data_dir: PathBuf,
+    /// Where `/healthz` and `/metrics` listen, if anywhere.
+    pub http: Option<std::net::SocketAddr>,
+    /// Print each ticket as it opens.
+    pub print_tickets: bool,
+}
+
+/// The demo's result, scored against ground truth.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Devices simulated.
+    pub devices: usize,
+    /// Days simulated.
+    pub days: u32,
+    /// Devices that failed within the run.
+    pub failed_devices: usize,
+    /// Failing devices that got a service ticket (not just a tip) before they failed.
+    pub reached_before_failure: usize,
+    /// Failing devices whose first ticket came after the failure, or never.
+    pub missed: usize,
+    /// Devices with a service ticket that did not fail within the run.
+    pub false_alarms: usize,
+    /// Tickets opened, tips included.
+    pub tickets: usize,
+    /// Median days from a reached device's first ticket to its failure.
+    pub median_lead_days: Option<f64>,
+    /// Lower and upper quartile of the lead, days.
+    pub lead_days_q1_q3: Option<(f64, f64)>,
+    /// Tickets by offer kind.
+    pub offers_by_kind: BTreeMap<String, usize>,
+    /// Tickets by tier.
+    pub tickets_by_tier: BTreeMap<String, usize>,
+    /// Tickets by final state.
+    pub tickets_by_state: BTreeMap<String, usize>,
+    /// Failing devices reached, by failure mode: (reached, failed).
+    pub reached_by_mode: BTreeMap<String, (usize, usize)>,
+    /// Messages accepted into the store.
+    pub messages_ingested: u64,
+    /// Redeliveries dropped by deduplication.
+    pub duplicates: u64,
+    /// Messages dead-lettered.
+    pub rejected: u64,
+    /// Messages the broker acknowledged to the devices.
+    pub messages_published: u64,
+    /// Messages the broker acknowledged to a device that are not in the store: zero
+    /// unless something lost them. (A device that fails takes what its spool still
+    /// held with it; that is not counted here.)
+    pub messages_lost: u64,
+    /// Sample periods the simulator skipped (speed-up too high for the machine).
+    pub skipped_samples: u64,
+    /// Wall-clock seconds.
+    pub wall_seconds: f64,
+    /// The model that scored.
+    pub model_version: String,
+}
+
+/// Runs the demo.
+pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let broker = start_broker().context("starting the in-process MQTT broker")?;
+    eprintln!("in-process MQTT broker on {broker}");
+    std::fs::create_dir_all(&opts.data_dir)
+        .with_context(|| format!("creating {}", opts.data_dir.display()))?;
+    let db = opts.data_dir.join("fleet.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", db.display()));
+        if p.exists() {
+            std::fs::remove_file(&p)
+                .with_context(|| format!("removing the last run's {}", p.display()))?;
+        }
+    }
+    let store_url = format!("sqlite://{}", db.display());
+    let fleet = Arc::new(Fleet::generate(
+        opts.seed,
+        opts.devices,
+        opts.days,
+        DEFAULT_START,
+    ));
+    let tenant = TenantId::new("demo").expect("a valid tenant");
+    register_fleet(&store_url, &fleet, tenant.as_str()).await?;
+    eprintln!(
+        "fleet: {} devices, {} days from 2026-01-01, seed {}; {} fail within the run (the ingest side does not know which)",
+        fleet.devices.len(),
+        fleet.days,
+        opts.seed,
+        failing(&fleet).count()
+    );
+
+    let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(fleet.start, opts.speedup));
+    let mut config = Config::default();
+    config.mqtt.url = format!("mqtt://{broker}");
+    config.mqtt.client_id = "cloud-ingest-demo".into();
+    config.store.url = store_url.clone();
+    config.store.sqlite_synchronous = SqliteSync::Normal;
+    config.http.listen = opts.http;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let (ingest_stop_tx, ingest_stop) = watch::channel(false);
+    let (ready_tx, mut ready) = watch::channel(false);
+    let (ticket_tx, mut ticket_rx) = mpsc::unbounded_channel::<OpenedTicket>();
+    let ingest = tokio::spawn(service::run(
+        config,
+        clock.clone(),
+        ingest_stop,
+        Observers {
+            tickets: Some(ticket_tx),
+            ready: Some(ready_tx),
+            metrics: Some(metrics.clone()),
+            ..Observers::default()
+        },
+    ));
+    tokio::time::timeout(Duration::from_secs(30), ready.wait_for(|r| *r))
+        .await
+        .context("ingest did not subscribe to the broker within 30 s")??;
+
+    let print = opts.print_tickets;
+    let start = fleet.start;
+    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = opened.clone();
+    let printer = tokio::spawn(async move {
+        let mut n = 0usize;
+        while let Some(t) = ticket_rx.recv().await {
+            n += 1;
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if print {
+                println!("{}", describe(&t, start));
+            }
+        }
+        n
+    });
+
+    let mut session = SessionConfig::from_url(&format!("mqtt://{broker}"), tenant.clone())
+        .map_err(anyhow::Error::msg)?;
+    session.keep_alive = Duration::from_secs(60);
+    let live_config = LiveConfig {
+        session,
+        settings: SimSettings::default(),
+        speedup: opts.speedup,
+    };
+    eprintln!(
+        "simulating {} days at {}× speed (about {:.0} s); tickets print as they open",
+        opts.days,
+        opts.speedup,
+        f64::from(opts.days) * 86_400.0 / opts.speedup
+    );
+    let progress = {
+        let (clock, metrics, days) = (clock.clone(), metrics.clone(), fleet.days);
+        let tickets = opened.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let day = (clock.now().0 - start.0) as f64 / DAY_MS as f64;
+                eprintln!(
+                    "… day {:.0} of {days}: {} messages scored, {} tickets",
+                    day.min(f64::from(days)),
+                    metrics.scores.get(),
+                    tickets.load(std::sync::atomic::Ordering::Relaxed)
+                );
+            }
+        })
+    };
+    let live = live::run_on(fleet.clone(), live_config, clock.clone(), stop).await;
+    progress.abort();
+    let live = live?;
+
+    // Let ingest take in everything the devices sent, then stop it. It may trail the
+    // fleet when the machine is busy: wait while it makes progress.
+    let reader = Store::open(&store_url, 1, SqliteSync::Normal).await?;
+    let sent: u64 = live.delivered.values().map(|s| s.len() as u64).sum();
+    let mut last = 0;
+    let mut still = Instant::now();
+    loop {
+        let now = reader.message_count().await?;
+        if now >= sent && missing(&reader, &live).await? == 0 {
+            break;
+        }
+        if now != last {
+            (last, still) = (now, Instant::now());
+        } else if still.elapsed() > Duration::from_secs(15) {
+            eprintln!("ingest made no progress for 15 s: stopping it");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let _ = ingest_stop_tx.send(true);
+    let report = ingest.await.context("the ingest task panicked")??;
+    let _ = printer.await;
+    let tickets = reader.tickets().await?;
+    let messages = reader.message_count().await?;
+    let lost = missing(&reader, &live).await?;
+    reader.close().await;
+    let mut summary = summarise(&fleet, &tickets);
+    summary.messages_ingested = messages;
+    summary.duplicates = report.duplicates;
+    summary.rejected = report.rejected;
+    summary.messages_published = live.acked;
+    summary.messages_lost = lost;
+    summary.skipped_samples = live.skipped_samples;
+    summary.wall_seconds = started.elapsed().as_secs_f64();
+    summary.model_version = models::artifact::ModelArtifact::bundled()
+        .map(|m| m.version)
+        .unwrap_or_default();
+    Ok(summary)
+}
+
+/// Messages the broker acknowledged to the devices that the store does not hold.
+async fn missing(store: &Store, live: &live::LiveReport) -> anyhow::Result<u64> {
+    let stored: std::collections::HashSet<(String, u64)> =
+        store.message_keys().await?.into_iter().collect();
+    Ok(live
+        .delivered
+        .iter()
+        .flat_map(|(d, seqs)| seqs.iter().map(move |s| (d.as_str().to_owned(), *s)))
+        .filter(|k| !stored.contains(k))
+        .count() as u64)
+}
+
+fn failing(fleet: &Fleet) -> impl Iterator<Item = (&firmware_sim::fleet::DeviceSpec, u64)> {
+    let end = fleet.end().0;
+    fleet.devices.iter().filter_map(move |d| {
+        d.fate
+            .as_ref()
+            .map(|f| f.failed_at.0)
+            .filter(|&at| at <= end)
+            .map(|at| (d, at))
+    })
+}
+
+async fn register_fleet(url: &str, fleet: &Fleet, tenant: &str) -> anyhow::Result<()> {
+    let store = Store::open(url, 1, SqliteSync::Normal).await?;
+    for d in &fleet.devices {
+        let sku = d.sku();
+        // Two-year warranty from purchase; one customer per device.
+        let reg = Registration {
+            customer_id: Some(format!("cust-{}", d.id)),
+            purchased_ms: Some(d.purchased.0),
+            warranty_until_ms: Some(d.purchased.0 + 730 * DAY_MS),
+            price_minor: Some(sku.price_minor),
+            currency: Some("EUR".into()),
+        };
+        store::register(&store, d.id.as_str(), tenant, &reg).await?;
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// Scores the tickets against the fleet's ground truth.
+pub fn summarise(fleet: &Fleet, tickets: &[TicketRow]) -> Summary {
+    let is_tip = |t: &&TicketRow| t.offer_kind == "self_service_tip";
+    let mut first_service: HashMap<&str, i64> = HashMap::new();
+    for t in tickets.iter().filter(|t| !is_tip(t)) {
+        let e = first_service
+            .entry(t.device_id.as_str())
+            .or_insert(t.opened_ms);
+        *e = (*e).min(t.opened_ms);
+    }
+    let failed: HashMap<&str, (u64, &str)> = failing(fleet)
+        .map(|(d, at)| {
+            let mode = d.fate.as_ref().map(|f| f.mode.as_str()).unwrap_or("");
+            (d.id.as_str(), (at, mode))
+        })
+        .collect();
+    let mut leads = Vec::new();
+    let mut by_mode: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (id, (at, mode)) in &failed {
+        let e = by_mode.entry((*mode).to_owned()).or_default();
+        e.1 += 1;
+        if let Some(&opened) = first_service.get(id) {
+            if (opened as u64) < *at {
+                leads.push((*at - opened as u64) as f64 / DAY_MS as f64);
+                e.0 += 1;
+            }
+        }
+    }
+    leads.sort_by(f64::total_cmp);
+    let q = |p: f64| leads[((leads.len() - 1) as f64 * p).round() as usize];
+    let count = |f: &dyn Fn(&TicketRow) -> String| {
+        let mut m = BTreeMap::new();
+        for t in tickets {
+            *m.entry(f(t)).or_insert(0) += 1;
+        }
+        m
+    };
+    Summary {
+        devices: fleet.devices.len(),
+        days: fleet.days,
+        failed_devices: failed.len(),
+        reached_before_failure: leads.len(),
+        missed: failed.len() - leads.len(),
+        false_alarms: first_service
+            .keys()
+            .filter(|d| !failed.contains_key(*d))
+            .count(),
+        tickets: tickets.len(),
+        median_lead_days: (!leads.is_empty()).then(|| q(0.5)),
+        lead_days_q1_q3: (!leads.is_empty()).then(|| (q(0.25), q(0.75))),
+        offers_by_kind: count(&|t| t.offer_kind.clone()),
+        tickets_by_tier: count(&|t| t.tier.to_string()),
+        tickets_by_state: count(&|t| t.state.to_string()),
+        reached_by_mode: by_mode,
+        messages_ingested: 0,
+        duplicates: 0,
+        rejected: 0,
+        messages_published: 0,
+        messages_lost: 0,
+        skipped_samples: 0,
+        wall_seconds: 0.0,
+        model_version: String::new(),
+    }
+}
+
+/// One line per ticket for people.
+pub fn describe(t: &OpenedTicket, start: protocol::Timestamp) -> String {
+    let day = |ms: u64| (ms.saturating_sub(start.0)) as f64 / DAY_MS as f64;
+    let quote = match (t.quote_minor, &t.currency) {
+        (Some(q), Some(c)) => format!(" quote {}.{:02} {c}", q / 100, q % 100),
+        _ => String::new(),
+    };
+    format!(
+        "day {:>6.1}  {}  {:<10} risk {:.2}  {:<12} -> {}{quote}  [{} tier, due day {:.1}]  why: {}",
+        day(t.opened_ms),
+        t.ticket_ref,
+        t.device_id,
+        t.risk,
+        t.problem.as_str(),
+        crate::offers::kind_name(t.offer),
+        t.tier,
+        day(t.due_ms),
+        t.why.join("; ")
+    )
+}
+
+/// The summary for people.
+pub fn print_summary(s: &Summary) {
+    println!();
+    println!(
+        "== summary: {} devices, {} days, model {} ==",
+        s.devices, s.days, s.model_version
+    );
+    println!(
+        "messages ingested         {} ({} duplicates dropped, {} dead-lettered)",
+        s.messages_ingested, s.duplicates, s.rejected
+    );
+    println!("messages lost             {}", s.messages_lost);
+    println!("devices that failed       {}", s.failed_devices);
+    println!(
+        "  reached before failing  {} ({:.0} %)",
+        s.reached_before_failure,
+        100.0 * s.reached_before_failure as f64 / s.failed_devices.max(1) as f64
+    );
+    if let (Some(m), Some((q1, q3))) = (s.median_lead_days, s.lead_days_q1_q3) {
+        println!("  lead time, days         median {m:.1} (quartiles {q1:.1} to {q3:.1})");
+    }
+    for (mode, (r, n)) in &s.reached_by_mode {
+        println!("    {mode:<22}{r} of {n}");
+    }
+    println!("false alarms (no failure) {}", s.false_alarms);
+    println!("tickets                   {}", s.tickets);
+    for (k, n) in &s.offers_by_kind {
+        println!("  {k:<24}{n}");
+    }
+    let tiers: Vec<String> = s
+        .tickets_by_tier
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    let states: Vec<String> = s
+        .tickets_by_state
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    println!("  by tier                 {}", tiers.join(", "));
+    println!("  by state                {}", states.join(", "));
+    if s.skipped_samples > 0 {
+        println!(
+            "note: the simulator skipped {} sample periods: lower --speedup for a faithful run",
+            s.skipped_samples
+        );
+    }
+    println!("wall time                 {:.0} s", s.wall_seconds);
+}
+
+/// Starts rumqttd on a free loopback port, on its own thread (it never returns and has
+/// no shutdown: the thread ends with the process).
+pub fn start_broker() -> anyhow::Result<String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let config: rumqttd::Config = toml::from_str(&format!(
+        r#"
+        id = 0
+        [router]
+        id = 0
+        max_connections = 20000
+        max_outgoing_packet_count = 1000
+        max_segment_size = 104857600
+        max_segment_count = 10
+        [v4.1]
+        name = "v4-1"
+        listen = "127.0.0.1:{port}"
+        next_connection_delay_ms = 1
+        [v4.1.connections]
+        connection_timeout_ms = 60000
+        max_payload_size = 20480
+        max_inflight_count = 2000
+        dynamic_filters = true
+        "#
+    ))?;
+    std::thread::Builder::new()
+        .name("rumqttd".into())
+        .spawn(move || {
+            if let Err(e) = rumqttd::Broker::new(config).start() {
+                tracing::error!("in-process broker stopped: {e}");
+            }
+        })?;
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(format!("127.0.0.1:{port}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    anyhow::bail!("the in-process broker did not listen on 127.0.0.1:{port}")
+}
+
+/// Writes the summary as JSON.
+pub fn write_summary(s: &Summary, path: &Path) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(s)?;
+    std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))
+}

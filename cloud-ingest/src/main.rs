@@ -1,0 +1,269 @@
+//! `cloud-ingest`: the cloud side of the fleet service.
+//!
+//! `demo` runs everything in one process on embedded defaults; `serve` is the
+//! production mode against an external broker, PostgreSQL and InfluxDB.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use cloud_ingest::config::{Config, InfluxConfig};
+#[cfg(feature = "demo")]
+use cloud_ingest::demo::{self, DemoOptions};
+use cloud_ingest::service::{self, Observers};
+use cloud_ingest::store::{SqliteSync, Store};
+use logging::LogFormat;
+use protocol::clock::{Clock, SystemClock};
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(
+    name = "cloud-ingest",
+    version,
+    about = "Ingest device telemetry, score failure risk and open proactive service tickets."
+)]
+struct Cli {
+    /// Log format: human or json.
+    #[arg(long, global = true, env = logging::FORMAT_ENV, default_value = "human")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything in one process: in-process broker, SQLite, the bundled model and
+    /// a simulated fleet on the real agent code; print tickets as they open and a
+    /// summary against the simulation's ground truth.
+    #[cfg(feature = "demo")]
+    Demo(DemoArgs),
+    /// Production mode: an external MQTT broker, PostgreSQL (or SQLite) and InfluxDB as
+    /// configured. Stops gracefully on SIGTERM or Ctrl-C; SIGHUP reloads the model.
+    Serve(Box<ServeArgs>),
+    /// List the tickets in a store as JSON lines.
+    Tickets {
+        /// Store URL: sqlite://PATH or postgres://...
+        #[arg(
+            long,
+            env = "FLEET_STORE_URL",
+            default_value = "sqlite://data/fleet.db"
+        )]
+        store: String,
+    },
+}
+
+#[cfg(feature = "demo")]
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Devices in the simulated fleet.
+    #[arg(long, default_value_t = 300)]
+    devices: usize,
+    /// Simulated days.
+    #[arg(long, default_value_t = 120)]
+    days: u32,
+    /// Fleet seed (the bundled model was trained on seed 1).
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Simulated seconds per wall second. The default keeps a 300-device run and its
+    /// ingest within two cores; the run reports skipped samples if the machine cannot
+    /// keep up.
+    #[arg(long, default_value_t = 50_000.0)]
+    speedup: f64,
+    /// Where the demo's SQLite database goes (replaced on every run).
+    #[arg(long, default_value = "data/demo")]
+    data_dir: PathBuf,
+    /// Also write the summary as JSON here.
+    #[arg(long)]
+    summary_json: Option<PathBuf>,
+    /// Serve /healthz and /metrics here while the demo runs.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Do not print each ticket.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Configuration file (TOML); every key has a default. See README.md.
+    #[arg(long, short, env = "FLEET_CONFIG")]
+    config: Option<PathBuf>,
+    /// MQTT broker URL (mqtt://HOST:PORT or mqtts://HOST:PORT).
+    #[arg(long, env = "FLEET_MQTT_URL")]
+    mqtt_url: Option<String>,
+    /// MQTT client id of this replica's persistent session.
+    #[arg(long, env = "FLEET_MQTT_CLIENT_ID")]
+    client_id: Option<String>,
+    /// Share the subscription with the other replicas of this group.
+    #[arg(long, env = "FLEET_MQTT_SHARE_GROUP")]
+    share_group: Option<String>,
+    /// MQTT username.
+    #[arg(long, env = "FLEET_MQTT_USERNAME")]
+    mqtt_username: Option<String>,
+    /// MQTT password.
+    #[arg(long, env = "FLEET_MQTT_PASSWORD", hide_env_values = true)]
+    mqtt_password: Option<String>,
+    /// Store URL: sqlite://PATH or postgres://USER:PASS@HOST:PORT/DB.
+    #[arg(long, env = "FLEET_STORE_URL", hide_env_values = true)]
+    store: Option<String>,
+    /// InfluxDB URL for raw telemetry (needs org, bucket and token too).
+    #[arg(long, env = "FLEET_INFLUX_URL")]
+    influx_url: Option<String>,
+    /// InfluxDB organisation.
+    #[arg(long, env = "FLEET_INFLUX_ORG")]
+    influx_org: Option<String>,
+    /// InfluxDB bucket.
+    #[arg(long, env = "FLEET_INFLUX_BUCKET")]
+    influx_bucket: Option<String>,
+    /// InfluxDB token.
+    #[arg(long, env = "FLEET_INFLUX_TOKEN", hide_env_values = true)]
+    influx_token: Option<String>,
+    /// Model artifact (the bundled model when unset).
+    #[arg(long, env = "FLEET_MODEL_PATH")]
+    model: Option<PathBuf>,
+    /// Where /healthz and /metrics listen.
+    #[arg(long, env = "FLEET_HTTP_LISTEN")]
+    http: Option<SocketAddr>,
+    /// Print the effective configuration (secrets included) and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+impl ServeArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut c = match &self.config {
+            Some(p) => Config::from_file(p)?,
+            None => Config::default(),
+        };
+        let set = |slot: &mut String, v: &Option<String>| {
+            if let Some(v) = v {
+                *slot = v.clone();
+            }
+        };
+        set(&mut c.mqtt.url, &self.mqtt_url);
+        set(&mut c.mqtt.client_id, &self.client_id);
+        set(&mut c.store.url, &self.store);
+        if self.share_group.is_some() {
+            c.mqtt.share_group = self.share_group.clone();
+        }
+        if self.mqtt_username.is_some() {
+            c.mqtt.username = self.mqtt_username.clone();
+        }
+        if self.mqtt_password.is_some() {
+            c.mqtt.password = self.mqtt_password.clone();
+        }
+        if self.model.is_some() {
+            c.model.path = self.model.clone();
+        }
+        if self.http.is_some() {
+            c.http.listen = self.http;
+        }
+        if let Some(url) = &self.influx_url {
+            let (org, bucket) = match (&self.influx_org, &self.influx_bucket, &c.influx) {
+                (Some(o), Some(b), _) => (o.clone(), b.clone()),
+                (o, b, Some(i)) => (
+                    o.clone().unwrap_or(i.org.clone()),
+                    b.clone().unwrap_or(i.bucket.clone()),
+                ),
+                _ => anyhow::bail!(
+                    "--influx-url needs --influx-org and --influx-bucket (or an [influx] section)"
+                ),
+            };
+            let token = c
+                .influx
+                .as_ref()
+                .map(|i| i.token.clone())
+                .unwrap_or_default();
+            let batch = c.influx.as_ref().map(|i| i.batch).unwrap_or(5000);
+            c.influx = Some(InfluxConfig {
+                url: url.clone(),
+                org,
+                bucket,
+                token,
+                batch,
+            });
+        }
+        if let (Some(i), Some(t)) = (c.influx.as_mut(), &self.influx_token) {
+            i.token = t.clone();
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+fn init_logging(format: LogFormat, default: &str) -> anyhow::Result<()> {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| default.to_owned());
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let sub = logging::subscriber(format, &filter, ansi, std::io::stderr)?;
+    tracing::subscriber::set_global_default(sub).context("setting up logging")?;
+    Ok(())
+}
+
+/// Turns true on SIGTERM or Ctrl-C.
+fn stop_on_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing a SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("stopping: finishing the batch in hand");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        #[cfg(feature = "demo")]
+        Command::Demo(a) => {
+            init_logging(cli.log_format, "warn,rumqttd=off,rumqttc=error")?;
+            let opts = DemoOptions {
+                devices: a.devices,
+                days: a.days,
+                seed: a.seed,
+                speedup: a.speedup,
+                data_dir: a.data_dir,
+                http: a.http,
+                print_tickets: !a.quiet,
+            };
+            let summary = demo::run(&opts, stop_on_signal()).await?;
+            demo::print_summary(&summary);
+            if let Some(p) = &a.summary_json {
+                demo::write_summary(&summary, p)?;
+                println!("summary written to {}", p.display());
+            }
+        }
+        Command::Serve(a) => {
+            init_logging(cli.log_format, "info,rumqttd=off,rumqttc=warn,sqlx=warn")?;
+            let config = a.config()?;
+            if a.print_config {
+                print!("{}", toml::to_string(&config)?);
+                return Ok(());
+            }
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            service::run(config, clock, stop_on_signal(), Observers::default()).await?;
+        }
+        Command::Tickets { store } => {
+            let store = Store::open(&store, 2, SqliteSync::Full).await?;
+            for t in store.tickets().await? {
+                println!("{}", serde_json::to_string(&t)?);
+            }
+            store.close().await;
+        }
+    }
+    Ok(())
+}

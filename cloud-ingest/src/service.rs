@@ -1,0 +1,365 @@
+//! Wiring: the consumer feeds the pipeline in batches, the workers drain the outboxes,
+//! the model is reloaded when its file changes (or on SIGHUP), and a stop signal ends
+//! it all gracefully: the batch in hand commits and is acknowledged, workers finish
+//! their pass, the session disconnects.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use protocol::clock::Clock;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::Config;
+use crate::consumer::{Consumer, MqttSettings};
+use crate::http::{self, Health};
+use crate::metrics::{label, Metrics};
+use crate::offers::CommandWorker;
+use crate::pipeline::{Delivery, OpenedTicket, Pipeline, PipelineSettings};
+use crate::score::ModelSlot;
+use crate::store::Store;
+use crate::telemetry::{Exporter, InfluxTarget};
+use crate::webhook::WebhookWorker;
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    /// Messages accepted.
+    pub accepted: u64,
+    /// Redeliveries dropped.
+    pub duplicates: u64,
+    /// Messages dead-lettered.
+    pub rejected: u64,
+    /// Tickets opened.
+    pub tickets: u64,
+}
+
+/// Handles a caller can watch while the service runs.
+#[derive(Clone, Default)]
+pub struct Observers {
+    /// New tickets, as they commit.
+    pub tickets: Option<mpsc::UnboundedSender<OpenedTicket>>,
+    /// Turns true once the subscription is in place.
+    pub ready: Option<watch::Sender<bool>>,
+    /// The HTTP endpoint's address once bound.
+    pub http_bound: Option<Arc<std::sync::Mutex<Option<SocketAddr>>>>,
+    /// The metrics (a fresh set when `None`).
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+/// MQTT settings from the configuration.
+pub fn mqtt_settings(config: &Config) -> anyhow::Result<MqttSettings> {
+    let protocol::BrokerUrl { host, port, tls } = config.mqtt.url.parse().context("mqtt.url")?;
+    let tls_ca = match (tls, &config.mqtt.ca_file) {
+        (true, Some(p)) => Some(
+            std::fs::read(p).with_context(|| format!("reading mqtt.ca_file {}", p.display()))?,
+        ),
+        (true, None) => anyhow::bail!(
+            "{} uses TLS: set mqtt.ca_file to the broker's CA bundle",
+            config.mqtt.url
+        ),
+        (false, _) => None,
+    };
+    let credentials = config
+        .mqtt
+        .username
+        .clone()
+        .map(|u| (u, config.mqtt.password.clone().unwrap_or_default()));
+    Ok(MqttSettings {
+        host,
+        port,
+        tls_ca,
+        credentials,
+        client_id: config.mqtt.client_id.clone(),
+        filters: config.filters()?,
+        keep_alive: Duration::from_secs(config.mqtt.keep_alive_s.max(5)),
+        max_packet_bytes: protocol::Limits::default().max_payload_bytes + 4096,
+    })
+}
+
+/// Runs ingest until `stop` turns true (or a batch cannot be committed).
+pub async fn run(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    stop: watch::Receiver<bool>,
+    observers: Observers,
+) -> anyhow::Result<RunReport> {
+    config.validate()?;
+    let store = Store::open(
+        &config.store.url,
+        config.store.max_connections,
+        config.store.sqlite_synchronous,
+    )
+    .await
+    .with_context(|| format!("opening the store {}", redact(&config.store.url)))?;
+    let model =
+        Arc::new(ModelSlot::load(config.model.path.as_deref()).context("loading the risk model")?);
+    tracing::info!(model = %model.current().version, store = %redact(&config.store.url), "cloud-ingest starting");
+    let metrics = observers.metrics.clone().unwrap_or_default();
+    let settings = mqtt_settings(&config)?;
+    let mut consumer = Consumer::start(&settings);
+
+    let (workers_stop_tx, workers_stop) = watch::channel(false);
+    let mut workers = tokio::task::JoinSet::new();
+    workers.spawn(
+        CommandWorker {
+            resend_after: Duration::from_secs(config.mqtt.command_resend_s.max(1)),
+            poll: Duration::from_millis(250),
+        }
+        .run(
+            store.clone(),
+            consumer.client.clone(),
+            consumer.connected.clone(),
+            clock.clone(),
+            metrics.clone(),
+            workers_stop.clone(),
+        ),
+    );
+    if !config.webhooks.is_empty() {
+        let secrets: HashMap<String, String> = config
+            .webhooks
+            .iter()
+            .map(|w| (w.url.clone(), w.secret.clone()))
+            .collect();
+        let max_attempts = config
+            .webhooks
+            .iter()
+            .map(|w| w.max_attempts)
+            .max()
+            .unwrap_or(12);
+        workers.spawn(
+            WebhookWorker {
+                secrets,
+                max_attempts,
+                backoff: Duration::from_millis(500),
+                poll: Duration::from_millis(250),
+                timeout: Duration::from_secs(10),
+            }
+            .run(store.clone(), metrics.clone(), workers_stop.clone()),
+        );
+    }
+    if let Some(influx) = &config.influx {
+        workers.spawn(
+            Exporter {
+                target: InfluxTarget {
+                    url: influx.url.clone(),
+                    org: influx.org.clone(),
+                    bucket: influx.bucket.clone(),
+                    token: influx.token.clone(),
+                },
+                batch: influx.batch.max(1),
+                idle: Duration::from_millis(500),
+            }
+            .run(store.clone(), metrics.clone(), workers_stop.clone()),
+        );
+    }
+    workers.spawn(watch_model(
+        model.clone(),
+        Duration::from_secs(config.model.reload_check_s.max(1)),
+        metrics.clone(),
+        workers_stop.clone(),
+    ));
+    if let Some(addr) = config.http.listen {
+        let health = Health {
+            mqtt: consumer.connected.clone(),
+            store: store.clone(),
+            model: model.clone(),
+            metrics: metrics.clone(),
+        };
+        let (bound_tx, bound_rx) = oneshot::channel();
+        let stop = workers_stop.clone();
+        workers.spawn(async move {
+            if let Err(e) = http::serve(addr, health, stop, bound_tx).await {
+                tracing::error!("HTTP endpoint on {addr}: {e}");
+            }
+        });
+        if let Ok(a) = bound_rx.await {
+            tracing::info!("health and metrics on http://{a}/healthz and /metrics");
+            if let Some(slot) = &observers.http_bound {
+                *slot.lock().expect("bound lock") = Some(a);
+            }
+        }
+    }
+    if let Some(ready) = observers.ready.clone() {
+        let mut sub = consumer.subscribed.clone();
+        tokio::spawn(async move {
+            if sub.wait_for(|s| *s).await.is_ok() {
+                let _ = ready.send(true);
+            }
+        });
+    }
+
+    let mut pipeline = Pipeline::new(
+        store.clone(),
+        model.clone(),
+        config.policy.clone(),
+        PipelineSettings {
+            explain_top: config.ingest.explain_top,
+            export_telemetry: config.influx.is_some(),
+            webhooks: config.webhooks.iter().map(|w| w.url.clone()).collect(),
+            offer_valid_hours: config.ingest.offer_valid_hours,
+            cache_devices: config.ingest.cache_devices,
+            excerpt_messages: config.ingest.excerpt_messages,
+        },
+        metrics.clone(),
+        clock.clone(),
+    );
+    let mut report = RunReport::default();
+    let result = consume(
+        &mut consumer,
+        &mut pipeline,
+        &config,
+        stop,
+        &observers,
+        &mut report,
+    )
+    .await;
+
+    let _ = workers_stop_tx.send(true);
+    while workers.join_next().await.is_some() {}
+    consumer.stop().await;
+    store.close().await;
+    tracing::info!(
+        accepted = report.accepted,
+        duplicates = report.duplicates,
+        rejected = report.rejected,
+        tickets = report.tickets,
+        "cloud-ingest stopped"
+    );
+    result.map(|_| report)
+}
+
+async fn consume(
+    consumer: &mut Consumer,
+    pipeline: &mut Pipeline,
+    config: &Config,
+    mut stop: watch::Receiver<bool>,
+    observers: &Observers,
+    report: &mut RunReport,
+) -> anyhow::Result<()> {
+    let wait = config.batch_wait();
+    let max = config.ingest.batch_max;
+    loop {
+        let first = tokio::select! {
+            p = consumer.deliveries.recv() => match p { Some(p) => p, None => return Ok(()) },
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        };
+        let mut publishes = vec![first];
+        let deadline = tokio::time::Instant::now() + wait;
+        while publishes.len() < max {
+            match tokio::time::timeout_at(deadline, consumer.deliveries.recv()).await {
+                Ok(Some(p)) => publishes.push(p),
+                _ => break,
+            }
+        }
+        let batch: Vec<Delivery> = publishes
+            .iter()
+            .map(|p| Delivery {
+                topic: p.topic.clone(),
+                payload: p.payload.to_vec(),
+            })
+            .collect();
+        // Not acknowledged unless committed: a failure here ends the run, and the
+        // broker redelivers the batch to the next start.
+        let outcome = pipeline
+            .process(&batch)
+            .await
+            .context("committing a batch; its messages stay unacknowledged")?;
+        for p in &publishes {
+            // The poll task never blocks, so this wait is short (pitfall 1).
+            consumer
+                .client
+                .ack(p)
+                .await
+                .context("acknowledging to the broker")?;
+        }
+        report.accepted += outcome.accepted;
+        report.duplicates += outcome.duplicates;
+        report.rejected += outcome.rejected;
+        report.tickets += outcome.tickets.len() as u64;
+        for t in outcome.tickets {
+            tracing::info!(ticket = %t.ticket_ref, device = %t.device_id, risk = t.risk, problem = %t.problem, tier = %t.tier, "ticket opened");
+            if let Some(tx) = &observers.tickets {
+                let _ = tx.send(t);
+            }
+        }
+    }
+}
+
+async fn watch_model(
+    model: Arc<ModelSlot>,
+    every: Duration,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        let forced = tokio::select! {
+            _ = tokio::time::sleep(every) => false,
+            _ = hangup => true,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let result = if forced {
+            model.reload()
+        } else {
+            model.reload_if_changed()
+        };
+        match result {
+            Ok(Some(version)) => {
+                tracing::info!(%version, "risk model reloaded");
+                metrics
+                    .model_reloads
+                    .get_or_create(&label("outcome", "loaded"))
+                    .inc();
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!("risk model not reloaded, the previous one stays in force: {e}");
+                metrics
+                    .model_reloads
+                    .get_or_create(&label("outcome", "refused"))
+                    .inc();
+            }
+        }
+    }
+}
+
+/// A store URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(super::redact("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+}
