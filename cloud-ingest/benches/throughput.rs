@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloud_ingest::config::Config;
-use cloud_ingest::metrics::{label, Metrics};
+use cloud_ingest::ops::metrics::{label, Metrics};
 use cloud_ingest::service::{self, Observers};
 use cloud_ingest::store::SqliteSync;
 use protocol::clock::{Clock, SystemClock};
@@ -160,7 +160,7 @@ struct Ingest {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<service::RunReport>>,
     metrics: Arc<Metrics>,
-    tickets: mpsc::UnboundedReceiver<cloud_ingest::pipeline::OpenedTicket>,
+    tickets: mpsc::UnboundedReceiver<cloud_ingest::ingest::OpenedTicket>,
 }
 
 async fn start_ingest(config: Config) -> Ingest {

@@ -228,6 +228,9 @@ pub enum ConfigError {
     /// Values that do not work together.
     #[error("{0}")]
     Invalid(String),
+    /// `[policy]` settings that do not work together.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
     /// `mqtt.url` is not a broker URL.
     #[error("mqtt.url: {0}")]
     Broker(#[from] protocol::BrokerUrlError),
@@ -266,7 +269,7 @@ impl Config {
                 )));
             }
         }
-        self.policy.validate().map_err(ConfigError::Invalid)
+        Ok(self.policy.validate()?)
     }
 
     /// The subscription filters this configuration asks for.

@@ -20,9 +20,9 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
-use crate::pipeline::OpenedTicket;
+use crate::ingest::OpenedTicket;
 use crate::service::{self, Observers};
-use crate::store::{self, Registration, SqliteSync, Store, TicketRow};
+use crate::store::{Registration, SqliteSync, Store, TicketRow};
 
 /// How to size and place a demo run.
 #[derive(Debug, Clone)]
@@ -131,7 +131,7 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
     config.store.url = store_url.clone();
     config.store.sqlite_synchronous = SqliteSync::Normal;
     config.http.listen = opts.http;
-    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let metrics = Arc::new(crate::ops::metrics::Metrics::new());
     let (ingest_stop_tx, ingest_stop) = watch::channel(false);
     let (ready_tx, mut ready) = watch::channel(false);
     let (ticket_tx, mut ticket_rx) = mpsc::unbounded_channel::<OpenedTicket>();
@@ -277,7 +277,7 @@ async fn register_fleet(url: &str, fleet: &Fleet, tenant: &str) -> anyhow::Resul
             price_minor: Some(sku.price_minor),
             currency: Some("EUR".into()),
         };
-        store::register(&store, d.id.as_str(), tenant, &reg).await?;
+        store.register(d.id.as_str(), tenant, &reg).await?;
     }
     store.close().await;
     Ok(())
@@ -285,7 +285,7 @@ async fn register_fleet(url: &str, fleet: &Fleet, tenant: &str) -> anyhow::Resul
 
 /// Scores the tickets against the fleet's ground truth.
 pub fn summarise(fleet: &Fleet, tickets: &[TicketRow]) -> Summary {
-    let is_tip = |t: &&TicketRow| t.offer_kind == "self_service_tip";
+    let is_tip = |t: &&TicketRow| t.offer_kind == protocol::command::OfferKind::SelfServiceTip;
     let mut first_service: HashMap<&str, i64> = HashMap::new();
     for t in tickets.iter().filter(|t| !is_tip(t)) {
         let e = first_service
@@ -333,7 +333,7 @@ pub fn summarise(fleet: &Fleet, tickets: &[TicketRow]) -> Summary {
         tickets: tickets.len(),
         median_lead_days: (!leads.is_empty()).then(|| q(0.5)),
         lead_days_q1_q3: (!leads.is_empty()).then(|| (q(0.25), q(0.75))),
-        offers_by_kind: count(&|t| t.offer_kind.clone()),
+        offers_by_kind: count(&|t| t.offer_kind.as_str().to_owned()),
         tickets_by_tier: count(&|t| t.tier.to_string()),
         tickets_by_state: count(&|t| t.state.to_string()),
         reached_by_mode: by_mode,
@@ -362,7 +362,7 @@ pub fn describe(t: &OpenedTicket, start: protocol::Timestamp) -> String {
         t.device_id,
         t.risk,
         t.problem.as_str(),
-        crate::offers::kind_name(t.offer),
+        t.offer.as_str(),
         t.tier,
         day(t.due_ms),
         t.why.join("; ")

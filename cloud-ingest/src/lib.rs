@@ -1,27 +1,31 @@
 //! The cloud side of the fleet service: MQTT ingest, the operational store, scoring,
-//! the after-sales policy, tickets and their offers, webhooks, telemetry export and the
-//! operator endpoints.
+//! the after-sales policy, tickets and their offers, the effects that leave through
+//! outboxes, and the operator endpoints.
 //!
-//! Read in the order a message travels: [`consumer`] takes it off the broker;
-//! [`pipeline`] decodes, deduplicates and stores it ([`store`]), updates the device's
-//! feature state and scores it ([`score`]), asks the [`policy`] what to do and opens a
-//! ticket ([`tickets`]) with its offer ([`offers`], [`tradein`]); the outboxes are
-//! drained by the command worker, the [`webhook`] worker and the [`telemetry`]
-//! exporter. [`service`] wires it together; [`demo`] runs it against a simulated fleet.
+//! Read in the order work flows: [`ingest`] takes a message off the broker, decodes,
+//! deduplicates and plans what it changes, purely, then applies the plan to the
+//! [`store`] in one transaction; planning scores the device ([`score`]) and asks the
+//! [`policy`] what to do, which may open a ticket ([`tickets`]) with its offer
+//! ([`policy::offer`], [`tradein`]). The [`effects`] workers drain the outboxes
+//! (commands to devices, webhooks, InfluxDB). [`ops`] serves `/healthz` and `/metrics`
+//! and holds the internal events every stage reports through. [`service`] wires it
+//! together; [`demo`] (the default `demo` feature) runs it against a simulated fleet.
+//!
+//! The library links neither the edge agent nor the simulator: `cargo tree -p
+//! cloud-ingest -e normal --no-default-features` shows protocol, models (its `score`
+//! feature only, no linfa), logging and third-party crates. The demo is a feature and
+//! not a crate of its own so that `cargo run -p cloud-ingest -- demo` stays the one
+//! command that runs the whole job; a server build turns it off.
 
 pub mod config;
-pub mod consumer;
 #[cfg(feature = "demo")]
 pub mod demo;
-pub mod http;
-pub mod metrics;
-pub mod offers;
-pub mod pipeline;
+pub mod effects;
+pub mod ingest;
+pub mod ops;
 pub mod policy;
 pub mod score;
 pub mod service;
 pub mod store;
-pub mod telemetry;
 pub mod tickets;
 pub mod tradein;
-pub mod webhook;

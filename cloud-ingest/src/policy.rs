@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::tickets::Tier;
 use crate::tradein;
 
+pub mod offer;
+
 /// The kind of problem a ticket is about: one open ticket per device and problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -256,21 +258,29 @@ impl Default for PolicyConfig {
 
 impl PolicyConfig {
     /// Checks the settings make sense together.
-    pub fn validate(&self) -> Result<(), String> {
-        if !(0.0..=1.0).contains(&self.tip_share_of_threshold) {
-            return Err("policy.tip_share_of_threshold must be within 0..=1".into());
-        }
-        if !(0.0..=1.0).contains(&self.residual_floor) {
-            return Err("policy.residual_floor must be within 0..=1".into());
-        }
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        let share = |key: &'static str, v: f64| {
+            (0.0..=1.0)
+                .contains(&v)
+                .then_some(())
+                .ok_or(PolicyError::NotAShare { key, value: v })
+        };
+        share("tip_share_of_threshold", self.tip_share_of_threshold)?;
+        share("residual_floor", self.residual_floor)?;
         if self.useful_life_months == 0 {
-            return Err("policy.useful_life_months must be at least 1".into());
+            return Err(PolicyError::Zero("useful_life_months"));
         }
-        if self.high_due_hours == 0 || self.medium_due_hours == 0 || self.low_due_hours == 0 {
-            return Err("policy.*_due_hours must be at least 1".into());
+        for (key, hours) in [
+            ("high_due_hours", self.high_due_hours),
+            ("medium_due_hours", self.medium_due_hours),
+            ("low_due_hours", self.low_due_hours),
+        ] {
+            if hours == 0 {
+                return Err(PolicyError::Zero(key));
+            }
         }
         if self.high_due_hours > self.medium_due_hours {
-            return Err("policy.high_due_hours must not exceed medium_due_hours".into());
+            return Err(PolicyError::HighSlowerThanMedium);
         }
         Ok(())
     }
@@ -283,6 +293,25 @@ impl PolicyConfig {
             Tier::Low => self.low_due_hours,
         }
     }
+}
+
+/// Settings of `[policy]` that do not make sense.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PolicyError {
+    /// A share outside 0..=1.
+    #[error("policy.{key} must be within 0..=1, not {value}")]
+    NotAShare {
+        /// The setting.
+        key: &'static str,
+        /// Its value.
+        value: f64,
+    },
+    /// A count or duration that must be at least 1.
+    #[error("policy.{0} must be at least 1")]
+    Zero(&'static str),
+    /// High-tier tickets would be due later than medium ones.
+    #[error("policy.high_due_hours must not exceed medium_due_hours")]
+    HighSlowerThanMedium,
 }
 
 /// What the registry knows of a device's commercial terms; any of it may be unknown.
@@ -356,6 +385,17 @@ pub enum Hold {
     CoolDown,
     /// The customer has been contacted often enough lately.
     ContactCap,
+}
+
+impl Hold {
+    /// The name in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hold::LowRisk => "low_risk",
+            Hold::CoolDown => "cool_down",
+            Hold::ContactCap => "contact_cap",
+        }
+    }
 }
 
 /// The policy's answer.

@@ -1,11 +1,11 @@
 //! Scoring: the model artifact in force (reloadable without a restart) and each
 //! device's feature state.
 //!
-//! The feature state lives in memory as a cache of the store. After every message the
-//! store says how many messages it holds for the device; when the cache saw fewer (a
-//! restart, or a replica on the same shared subscription took some), the device's last
-//! 31 days are read back from the store and replayed. Replicas therefore score on the
-//! same history a single instance would.
+//! The feature state lives in memory as a cache of the store. Before each batch the
+//! store says how many messages it holds for the device; when the cache saw another
+//! number (a restart, or a replica on the same shared subscription took some), the
+//! device's last 31 days are read back from the store and replayed with the batch.
+//! Replicas therefore score on the same history a single instance would.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -122,12 +122,12 @@ impl FeatureCache {
         }
     }
 
-    /// Whether the cached state of `device` has seen exactly `store_count - new`
-    /// messages, so the `new` ones can simply be added.
-    pub fn in_step(&self, device: &str, store_count: u64, new: u64) -> bool {
+    /// Whether the cached state of `device` has seen exactly the `store_count`
+    /// messages the store holds for it, so new ones can simply be added.
+    pub fn is_current(&self, device: &str, store_count: u64) -> bool {
         self.devices
             .get(device)
-            .is_some_and(|d| d.count + new == store_count)
+            .is_some_and(|d| d.count == store_count)
     }
 
     /// Adds a message to a device that is in step.
@@ -278,18 +278,20 @@ mod tests {
     #[test]
     fn the_cache_knows_when_it_is_out_of_step_and_stays_bounded() {
         let mut c = FeatureCache::new(2, 3);
-        assert!(!c.in_step("a", 1, 1));
+        assert!(!c.is_current("a", 0), "never seen: rebuild");
         c.rebuild("a", None, std::iter::empty(), 0);
-        assert!(c.in_step("a", 1, 1));
-        assert!(c.in_step("a", 3, 3));
+        assert!(c.is_current("a", 0));
+        let hb = Message::Heartbeat(protocol::examples::heartbeat());
+        c.observe("a", &hb, "{}");
+        assert!(c.is_current("a", 1));
         assert!(
-            !c.in_step("a", 3, 1),
+            !c.is_current("a", 3),
             "a replica took two messages: rebuild"
         );
         c.rebuild("b", None, std::iter::empty(), 5);
         c.rebuild("c", None, std::iter::empty(), 5);
         assert_eq!(c.len(), 2);
         c.forget("c");
-        assert!(!c.in_step("c", 6, 1));
+        assert!(!c.is_current("c", 5));
     }
 }

@@ -10,18 +10,20 @@ use std::time::Duration;
 
 use anyhow::Context;
 use protocol::clock::Clock;
+use protocol::retry::Backoff;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Config;
-use crate::consumer::{Consumer, MqttSettings};
-use crate::http::{self, Health};
-use crate::metrics::{label, Metrics};
-use crate::offers::CommandWorker;
-use crate::pipeline::{Delivery, OpenedTicket, Pipeline, PipelineSettings};
+use crate::effects::commands::CommandWorker;
+use crate::effects::export::{Exporter, InfluxTarget};
+use crate::effects::webhooks::WebhookWorker;
+use crate::ingest::consumer::{Consumer, MqttSettings};
+use crate::ingest::{Delivery, OpenedTicket, Pipeline, PipelineSettings};
+use crate::ops::events::{Emit, ModelRefused, ModelReloaded};
+use crate::ops::http::{self, Health};
+use crate::ops::metrics::Metrics;
 use crate::score::ModelSlot;
 use crate::store::Store;
-use crate::telemetry::{Exporter, InfluxTarget};
-use crate::webhook::WebhookWorker;
 
 /// What a run did.
 #[derive(Debug, Clone, Default)]
@@ -99,15 +101,15 @@ pub async fn run(
     tracing::info!(model = %model.current().version, store = %redact(&config.store.url), "cloud-ingest starting");
     let metrics = observers.metrics.clone().unwrap_or_default();
     let settings = mqtt_settings(&config)?;
-    let mut consumer = Consumer::start(&settings);
+    let mut consumer = Consumer::start(&settings, metrics.clone());
 
     let (workers_stop_tx, workers_stop) = watch::channel(false);
     let mut workers = tokio::task::JoinSet::new();
     workers.spawn(
-        CommandWorker {
-            resend_after: Duration::from_secs(config.mqtt.command_resend_s.max(1)),
-            poll: Duration::from_millis(250),
-        }
+        CommandWorker::new(
+            Duration::from_secs(config.mqtt.command_resend_s.max(1)),
+            Duration::from_millis(250),
+        )
         .run(
             store.clone(),
             consumer.client.clone(),
@@ -133,7 +135,7 @@ pub async fn run(
             WebhookWorker {
                 secrets,
                 max_attempts,
-                backoff: Duration::from_millis(500),
+                retry: Backoff::new(Duration::from_millis(500), Duration::from_secs(3600)),
                 poll: Duration::from_millis(250),
                 timeout: Duration::from_secs(10),
             }
@@ -151,6 +153,7 @@ pub async fn run(
                 },
                 batch: influx.batch.max(1),
                 idle: Duration::from_millis(500),
+                retry: Backoff::new(Duration::from_millis(400), Duration::from_secs(30)),
             }
             .run(store.clone(), metrics.clone(), workers_stop.clone()),
         );
@@ -280,7 +283,6 @@ async fn consume(
         report.rejected += outcome.rejected;
         report.tickets += outcome.tickets.len() as u64;
         for t in outcome.tickets {
-            tracing::info!(ticket = %t.ticket_ref, device = %t.device_id, risk = t.risk, problem = %t.problem, tier = %t.tier, "ticket opened");
             if let Some(tx) = &observers.tickets {
                 let _ = tx.send(t);
             }
@@ -319,21 +321,9 @@ async fn watch_model(
             model.reload_if_changed()
         };
         match result {
-            Ok(Some(version)) => {
-                tracing::info!(%version, "risk model reloaded");
-                metrics
-                    .model_reloads
-                    .get_or_create(&label("outcome", "loaded"))
-                    .inc();
-            }
+            Ok(Some(version)) => ModelReloaded { version: &version }.emit(&metrics),
             Ok(None) => {}
-            Err(e) => {
-                tracing::error!("risk model not reloaded, the previous one stays in force: {e}");
-                metrics
-                    .model_reloads
-                    .get_or_create(&label("outcome", "refused"))
-                    .inc();
-            }
+            Err(error) => ModelRefused { error: &error }.emit(&metrics),
         }
     }
 }

@@ -4,7 +4,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+use protocol::Timestamp;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::policy::Problem;
 
 /// Where a ticket stands. The customer sees these stages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -212,6 +216,17 @@ pub struct Evidence {
     pub telemetry: Vec<serde_json::Value>,
     /// What the policy weighed: category, age, warranty, cost against value.
     pub reasoning: Vec<String>,
+}
+
+/// A ticket reference derived from what opens it, so every replica names the same
+/// ticket the same way: `T-` and 16 hex digits.
+pub fn ticket_ref(device: &str, problem: Problem, at: Timestamp) -> String {
+    let mut h = Sha256::new();
+    h.update(device.as_bytes());
+    h.update([0]);
+    h.update(problem.as_str().as_bytes());
+    h.update(at.0.to_be_bytes());
+    format!("T-{}", hex::encode(&h.finalize()[..8]))
 }
 
 #[cfg(test)]

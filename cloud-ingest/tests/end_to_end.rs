@@ -210,7 +210,7 @@ async fn a_risky_device_gets_a_ticket_an_offer_and_a_webhook_and_bad_input_is_ke
         .expect("no webhook within 20 s")
         .unwrap();
     assert!(
-        cloud_ingest::webhook::verify(b"hook-secret", body.as_bytes(), &sig),
+        cloud_ingest::effects::webhooks::verify(b"hook-secret", body.as_bytes(), &sig),
         "bad signature {sig}"
     );
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -95,7 +95,9 @@ async fn two_replicas_share_the_stream_and_the_ticket_constraint() {
         "a device got two tickets: {ticketed:?}"
     );
     assert_eq!(unique, swollen);
-    assert!(tickets.iter().all(|t| t.problem == "battery"));
+    assert!(tickets
+        .iter()
+        .all(|t| t.problem == cloud_ingest::policy::Problem::Battery));
     for d in &ids {
         let (_, stats) = store.device_status(d).await.unwrap().unwrap();
         assert_eq!((stats.count, stats.missing()), (60, 0), "{d}");

@@ -121,6 +121,17 @@ impl Message {
         }
     }
 
+    /// When the message was made, by its sender's clock.
+    pub fn ts(&self) -> crate::ids::Timestamp {
+        match self {
+            Message::Heartbeat(m) => m.ts_ms,
+            Message::Event(m) => m.ts_ms,
+            Message::State(m) => m.ts_ms,
+            Message::Ack(m) => m.ts_ms,
+            Message::Command(m) => m.ts_ms,
+        }
+    }
+
     /// Validates and serialises the message.
     pub fn encode(&self, limits: &Limits) -> Result<Vec<u8>, EncodeError> {
         match self {

@@ -98,6 +98,33 @@ pub enum OfferKind {
     SelfServiceTip,
 }
 
+impl OfferKind {
+    /// Every kind.
+    pub const ALL: [OfferKind; 5] = [
+        OfferKind::Inspection,
+        OfferKind::Repair,
+        OfferKind::BatteryReplacement,
+        OfferKind::TradeIn,
+        OfferKind::SelfServiceTip,
+    ];
+
+    /// The wire name (`battery_replacement`), also used in stores and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OfferKind::Inspection => "inspection",
+            OfferKind::Repair => "repair",
+            OfferKind::BatteryReplacement => "battery_replacement",
+            OfferKind::TradeIn => "trade_in",
+            OfferKind::SelfServiceTip => "self_service_tip",
+        }
+    }
+
+    /// The kind with this wire name.
+    pub fn from_name(name: &str) -> Option<OfferKind> {
+        OfferKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
 /// An extra on top of the base remedy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -198,6 +225,30 @@ pub enum AckStatus {
     Rejected,
     /// Carried out with an error.
     Failed,
+}
+
+impl AckStatus {
+    /// Every status.
+    pub const ALL: [AckStatus; 6] = [
+        AckStatus::Received,
+        AckStatus::Accepted,
+        AckStatus::Declined,
+        AckStatus::Done,
+        AckStatus::Rejected,
+        AckStatus::Failed,
+    ];
+
+    /// The wire name (`accepted`), also used in stores and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckStatus::Received => "received",
+            AckStatus::Accepted => "accepted",
+            AckStatus::Declined => "declined",
+            AckStatus::Done => "done",
+            AckStatus::Rejected => "rejected",
+            AckStatus::Failed => "failed",
+        }
+    }
 }
 
 /// One self-test result.
@@ -347,5 +398,26 @@ impl Validate for CommandAck {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod names {
+    use super::*;
+
+    #[test]
+    fn names_are_the_wire_names() {
+        for k in OfferKind::ALL {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+            assert_eq!(OfferKind::from_name(k.as_str()), Some(k));
+        }
+        assert_eq!(OfferKind::from_name("free_lunch"), None);
+        for a in AckStatus::ALL {
+            assert_eq!(serde_json::to_value(a).unwrap(), a.as_str());
+        }
+        use crate::state::DeviceClass::*;
+        for c in [Phone, Tablet, Speaker, Wearable, Hub, Other] {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
     }
 }

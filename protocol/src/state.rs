@@ -51,6 +51,20 @@ pub enum DeviceClass {
     Other,
 }
 
+impl DeviceClass {
+    /// The wire name (`phone`), also used in stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceClass::Phone => "phone",
+            DeviceClass::Tablet => "tablet",
+            DeviceClass::Speaker => "speaker",
+            DeviceClass::Wearable => "wearable",
+            DeviceClass::Hub => "hub",
+            DeviceClass::Other => "other",
+        }
+    }
+}
+
 /// Why a device went offline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Death {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloud_ingest::config::Config;
-use cloud_ingest::metrics::Metrics;
-use cloud_ingest::pipeline::OpenedTicket;
+use cloud_ingest::ingest::OpenedTicket;
+use cloud_ingest::ops::metrics::Metrics;
 use cloud_ingest::service::{self, Observers, RunReport};
 use protocol::clock::{Clock, SystemClock};
 use protocol::heartbeat::Heartbeat;

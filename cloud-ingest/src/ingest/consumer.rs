@@ -8,11 +8,20 @@
 //! that holds its effects has committed, so a crash before that makes the broker
 //! deliver it again, and deduplication absorbs the repeat.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use protocol::retry::Backoff;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, SubscribeFilter};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+
+use crate::ops::events::{Emit, MqttConnectionLost};
+use crate::ops::metrics::Metrics;
+
+/// Reconnect delays: rumqttc retries at once on the next poll, so the loop backs off
+/// itself (pitfall 6).
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
@@ -51,7 +60,7 @@ pub struct Consumer {
 
 impl Consumer {
     /// Starts the session; it connects (and reconnects, with backoff) in the background.
-    pub fn start(s: &MqttSettings) -> Consumer {
+    pub fn start(s: &MqttSettings, metrics: Arc<Metrics>) -> Consumer {
         let mut opts = MqttOptions::new(&s.client_id, &s.host, s.port);
         opts.set_keep_alive(s.keep_alive)
             .set_clean_session(false)
@@ -113,11 +122,15 @@ impl Consumer {
                     Ok(_) => {}
                     Err(e) => {
                         let _ = up_tx.send(false);
-                        failures += 1;
-                        let delay = Duration::from_millis((100u64 << failures.min(8)).min(10_000));
-                        tracing::warn!(broker = %addr, "MQTT connection: {e}; retrying in {delay:?}");
-                        // rumqttc retries at once on the next poll: back off here (pitfall 6).
-                        tokio::time::sleep(delay).await;
+                        let retry_in = RECONNECT.delay(failures);
+                        failures = failures.saturating_add(1);
+                        MqttConnectionLost {
+                            broker: &addr,
+                            error: &e,
+                            retry_in,
+                        }
+                        .emit(&metrics);
+                        tokio::time::sleep(retry_in).await;
                     }
                 }
             }

@@ -1,4 +1,5 @@
-//! The Prometheus metrics cloud-ingest exposes on `/metrics`.
+//! The Prometheus metrics cloud-ingest exposes on `/metrics`. Only
+//! [`super::events`] updates them, each together with its log line.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -47,6 +48,14 @@ pub struct Metrics {
     pub influx_backlog: Gauge,
     /// Model reloads, by outcome.
     pub model_reloads: Family<Label, Counter>,
+    /// Batches retried after a database conflict or error.
+    pub batch_retries: Counter,
+    /// Offers that lapsed before the device answered.
+    pub commands_expired: Counter,
+    /// Failed passes over an outbox, by outbox.
+    pub outbox_errors: Family<Label, Counter>,
+    /// Lost or refused MQTT connections.
+    pub mqtt_connection_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -76,6 +85,10 @@ impl Metrics {
         let influx_errors = Counter::default();
         let influx_backlog = Gauge::default();
         let model_reloads = Family::<Label, Counter>::default();
+        let batch_retries = Counter::default();
+        let commands_expired = Counter::default();
+        let outbox_errors = Family::<Label, Counter>::default();
+        let mqtt_connection_errors = Counter::default();
         registry.register(
             "messages_accepted",
             "Messages accepted, by channel",
@@ -149,6 +162,26 @@ impl Metrics {
             "Model reloads, by outcome",
             model_reloads.clone(),
         );
+        registry.register(
+            "batch_retries",
+            "Batches retried after a database conflict or error",
+            batch_retries.clone(),
+        );
+        registry.register(
+            "commands_expired",
+            "Offers that lapsed before the device answered",
+            commands_expired.clone(),
+        );
+        registry.register(
+            "outbox_errors",
+            "Failed passes over an outbox, by outbox",
+            outbox_errors.clone(),
+        );
+        registry.register(
+            "mqtt_connection_errors",
+            "Lost or refused MQTT connections",
+            mqtt_connection_errors.clone(),
+        );
         // Every rejection reason shows from the start, at zero.
         for reason in protocol::DecodeError::REASONS {
             let _ = rejected.get_or_create(&label("reason", reason));
@@ -175,6 +208,10 @@ impl Metrics {
             influx_errors,
             influx_backlog,
             model_reloads,
+            batch_retries,
+            commands_expired,
+            outbox_errors,
+            mqtt_connection_errors,
         }
     }
 

@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 use crate::score::ModelSlot;
 use crate::store::Store;
 

@@ -14,11 +14,12 @@ use std::time::Duration;
 use influxdb2::api::write::TimestampPrecision;
 use influxdb2::models::DataPoint;
 use protocol::event::Event;
+use protocol::retry::Backoff;
 use protocol::{Limits, Message};
-use sqlx::Row;
 use tokio::sync::watch;
 
-use crate::metrics::Metrics;
+use crate::ops::events::{self, Emit};
+use crate::ops::metrics::Metrics;
 use crate::score::decode_stored;
 use crate::store::{Store, StoreError};
 
@@ -44,6 +45,8 @@ pub struct Exporter {
     pub batch: usize,
     /// Pause when there is nothing to write.
     pub idle: Duration,
+    /// Pause after a failed write: doubling while the server keeps failing.
+    pub retry: Backoff,
 }
 
 impl Exporter {
@@ -61,12 +64,15 @@ impl Exporter {
                     failures = 0;
                     self.idle
                 }
-                Err(e) => {
-                    failures += 1;
-                    metrics.influx_errors.inc();
-                    let delay = Duration::from_millis((200u64 << failures.min(8)).min(30_000));
-                    tracing::warn!("InfluxDB export: {e}; retrying in {delay:?}");
-                    delay
+                Err(error) => {
+                    let retry_in = self.retry.delay(failures);
+                    failures = failures.saturating_add(1);
+                    events::ExportFailed {
+                        error: &error,
+                        retry_in,
+                    }
+                    .emit(&metrics);
+                    retry_in
                 }
             };
             if *stop.borrow() {
@@ -86,36 +92,22 @@ impl Exporter {
         client: &influxdb2::Client,
         metrics: &Metrics,
     ) -> Result<usize, ExportError> {
-        let rows = sqlx::query(
-            "SELECT device_id, seq, tenant, channel, payload FROM messages WHERE export_pending = 1 LIMIT $1",
-        )
-        .bind(self.batch as i64)
-        .fetch_all(store.pool())
-        .await
-        .map_err(StoreError::from)?;
-        let backlog: i64 = sqlx::query("SELECT COUNT(*) FROM messages WHERE export_pending = 1")
-            .fetch_one(store.pool())
-            .await
-            .map_err(StoreError::from)?
-            .try_get(0)
-            .map_err(StoreError::from)?;
-        metrics.influx_backlog.set(backlog);
+        let rows = store.pending_exports(self.batch).await?;
+        events::ExportBacklog {
+            rows: store.export_backlog().await?,
+        }
+        .emit(metrics);
         if rows.is_empty() {
             return Ok(0);
         }
         let limits = Limits::default();
         let mut points = Vec::with_capacity(rows.len());
         let mut keys = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let device: String = r.try_get(0).map_err(StoreError::from)?;
-            let seq: i64 = r.try_get(1).map_err(StoreError::from)?;
-            let tenant: String = r.try_get(2).map_err(StoreError::from)?;
-            let channel: String = r.try_get(3).map_err(StoreError::from)?;
-            let payload: String = r.try_get(4).map_err(StoreError::from)?;
-            if let Some(m) = decode_stored(&channel, &payload, &limits) {
-                points.extend(to_points(&tenant, &m));
+        for r in rows {
+            if let Some(m) = decode_stored(&r.channel, &r.payload, &limits) {
+                points.extend(to_points(&r.tenant, &m));
             }
-            keys.push((device, seq));
+            keys.push((r.device_id, r.seq));
         }
         let n = points.len() as u64;
         client
@@ -124,20 +116,10 @@ impl Exporter {
                 futures::stream::iter(points),
                 TimestampPrecision::Milliseconds,
             )
-            .await
-            .map_err(|e| ExportError::Write(e.to_string()))?;
-        metrics.influx_points.inc_by(n);
-        let mut tx = store.begin().await?;
-        for (device, seq) in &keys {
-            sqlx::query("UPDATE messages SET export_pending = 0 WHERE device_id = $1 AND seq = $2")
-                .bind(device)
-                .bind(seq)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::from)?;
-        }
-        tx.commit().await.map_err(StoreError::from)?;
-        Ok(rows.len())
+            .await?;
+        events::PointsExported { points: n }.emit(metrics);
+        store.mark_exported(&keys).await?;
+        Ok(keys.len())
     }
 }
 
@@ -149,7 +131,7 @@ pub enum ExportError {
     Store(#[from] StoreError),
     /// The server refused or could not be reached.
     #[error("writing to InfluxDB: {0}")]
-    Write(String),
+    Write(#[from] influxdb2::RequestError),
 }
 
 /// The points a message becomes: `heartbeat` (one per interval, numeric fields) and

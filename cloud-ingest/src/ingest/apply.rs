@@ -1,0 +1,70 @@
+//! Stage 4, apply: writes a [`BatchPlan`] in the batch's transaction, in the order the
+//! plan was made. The only decisions here are the ones the database makes: a message
+//! or a ticket move that another replica got to first is a
+//! [`StoreError::Conflict`], and the caller plans the batch again from what is stored
+//! now; a ticket another replica opened first is skipped with its command and webhooks.
+
+use sqlx::AnyConnection;
+
+use super::plan::BatchPlan;
+use super::OpenedTicket;
+use crate::effects::webhooks::WebhookBody;
+use crate::store::{dead_letters, devices, messages, outbox, tickets, StoreError};
+
+/// Writes the plan; the tickets it opened.
+pub async fn apply(
+    c: &mut AnyConnection,
+    plan: &mut BatchPlan<'_>,
+    webhooks: &[String],
+) -> Result<Vec<OpenedTicket>, StoreError> {
+    dead_letters::insert(c, &plan.dead_letters).await?;
+    let stored = messages::insert(c, &plan.messages).await?;
+    if stored.len() != plan.messages.len() {
+        return Err(StoreError::Conflict(format!(
+            "{} of {} messages were stored meanwhile",
+            plan.messages.len() - stored.len(),
+            plan.messages.len()
+        )));
+    }
+    let counts = devices::count_arrivals(c, &plan.arrivals).await?;
+    for (a, &expected) in plan.arrivals.iter().zip(&plan.counts_after) {
+        let count = counts.get(a.device_id).copied();
+        if count != Some(expected) {
+            return Err(StoreError::Conflict(format!(
+                "{} holds {count:?} messages, not {expected}",
+                a.device_id
+            )));
+        }
+    }
+    for l in &plan.liveness {
+        devices::set_liveness(c, l).await?;
+    }
+    for a in &plan.answers {
+        outbox::record_answer(c, a.device, a.command_id, a.status, plan.now.0).await?;
+    }
+    for m in &plan.moves {
+        tickets::apply_move(c, m).await?;
+    }
+    for s in &plan.scores {
+        devices::set_score(c, s).await?;
+    }
+    let mut opened = Vec::with_capacity(plan.openings.len());
+    for o in &mut plan.openings {
+        let Some(id) = tickets::open(c, &o.ticket).await? else {
+            // Another replica opened it first: the constraint holds.
+            continue;
+        };
+        o.command.ticket_id = Some(id);
+        outbox::queue_command(c, &o.command).await?;
+        if let Some(a) = &mut o.announcement {
+            a.id = id;
+            let body = WebhookBody::opened(a.clone()).to_json();
+            for url in webhooks {
+                outbox::queue_webhook(c, id, url, &body).await?;
+            }
+        }
+        o.summary.id = id;
+        opened.push(o.summary.clone());
+    }
+    Ok(opened)
+}

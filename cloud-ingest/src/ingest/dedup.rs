@@ -1,0 +1,50 @@
+//! Stage 2, dedup: `(device, seq)` identifies a message. Repeats inside a batch are
+//! dropped here; repeats of what the store already holds are dropped against the
+//! store's keys. The batch is also put in device order here, which every later stage
+//! relies on: a device's messages sit together, in their arrival order, and replicas
+//! lock device rows in the same order. Pure.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use super::decode::Accepted;
+use crate::store::messages::MessageKey;
+
+/// Puts the batch in device order (stable, so each device keeps its arrival order) and
+/// drops repeats of a `(device, seq)` after its first arrival; how many it dropped.
+pub fn within_batch(mut accepted: Vec<Accepted<'_>>) -> (Vec<Accepted<'_>>, u64) {
+    accepted.sort_by(|a, b| a.device().cmp(b.device()));
+    let before = accepted.len();
+    let mut seen: HashSet<(&str, u64)> = HashSet::with_capacity(before);
+    let keep: Vec<bool> = accepted
+        .iter()
+        .map(|a| seen.insert((a.device(), a.seq)))
+        .collect();
+    let mut keep = keep.into_iter();
+    accepted.retain(|_| keep.next().unwrap_or(false));
+    let dropped = (before - accepted.len()) as u64;
+    (accepted, dropped)
+}
+
+/// The `(device, seq)` keys of a batch, to look up in the store.
+pub fn keys<'b>(accepted: &'b [Accepted<'_>]) -> Vec<(&'b str, u64)> {
+    accepted.iter().map(|a| (a.device(), a.seq)).collect()
+}
+
+/// Drops what the store already holds; how many it dropped. Borrows the batch when
+/// nothing is dropped, as for all but redeliveries.
+pub fn against_store<'b, 'a>(
+    accepted: &'b [Accepted<'a>],
+    known: &HashSet<MessageKey>,
+) -> (Cow<'b, [Accepted<'a>]>, u64) {
+    if known.is_empty() {
+        return (Cow::Borrowed(accepted), 0);
+    }
+    let kept: Vec<Accepted<'a>> = accepted
+        .iter()
+        .filter(|a| !known.contains(&(a.device().to_owned(), a.seq)))
+        .cloned()
+        .collect();
+    let dropped = (accepted.len() - kept.len()) as u64;
+    (Cow::Owned(kept), dropped)
+}

@@ -1,0 +1,568 @@
+//! Stage 3, plan: what a batch changes, decided without any I/O.
+//!
+//! Planning is pure and comes in two steps, because what a decision needs from the
+//! store is known only once a device has been scored, and reading it for every scored
+//! device would cost three reads per device and batch for the great majority whose risk
+//! is far from any action:
+//!
+//! 1. [`observe`] takes the fresh messages (decoded, deduplicated, in device order) and
+//!    a [`Snapshot`] of their devices, and plans the rows to write, the sequence
+//!    accounting, liveness changes, answers to commands and the ticket moves they cause,
+//!    the feature state (in the in-memory cache), one score per device, and the
+//!    [`Candidate`]s the policy may act on.
+//! 2. [`decide`] takes those candidates with their [`DeviceContext`] (registration, open
+//!    tickets, contact history) and plans the tickets to open with their offer command
+//!    and webhook announcement, or records why the policy held back.
+//!
+//! [`super::apply`] then writes the [`BatchPlan`] in one transaction.
+
+use std::collections::HashMap;
+
+use models::artifact::ModelArtifact;
+use protocol::command::{AckStatus, OfferKind};
+use protocol::state::State;
+use protocol::{Message, Timestamp};
+
+use super::decode::{Accepted, Rejection};
+use super::{OpenedTicket, PipelineSettings};
+use crate::effects::webhooks::TicketAnnouncement;
+use crate::ops::events::{CommandAnswered, DeviceScored, MessageAccepted};
+use crate::policy::{
+    self, offer, ContactHistory, Decision, DeviceTerms, Hold, PolicyConfig, PolicyInput, Problem,
+};
+use crate::score::{rebuild_since, FeatureCache, Scored};
+use crate::store::dead_letters::DeadLetter;
+use crate::store::devices::{Arrivals, DeviceRow, Identity, Liveness, ScoreRow};
+use crate::store::messages::{NewMessage, StoredMessage};
+use crate::store::outbox::{AnsweredCommand, NewCommand};
+use crate::store::tickets::{NewTicket, OpenTicket, TicketMove};
+use crate::store::Registration;
+use crate::tickets::{ticket_ref, Evidence, EvidenceFeature, TicketState, Tier};
+
+/// What the store holds about a batch's devices before the batch.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The `devices` rows; a device never seen is absent.
+    pub devices: HashMap<String, DeviceRow>,
+    /// Stored messages of devices whose cached feature state is not in step with the
+    /// store, from [`rebuild_since`] the batch's first message on.
+    pub histories: HashMap<String, Vec<StoredMessage>>,
+    /// The commands the batch's answers refer to, by (device, command id).
+    pub commands: HashMap<(String, String), AnsweredCommand>,
+}
+
+/// What a decision about one device needs from the store.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceContext {
+    /// Owner and purchase terms.
+    pub registration: Registration,
+    /// Its open tickets.
+    pub open: Vec<OpenTicket>,
+    /// Recent contacts about the candidate's problem.
+    pub contacts: ContactHistory,
+}
+
+/// A scored device the policy may act on, waiting for its [`DeviceContext`].
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The device.
+    pub device: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// The score and what it was computed from.
+    pub scored: Scored,
+    /// The problem the score points at.
+    pub problem: Problem,
+    /// The tier a ticket would have before the device's terms are known.
+    pub tier: Tier,
+}
+
+/// A device's answer to a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer<'a> {
+    /// The device.
+    pub device: &'a str,
+    /// The command.
+    pub command_id: &'a str,
+    /// The answer.
+    pub status: AckStatus,
+}
+
+/// A ticket to open, with what goes out with it.
+#[derive(Debug, Clone)]
+pub struct Opening {
+    /// The ticket.
+    pub ticket: NewTicket,
+    /// The offer command (its ticket id is set once the ticket has one).
+    pub command: NewCommand,
+    /// The webhook announcement, when webhooks are configured (id set likewise).
+    pub announcement: Option<TicketAnnouncement>,
+    /// The summary for progress output (id set likewise).
+    pub summary: OpenedTicket,
+}
+
+/// What to report once the batch has committed.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// One per accepted message.
+    pub accepted: Vec<MessageAccepted>,
+    /// Redeliveries dropped.
+    pub duplicates: u64,
+    /// One per score.
+    pub scored: Vec<DeviceScored>,
+    /// One per answer.
+    pub answers: Vec<CommandAnswered>,
+    /// Alarms held back: device and reason.
+    pub held: Vec<(String, Hold)>,
+}
+
+/// Everything one batch changes.
+#[derive(Debug, Clone, Default)]
+pub struct BatchPlan<'a> {
+    /// The batch's receipt time (ingest clock): every row it writes is dated so.
+    pub now: Timestamp,
+    /// Rejected messages to keep.
+    pub dead_letters: Vec<DeadLetter<'a>>,
+    /// Fresh messages to store.
+    pub messages: Vec<NewMessage<'a>>,
+    /// Per device: its new messages, counted.
+    pub arrivals: Vec<Arrivals<'a>>,
+    /// Per device (as `arrivals`): the message count the store must hold afterwards.
+    pub counts_after: Vec<u64>,
+    /// Liveness as the batch leaves it, per device whose state changed.
+    pub liveness: Vec<Liveness<'a>>,
+    /// Answers to commands.
+    pub answers: Vec<Answer<'a>>,
+    /// Ticket moves: answers, and tickets a stronger one supersedes.
+    pub moves: Vec<TicketMove>,
+    /// Scores that moved enough to be written.
+    pub scores: Vec<ScoreRow>,
+    /// Devices the policy may act on (drained by [`decide`]).
+    pub candidates: Vec<Candidate>,
+    /// Tickets to open.
+    pub openings: Vec<Opening>,
+    /// What to report after the commit.
+    pub report: Report,
+}
+
+/// Plans what the fresh messages change (step 1). `fresh` is in device order with each
+/// device's messages in arrival order, as [`super::dedup`] leaves it; the cache is
+/// updated in place (and must be forgotten for these devices if the plan is not
+/// committed).
+#[allow(clippy::too_many_arguments)]
+pub fn observe<'a>(
+    now: Timestamp,
+    rejected: &[Rejection<'a>],
+    fresh: &'a [Accepted<'a>],
+    duplicates: u64,
+    snapshot: &Snapshot,
+    cache: &mut FeatureCache,
+    model: &ModelArtifact,
+    policy: &PolicyConfig,
+    settings: &PipelineSettings,
+) -> BatchPlan<'a> {
+    let mut plan = BatchPlan {
+        now,
+        dead_letters: rejected
+            .iter()
+            .map(|r| DeadLetter {
+                received_ms: now.0,
+                topic: &r.delivery.topic,
+                payload: &r.delivery.payload,
+                reason: r.reason,
+                detail: r.detail.clone(),
+            })
+            .collect(),
+        ..BatchPlan::default()
+    };
+    plan.report.duplicates = duplicates;
+    let mut tickets: HashMap<i64, TicketState> = HashMap::new();
+    for group in fresh.chunk_by(|a, b| a.device() == b.device()) {
+        let device = group[0].device();
+        let tenant = group[0].topic.tenant.as_str();
+        let row = snapshot.devices.get(device).copied().unwrap_or_default();
+        let n = group.len() as u64;
+        plan.arrivals.push(Arrivals {
+            device_id: device,
+            tenant,
+            n,
+            min_seq: group.iter().map(|a| a.seq).min().unwrap_or(0),
+            max_seq: group.iter().map(|a| a.seq).max().unwrap_or(0),
+            first_ts_ms: group.iter().map(|a| a.ts_ms).min().unwrap_or(0),
+            last_ts_ms: group.iter().map(|a| a.ts_ms).max().unwrap_or(0),
+        });
+        plan.counts_after.push(row.stats.count + n);
+
+        let mut newest_seq = (row.stats.count > 0).then_some(row.stats.max_seq);
+        let mut state_ms = row.state_ms;
+        let mut liveness: Option<Liveness<'a>> = None;
+        for a in group {
+            plan.messages.push(NewMessage {
+                device_id: device,
+                seq: a.seq,
+                tenant,
+                channel: a.topic.channel.as_str(),
+                ts_ms: a.ts_ms,
+                received_ms: now.0,
+                payload: &a.payload,
+                export_pending: settings.export_telemetry && a.is_telemetry(),
+            });
+            plan.report.accepted.push(MessageAccepted {
+                channel: a.topic.channel,
+                lag_s: now.0.saturating_sub(a.ts_ms) as f64 / 1000.0,
+                out_of_order: newest_seq.is_some_and(|s| a.seq < s),
+            });
+            newest_seq = Some(newest_seq.map_or(a.seq, |s| s.max(a.seq)));
+            match &a.message {
+                // A state older than the one in force is history, not news.
+                Message::State(env) if state_ms.is_none_or(|s| s <= a.ts_ms) => {
+                    state_ms = Some(a.ts_ms);
+                    let (online, birth) = match &env.body {
+                        State::Online(b) => (true, Some(b)),
+                        State::Offline(_) => (false, None),
+                    };
+                    let identity = birth
+                        .map(|b| Identity {
+                            model: b.model.as_str(),
+                            device_class: b.device_class.as_str(),
+                            hw_revision: b.hw_revision.as_str(),
+                            batch: b.batch.as_str(),
+                            firmware: b.firmware.as_str(),
+                        })
+                        .or_else(|| liveness.take().and_then(|l| l.identity));
+                    liveness = Some(Liveness {
+                        device_id: device,
+                        online,
+                        ts_ms: a.ts_ms,
+                        identity,
+                    });
+                }
+                Message::Ack(env) => {
+                    let status = env.body.status;
+                    let command_id = env.body.command_id.as_str();
+                    plan.report.answers.push(CommandAnswered { status });
+                    plan.answers.push(Answer {
+                        device,
+                        command_id,
+                        status,
+                    });
+                    let key = (device.to_owned(), command_id.to_owned());
+                    if let Some((id, stored, kind)) =
+                        snapshot.commands.get(&key).and_then(|c| c.ticket)
+                    {
+                        let from = *tickets.entry(id).or_insert(stored);
+                        for (to, actor, note) in answer_moves(from, status, kind) {
+                            let from = tickets.insert(id, to).unwrap_or(from);
+                            plan.moves.push(TicketMove {
+                                ticket_id: id,
+                                from,
+                                to,
+                                actor,
+                                note,
+                                at_ms: now.0,
+                            });
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        plan.liveness.extend(liveness);
+
+        // Feature state: in step with the store, or rebuilt from it with the batch.
+        if cache.is_current(device, row.stats.count) {
+            for a in group {
+                cache.observe(device, &a.message, &a.payload);
+            }
+        } else {
+            let stored = snapshot
+                .histories
+                .get(device)
+                .map_or(&[][..], Vec::as_slice);
+            let mut replay: Vec<(u64, u64, &str, &str)> = stored
+                .iter()
+                .map(|m| (m.ts_ms, m.seq, m.channel.as_str(), m.payload.as_str()))
+                .chain(
+                    group
+                        .iter()
+                        .map(|a| (a.ts_ms, a.seq, a.topic.channel.as_str(), &*a.payload)),
+                )
+                .collect();
+            replay.sort_by_key(|&(ts, seq, _, _)| (ts, seq));
+            cache.rebuild(
+                device,
+                row.purchased_ms.map(Timestamp),
+                replay.iter().map(|&(_, _, c, p)| (c, p)),
+                row.stats.count + n,
+            );
+        }
+        if !group.iter().any(Accepted::is_telemetry) {
+            continue;
+        }
+        let Some(scored) = cache.score(device, model, settings.explain_top) else {
+            continue;
+        };
+        let score = scored.explanation.score;
+        plan.report.scored.push(DeviceScored {
+            risk: score.probability,
+        });
+        if cache.score_moved(device, &score) {
+            plan.scores.push(ScoreRow {
+                device_id: device.to_owned(),
+                risk: score.probability,
+                alarm: score.alarm,
+                scored_ms: scored.at.0,
+                model_version: model.version.clone(),
+                explanation: serde_json::to_string(&evidence_features(&scored))
+                    .expect("numbers and names serialise"),
+            });
+        }
+        // Most scores are far from any action: settle those without the device's terms.
+        let unknown = DeviceTerms::default();
+        let first = policy::decide(
+            &PolicyInput {
+                explanation: &scored.explanation,
+                threshold: model.threshold,
+                features: &scored.features,
+                terms: &unknown,
+                contacts: ContactHistory::default(),
+                now_ms: now.0,
+            },
+            policy,
+        );
+        if let Decision::Open(p) = first {
+            plan.candidates.push(Candidate {
+                device: device.to_owned(),
+                tenant: tenant.to_owned(),
+                problem: p.problem,
+                tier: p.tier,
+                scored,
+            });
+        }
+    }
+    plan
+}
+
+/// The moves a device's answer makes, from the state its ticket is in: (to, actor, note).
+/// A repeated or late answer finds the ticket further along and moves nothing.
+pub fn answer_moves(
+    mut state: TicketState,
+    status: AckStatus,
+    offer: OfferKind,
+) -> Vec<(TicketState, &'static str, Option<&'static str>)> {
+    let path: &[TicketState] = match status {
+        AckStatus::Received => &[TicketState::Offered],
+        AckStatus::Accepted => &[TicketState::Offered, TicketState::Accepted],
+        AckStatus::Declined => &[TicketState::Offered, TicketState::Declined],
+        AckStatus::Rejected | AckStatus::Failed => &[TicketState::Cancelled],
+        AckStatus::Done => &[],
+    };
+    let note = matches!(status, AckStatus::Rejected | AckStatus::Failed)
+        .then_some("the device refused the offer command");
+    let mut out = Vec::new();
+    for &next in path {
+        if state.can_move_to(next) {
+            out.push((next, "device", note));
+            state = next;
+        }
+    }
+    // A self-service tip is done once the customer takes it.
+    if state == TicketState::Accepted && offer == OfferKind::SelfServiceTip {
+        out.push((TicketState::Resolved, "customer", Some("tip applied")));
+    }
+    out
+}
+
+/// Decides about the candidates (step 2): tickets to open, or why not. `contexts` holds
+/// each candidate's [`DeviceContext`] as the store had it before the batch; this
+/// batch's own ticket moves are taken into account on top.
+pub fn decide(
+    plan: &mut BatchPlan<'_>,
+    contexts: &HashMap<String, DeviceContext>,
+    model: &ModelArtifact,
+    policy: &PolicyConfig,
+    settings: &PipelineSettings,
+    now: Timestamp,
+) {
+    for c in std::mem::take(&mut plan.candidates) {
+        let mut ctx = contexts.get(&c.device).cloned().unwrap_or_default();
+        for m in &plan.moves {
+            if let Some(t) = ctx.open.iter_mut().find(|t| t.id == m.ticket_id) {
+                t.state = m.to;
+                if !m.to.is_open() && t.problem == c.problem {
+                    let last = ctx.contacts.last_closed_ms.get_or_insert(m.at_ms);
+                    *last = (*last).max(m.at_ms);
+                }
+            }
+        }
+        ctx.open.retain(|t| t.state.is_open());
+        let existing = ctx.open.iter().find(|t| t.problem == c.problem).copied();
+        // Already open for this problem: nothing new unless it must escalate.
+        if existing.is_some_and(|t| t.tier >= c.tier) {
+            continue;
+        }
+        let terms = terms_of(&ctx.registration, now);
+        let input = PolicyInput {
+            explanation: &c.scored.explanation,
+            threshold: model.threshold,
+            features: &c.scored.features,
+            terms: &terms,
+            contacts: ctx.contacts,
+            now_ms: now.0,
+        };
+        let p = match policy::decide(&input, policy) {
+            Decision::Open(p) => p,
+            Decision::Hold(h) => {
+                plan.report.held.push((c.device.clone(), h));
+                continue;
+            }
+        };
+        if let Some(t) = existing {
+            if t.tier >= p.tier {
+                continue;
+            }
+            // A tip is not enough any more: withdraw it for the stronger remedy.
+            plan.moves.push(TicketMove {
+                ticket_id: t.id,
+                from: t.state,
+                to: TicketState::Cancelled,
+                actor: "policy",
+                note: Some("superseded by a higher-tier ticket"),
+                at_ms: now.0,
+            });
+        }
+        plan.openings
+            .push(opening(&c, &p, &ctx.registration, model, settings, now));
+    }
+}
+
+fn opening(
+    c: &Candidate,
+    p: &policy::Plan,
+    reg: &Registration,
+    model: &ModelArtifact,
+    settings: &PipelineSettings,
+    now: Timestamp,
+) -> Opening {
+    let reference = ticket_ref(&c.device, p.problem, now);
+    let top = evidence_features(&c.scored);
+    let evidence = Evidence {
+        risk: c.scored.explanation.score.probability,
+        threshold: model.threshold,
+        model_version: model.version.clone(),
+        scored_at_ms: c.scored.at.0,
+        top_features: top.clone(),
+        safety: p.safety.clone(),
+        telemetry: c
+            .scored
+            .excerpt
+            .iter()
+            .filter_map(|m| serde_json::from_str(m).ok())
+            .collect(),
+        reasoning: p.reasoning.clone(),
+    };
+    let command = offer::offer_command(
+        &c.device,
+        &c.tenant,
+        &reference,
+        p,
+        now,
+        settings.offer_valid_hours,
+    );
+    let why = top
+        .iter()
+        .filter(|f| f.contribution > 0.0)
+        .take(3)
+        .map(|f| format!("{} = {:.2} {}", f.feature, f.value, f.unit))
+        .chain(p.safety.iter().cloned())
+        .collect();
+    let announcement = (!settings.webhooks.is_empty()).then(|| TicketAnnouncement {
+        id: 0,
+        ticket_ref: reference.clone(),
+        device_id: c.device.clone(),
+        tenant: c.tenant.clone(),
+        customer_id: reg.customer_id.clone(),
+        problem: p.problem,
+        state: TicketState::Opened,
+        tier: p.tier,
+        offer: p.offer,
+        quote_minor: p.quote_minor,
+        currency: p.currency.clone(),
+        opened_ms: now.0,
+        due_ms: p.due_ms,
+        evidence: evidence.clone(),
+    });
+    Opening {
+        ticket: NewTicket {
+            ticket_ref: reference.clone(),
+            device_id: c.device.clone(),
+            tenant: c.tenant.clone(),
+            customer_id: reg.customer_id.clone(),
+            problem: p.problem,
+            tier: p.tier,
+            offer: p.offer,
+            quote_minor: p.quote_minor,
+            currency: p.currency.clone(),
+            opened_ms: now.0,
+            due_ms: p.due_ms,
+            risk: evidence.risk,
+            model_version: model.version.clone(),
+            evidence: serde_json::to_string(&evidence).expect("evidence serialises"),
+        },
+        command: NewCommand {
+            command_id: command.command_id.as_str().to_owned(),
+            ticket_id: None,
+            device_id: c.device.clone(),
+            topic: command.topic,
+            payload: command.payload,
+            created_ms: now.0,
+            expires_ms: Some(command.expires.0),
+        },
+        announcement,
+        summary: OpenedTicket {
+            id: 0,
+            ticket_ref: reference,
+            device_id: c.device.clone(),
+            risk: evidence.risk,
+            problem: p.problem,
+            offer: p.offer,
+            quote_minor: p.quote_minor,
+            currency: p.currency.clone(),
+            tier: p.tier,
+            opened_ms: now.0,
+            due_ms: p.due_ms,
+            why,
+        },
+    }
+}
+
+/// What the registry's terms mean now.
+pub fn terms_of(reg: &Registration, now: Timestamp) -> DeviceTerms {
+    DeviceTerms {
+        age_days: reg
+            .purchased_ms
+            .map(|p| now.0.saturating_sub(p) as f64 / 86_400_000.0),
+        in_warranty: reg.warranty_until_ms.map(|w| now.0 < w),
+        price_minor: reg.price_minor,
+        currency: reg.currency.clone(),
+    }
+}
+
+/// The stored messages a rebuild of `device` needs: from [`rebuild_since`] the first of
+/// its messages in the batch.
+pub fn rebuild_from(group: &[Accepted<'_>]) -> u64 {
+    rebuild_since(Timestamp(group.iter().map(|a| a.ts_ms).min().unwrap_or(0)))
+}
+
+fn evidence_features(s: &Scored) -> Vec<EvidenceFeature> {
+    s.explanation
+        .top
+        .iter()
+        .map(|c| EvidenceFeature {
+            feature: c.feature.to_owned(),
+            unit: c.unit.to_owned(),
+            value: c.value,
+            contribution: c.contribution,
+        })
+        .collect()
+}

@@ -1,0 +1,89 @@
+//! What planning reads from the store, inside the batch's transaction: the
+//! [`Snapshot`] of a batch's devices before [`plan::observe`], and each candidate's
+//! [`DeviceContext`] before [`plan::decide`]. Reads only.
+
+use std::collections::HashMap;
+
+use sqlx::AnyConnection;
+
+use super::decode::Accepted;
+use super::plan::{self, Candidate, DeviceContext, Snapshot};
+use crate::policy::PolicyConfig;
+use crate::score::FeatureCache;
+use crate::store::{devices, messages, outbox, registry, tickets, Backend, StoreError};
+use protocol::{Message, Timestamp};
+
+/// Reads the snapshot of the fresh messages' devices (in device order).
+pub async fn devices(
+    c: &mut AnyConnection,
+    backend: Backend,
+    fresh: &[Accepted<'_>],
+    cache: &FeatureCache,
+) -> Result<Snapshot, StoreError> {
+    let groups: Vec<&[Accepted<'_>]> = fresh.chunk_by(|a, b| a.device() == b.device()).collect();
+    let ids: Vec<&str> = groups.iter().map(|g| g[0].device()).collect();
+    let rows = devices::snapshot(c, backend, &ids).await?;
+    let mut histories = HashMap::new();
+    for g in &groups {
+        let device = g[0].device();
+        let count = rows.get(device).map_or(0, |r| r.stats.count);
+        if !cache.is_current(device, count) && count > 0 {
+            let stored = messages::since(c, device, plan::rebuild_from(g)).await?;
+            histories.insert(device.to_owned(), stored);
+        }
+    }
+    let answers: Vec<(&str, &str)> = fresh
+        .iter()
+        .filter_map(|a| match &a.message {
+            Message::Ack(env) => Some((a.device(), env.body.command_id.as_str())),
+            _ => None,
+        })
+        .collect();
+    let commands = if answers.is_empty() {
+        HashMap::new()
+    } else {
+        outbox::commands_answered(c, &answers).await?
+    };
+    Ok(Snapshot {
+        devices: rows,
+        histories,
+        commands,
+    })
+}
+
+/// Reads what each candidate's decision needs.
+pub async fn contexts(
+    c: &mut AnyConnection,
+    candidates: &[Candidate],
+    policy: &PolicyConfig,
+    now: Timestamp,
+) -> Result<HashMap<String, DeviceContext>, StoreError> {
+    if candidates.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<&str> = candidates.iter().map(|c| c.device.as_str()).collect();
+    let mut regs = registry::registrations(c, &ids).await?;
+    let mut open = tickets::open_for(c, &ids).await?;
+    let window = u64::from(policy.contact_window_days) * 86_400_000;
+    let mut out = HashMap::with_capacity(candidates.len());
+    for cand in candidates {
+        let registration = regs.remove(&cand.device).unwrap_or_default();
+        let contacts = tickets::contact_history(
+            c,
+            &cand.device,
+            registration.customer_id.as_deref(),
+            cand.problem,
+            now.0.saturating_sub(window),
+        )
+        .await?;
+        out.insert(
+            cand.device.clone(),
+            DeviceContext {
+                registration,
+                open: open.remove(&cand.device).unwrap_or_default(),
+                contacts,
+            },
+        );
+    }
+    Ok(out)
+}

@@ -1,0 +1,272 @@
+//! `devices`, the operational half: sequence accounting, liveness and identity from
+//! births, and the latest score. The commercial half (owner, purchase terms) is in
+//! [`super::registry`].
+
+use std::collections::HashMap;
+
+use sqlx::{AnyConnection, Row};
+
+use super::{push_placeholders, Backend, Store, StoreError, CHUNK};
+
+/// A device's sequence accounting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeqStats {
+    /// Distinct messages accepted.
+    pub count: u64,
+    /// Lowest seq seen.
+    pub min_seq: u64,
+    /// Highest seq seen.
+    pub max_seq: u64,
+}
+
+impl SeqStats {
+    /// Seqs between the lowest and highest that have not arrived (yet).
+    pub fn missing(&self) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        (self.max_seq - self.min_seq + 1).saturating_sub(self.count)
+    }
+}
+
+/// What the store holds about a device before a batch: what planning the batch needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceRow {
+    /// Sequence accounting.
+    pub stats: SeqStats,
+    /// Device time of the liveness state in force.
+    pub state_ms: Option<u64>,
+    /// Purchase time, ms (the age feature counts from it).
+    pub purchased_ms: Option<u64>,
+}
+
+/// The rows of `devices` (distinct ids); a device never seen is absent. On PostgreSQL
+/// the rows stay locked until the transaction ends, so replicas that share a device
+/// take turns with it.
+pub async fn snapshot(
+    c: &mut AnyConnection,
+    backend: Backend,
+    devices: &[&str],
+) -> Result<HashMap<String, DeviceRow>, StoreError> {
+    let mut out = HashMap::with_capacity(devices.len());
+    for chunk in devices.chunks(CHUNK) {
+        let mut sql = String::from(
+            "SELECT device_id, msg_count, min_seq, max_seq, state_ms, purchased_ms FROM devices WHERE device_id IN ",
+        );
+        push_placeholders(&mut sql, 1, chunk.len());
+        if backend == Backend::Postgres {
+            sql.push_str(" ORDER BY device_id FOR UPDATE");
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for d in chunk {
+            q = q.bind(d.to_string());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            out.insert(
+                r.try_get(0)?,
+                DeviceRow {
+                    stats: SeqStats {
+                        count: r.try_get::<i64, _>(1)? as u64,
+                        min_seq: r.try_get::<i64, _>(2)? as u64,
+                        max_seq: r.try_get::<i64, _>(3)? as u64,
+                    },
+                    state_ms: r.try_get::<Option<i64>, _>(4)?.map(|v| v as u64),
+                    purchased_ms: r.try_get::<Option<i64>, _>(5)?.map(|v| v as u64),
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// New messages of one device in a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arrivals<'a> {
+    /// The device.
+    pub device_id: &'a str,
+    /// Its tenant.
+    pub tenant: &'a str,
+    /// How many new messages.
+    pub n: u64,
+    /// Their lowest seq.
+    pub min_seq: u64,
+    /// Their highest seq.
+    pub max_seq: u64,
+    /// Their earliest device time.
+    pub first_ts_ms: u64,
+    /// Their latest device time.
+    pub last_ts_ms: u64,
+}
+
+/// Counts new messages against their devices (registering devices on first sight), one
+/// statement per [`CHUNK`] devices; each device's message count after the update. The
+/// devices must be distinct.
+pub async fn count_arrivals(
+    c: &mut AnyConnection,
+    arrivals: &[Arrivals<'_>],
+) -> Result<HashMap<String, u64>, StoreError> {
+    let mut out = HashMap::with_capacity(arrivals.len());
+    for chunk in arrivals.chunks(CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO devices (device_id, tenant, first_seen_ms, last_seen_ms, min_seq, max_seq, msg_count) VALUES ",
+        );
+        push_placeholders(&mut sql, chunk.len(), 7);
+        sql.push_str(
+            " ON CONFLICT (device_id) DO UPDATE SET
+            last_seen_ms = CASE WHEN excluded.last_seen_ms > devices.last_seen_ms
+                           THEN excluded.last_seen_ms ELSE devices.last_seen_ms END,
+            min_seq = CASE WHEN excluded.min_seq < devices.min_seq OR devices.msg_count = 0
+                      THEN excluded.min_seq ELSE devices.min_seq END,
+            max_seq = CASE WHEN excluded.max_seq > devices.max_seq
+                      THEN excluded.max_seq ELSE devices.max_seq END,
+            msg_count = devices.msg_count + excluded.msg_count
+         RETURNING device_id, msg_count",
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in chunk {
+            q = q
+                .bind(a.device_id.to_owned())
+                .bind(a.tenant.to_owned())
+                .bind(a.first_ts_ms as i64)
+                .bind(a.last_ts_ms as i64)
+                .bind(a.min_seq as i64)
+                .bind(a.max_seq as i64)
+                .bind(a.n as i64);
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            out.insert(r.try_get(0)?, r.try_get::<i64, _>(1)? as u64);
+        }
+    }
+    Ok(out)
+}
+
+/// What a birth says about the device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity<'a> {
+    /// Model or SKU.
+    pub model: &'a str,
+    /// Device class.
+    pub device_class: &'a str,
+    /// Hardware revision.
+    pub hw_revision: &'a str,
+    /// Manufacturing batch.
+    pub batch: &'a str,
+    /// Firmware version.
+    pub firmware: &'a str,
+}
+
+/// A device's liveness as a batch leaves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Liveness<'a> {
+    /// The device.
+    pub device_id: &'a str,
+    /// Online (birth) or offline (death).
+    pub online: bool,
+    /// Device time of the state.
+    pub ts_ms: u64,
+    /// The identity of the newest birth that took effect, if any.
+    pub identity: Option<Identity<'a>>,
+}
+
+/// Records a liveness change, unless a newer one is already recorded.
+pub async fn set_liveness(c: &mut AnyConnection, l: &Liveness<'_>) -> Result<(), StoreError> {
+    let id = l.identity.as_ref();
+    sqlx::query(
+        "UPDATE devices SET online = $2, state_ms = $3,
+            model = COALESCE($4, model), device_class = COALESCE($5, device_class),
+            hw_revision = COALESCE($6, hw_revision), batch = COALESCE($7, batch),
+            firmware = COALESCE($8, firmware)
+         WHERE device_id = $1 AND (state_ms IS NULL OR state_ms <= $3)",
+    )
+    .bind(l.device_id)
+    .bind(i64::from(l.online))
+    .bind(l.ts_ms as i64)
+    .bind(id.map(|i| i.model))
+    .bind(id.map(|i| i.device_class))
+    .bind(id.map(|i| i.hw_revision))
+    .bind(id.map(|i| i.batch))
+    .bind(id.map(|i| i.firmware))
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// A device's latest score, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreRow {
+    /// The device.
+    pub device_id: String,
+    /// The risk.
+    pub risk: f64,
+    /// Whether it reached the model's threshold.
+    pub alarm: bool,
+    /// Device time scored at.
+    pub scored_ms: u64,
+    /// The model that scored.
+    pub model_version: String,
+    /// The top contributions, JSON.
+    pub explanation: String,
+}
+
+/// Records a device's latest score.
+pub async fn set_score(c: &mut AnyConnection, s: &ScoreRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE devices SET risk = $2, risk_alarm = $3, scored_ms = $4, model_version = $5,
+            explanation = $6 WHERE device_id = $1",
+    )
+    .bind(s.device_id.as_str())
+    .bind(s.risk)
+    .bind(i64::from(s.alarm))
+    .bind(s.scored_ms as i64)
+    .bind(s.model_version.as_str())
+    .bind(s.explanation.as_str())
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// A device's liveness and sequence accounting: (online, stats).
+    pub async fn device_status(
+        &self,
+        device: &str,
+    ) -> Result<Option<(bool, SeqStats)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT online, msg_count, min_seq, max_seq FROM devices WHERE device_id = $1",
+        )
+        .bind(device)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get::<i64, _>(0)? != 0,
+                SeqStats {
+                    count: r.try_get::<i64, _>(1)? as u64,
+                    min_seq: r.try_get::<i64, _>(2)? as u64,
+                    max_seq: r.try_get::<i64, _>(3)? as u64,
+                },
+            ))
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SeqStats;
+
+    #[test]
+    fn missing_seqs_are_the_gaps_between_lowest_and_highest() {
+        let s = SeqStats {
+            count: 8,
+            min_seq: 1,
+            max_seq: 10,
+        };
+        assert_eq!(s.missing(), 2);
+        assert_eq!(
+            SeqStats::default().missing(),
+            0,
+            "a device never seen misses nothing"
+        );
+    }
+}

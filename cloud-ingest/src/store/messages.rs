@@ -1,0 +1,206 @@
+//! `messages`: every accepted device message, keyed on `(device, seq)` (the dedup
+//! record), the source a device's feature state is rebuilt from, and the InfluxDB
+//! exporter's buffer (`export_pending`).
+
+use std::collections::HashSet;
+
+use sqlx::{AnyConnection, Row};
+
+use super::{push_placeholders, Store, StoreError, CHUNK};
+
+/// An accepted device message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage<'a> {
+    /// The device.
+    pub device_id: &'a str,
+    /// Its seq.
+    pub seq: u64,
+    /// Its tenant.
+    pub tenant: &'a str,
+    /// Its channel.
+    pub channel: &'a str,
+    /// Device time.
+    pub ts_ms: u64,
+    /// Ingest time.
+    pub received_ms: u64,
+    /// The payload as received.
+    pub payload: &'a str,
+    /// Whether the telemetry exporter still has to send it.
+    pub export_pending: bool,
+}
+
+/// A `(device, seq)` key.
+pub type MessageKey = (String, u64);
+
+/// Which of `keys` the store already holds.
+pub async fn known(
+    c: &mut AnyConnection,
+    keys: &[(&str, u64)],
+) -> Result<HashSet<MessageKey>, StoreError> {
+    let mut out = HashSet::new();
+    for chunk in keys.chunks(CHUNK) {
+        let mut sql =
+            String::from("SELECT device_id, seq FROM messages WHERE (device_id, seq) IN (VALUES ");
+        push_placeholders(&mut sql, chunk.len(), 2);
+        sql.push(')');
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (device, seq) in chunk {
+            q = q.bind(device.to_string()).bind(*seq as i64);
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            out.insert((r.try_get(0)?, r.try_get::<i64, _>(1)? as u64));
+        }
+    }
+    Ok(out)
+}
+
+/// Records many messages in one statement per [`CHUNK`], skipping those already
+/// stored; the keys of the ones that were new.
+pub async fn insert(
+    c: &mut AnyConnection,
+    rows: &[NewMessage<'_>],
+) -> Result<HashSet<MessageKey>, StoreError> {
+    let mut fresh = HashSet::with_capacity(rows.len());
+    for chunk in rows.chunks(CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO messages (device_id, seq, tenant, channel, ts_ms, received_ms, payload, export_pending) VALUES ",
+        );
+        push_placeholders(&mut sql, chunk.len(), 8);
+        sql.push_str(" ON CONFLICT (device_id, seq) DO NOTHING RETURNING device_id, seq");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for m in chunk {
+            q = q
+                .bind(m.device_id.to_owned())
+                .bind(m.seq as i64)
+                .bind(m.tenant.to_owned())
+                .bind(m.channel.to_owned())
+                .bind(m.ts_ms as i64)
+                .bind(m.received_ms as i64)
+                .bind(m.payload.to_owned())
+                .bind(i64::from(m.export_pending));
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            fresh.insert((r.try_get(0)?, r.try_get::<i64, _>(1)? as u64));
+        }
+    }
+    Ok(fresh)
+}
+
+/// A stored message: what a feature rebuild replays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMessage {
+    /// Device time.
+    pub ts_ms: u64,
+    /// Its seq.
+    pub seq: u64,
+    /// The channel name.
+    pub channel: String,
+    /// The payload as received.
+    pub payload: String,
+}
+
+/// A device's messages from `since_ms` (device time) on, oldest first.
+pub async fn since(
+    c: &mut AnyConnection,
+    device: &str,
+    since_ms: u64,
+) -> Result<Vec<StoredMessage>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT ts_ms, seq, channel, payload FROM messages WHERE device_id = $1 AND ts_ms >= $2
+         ORDER BY ts_ms, seq",
+    )
+    .bind(device)
+    .bind(since_ms as i64)
+    .fetch_all(c)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StoredMessage {
+                ts_ms: r.try_get::<i64, _>(0)? as u64,
+                seq: r.try_get::<i64, _>(1)? as u64,
+                channel: r.try_get(2)?,
+                payload: r.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
+/// A message waiting for the telemetry exporter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingExport {
+    /// The device.
+    pub device_id: String,
+    /// Its seq.
+    pub seq: u64,
+    /// Its tenant.
+    pub tenant: String,
+    /// The channel name.
+    pub channel: String,
+    /// The payload as received.
+    pub payload: String,
+}
+
+impl Store {
+    /// Up to `limit` messages waiting for the exporter.
+    pub async fn pending_exports(&self, limit: usize) -> Result<Vec<PendingExport>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT device_id, seq, tenant, channel, payload FROM messages WHERE export_pending = 1 LIMIT $1",
+        )
+        .bind(limit as i64)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PendingExport {
+                    device_id: r.try_get(0)?,
+                    seq: r.try_get::<i64, _>(1)? as u64,
+                    tenant: r.try_get(2)?,
+                    channel: r.try_get(3)?,
+                    payload: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// How many messages wait for the exporter.
+    pub async fn export_backlog(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM messages WHERE export_pending = 1")
+            .fetch_one(self.pool())
+            .await?
+            .try_get(0)?;
+        Ok(n as u64)
+    }
+
+    /// Clears the exporter's mark on messages it wrote, in one transaction.
+    pub async fn mark_exported(&self, keys: &[(String, u64)]) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for (device, seq) in keys {
+            sqlx::query("UPDATE messages SET export_pending = 0 WHERE device_id = $1 AND seq = $2")
+                .bind(device)
+                .bind(*seq as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Accepted messages in all.
+    pub async fn message_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM messages")
+            .fetch_one(self.pool())
+            .await?
+            .try_get(0)?;
+        Ok(n as u64)
+    }
+
+    /// Every accepted (device, seq), sorted.
+    pub async fn message_keys(&self) -> Result<Vec<MessageKey>, StoreError> {
+        let rows = sqlx::query("SELECT device_id, seq FROM messages ORDER BY device_id, seq")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get::<i64, _>(1)? as u64)))
+            .collect()
+    }
+}

@@ -1,0 +1,299 @@
+//! The outboxes, written in the transaction that decides an effect and drained by the
+//! effect workers: `commands` (offers to devices, resent until answered) and
+//! `webhook_outbox` (ticket announcements to outside systems).
+
+use std::collections::HashMap;
+
+use protocol::command::{AckStatus, OfferKind};
+use sqlx::{AnyConnection, Row};
+
+use super::{parse, push_placeholders, Store, StoreError, CHUNK};
+use crate::tickets::TicketState;
+
+/// A command to queue for a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCommand {
+    /// Its id (the device answers with it).
+    pub command_id: String,
+    /// The ticket it carries the offer of.
+    pub ticket_id: Option<i64>,
+    /// The device.
+    pub device_id: String,
+    /// The device's command topic.
+    pub topic: String,
+    /// The encoded command.
+    pub payload: String,
+    /// When it was queued (ingest clock).
+    pub created_ms: u64,
+    /// When it lapses (ingest clock).
+    pub expires_ms: Option<u64>,
+}
+
+/// Queues a command (sent by the command worker).
+pub async fn queue_command(c: &mut AnyConnection, cmd: &NewCommand) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO commands (command_id, ticket_id, device_id, topic, payload, created_ms,
+            expires_ms, next_wall_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, 0)",
+    )
+    .bind(cmd.command_id.as_str())
+    .bind(cmd.ticket_id)
+    .bind(cmd.device_id.as_str())
+    .bind(cmd.topic.as_str())
+    .bind(cmd.payload.as_str())
+    .bind(cmd.created_ms as i64)
+    .bind(cmd.expires_ms.map(|v| v as i64))
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// A queued command a device answered, with its ticket as it stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnsweredCommand {
+    /// The ticket the command carries, if any: id, state and offer.
+    pub ticket: Option<(i64, TicketState, OfferKind)>,
+}
+
+/// The commands behind `answers` (device, command id); commands unknown to the store,
+/// or queued for another device, are absent.
+pub async fn commands_answered(
+    c: &mut AnyConnection,
+    answers: &[(&str, &str)],
+) -> Result<HashMap<(String, String), AnsweredCommand>, StoreError> {
+    let mut out = HashMap::new();
+    for chunk in answers.chunks(CHUNK) {
+        let mut sql = String::from(
+            "SELECT c.device_id, c.command_id, c.ticket_id, t.state, t.offer_kind
+             FROM commands c LEFT JOIN tickets t ON t.id = c.ticket_id WHERE c.command_id IN ",
+        );
+        push_placeholders(&mut sql, 1, chunk.len());
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (_, id) in chunk {
+            q = q.bind(id.to_string());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            let device: String = r.try_get(0)?;
+            let id: String = r.try_get(1)?;
+            if !chunk.iter().any(|(d, c)| *d == device && *c == id) {
+                continue;
+            }
+            let ticket = match (
+                r.try_get::<Option<i64>, _>(2)?,
+                r.try_get::<Option<String>, _>(3)?,
+                r.try_get::<Option<String>, _>(4)?,
+            ) {
+                (Some(t), Some(state), Some(kind)) => Some((
+                    t,
+                    parse(&state)?,
+                    OfferKind::from_name(&kind).ok_or_else(|| {
+                        StoreError::Corrupt(format!("unknown offer kind {kind:?}"))
+                    })?,
+                )),
+                _ => None,
+            };
+            out.insert((device, id), AnsweredCommand { ticket });
+        }
+    }
+    Ok(out)
+}
+
+/// Records a device's answer to a command.
+pub async fn record_answer(
+    c: &mut AnyConnection,
+    device: &str,
+    command_id: &str,
+    status: AckStatus,
+    at_ms: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE commands SET status = $3, answered_ms = $4 WHERE command_id = $1 AND device_id = $2",
+    )
+    .bind(command_id)
+    .bind(device)
+    .bind(status.as_str())
+    .bind(at_ms as i64)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// Marks an unanswered command expired; whether it was still unanswered.
+pub async fn expire_command(c: &mut AnyConnection, command_id: &str) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE commands SET status = 'expired' WHERE command_id = $1 AND status IS NULL",
+    )
+    .bind(command_id)
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A command due to be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueCommand {
+    /// Its id.
+    pub command_id: String,
+    /// Its ticket.
+    pub ticket_id: Option<i64>,
+    /// The topic.
+    pub topic: String,
+    /// The encoded command.
+    pub payload: String,
+    /// Sends so far.
+    pub attempts: u32,
+    /// When it lapses (ingest clock).
+    pub expires_ms: Option<u64>,
+}
+
+/// A webhook delivery due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueWebhook {
+    /// Its row.
+    pub id: i64,
+    /// The endpoint.
+    pub url: String,
+    /// The JSON body.
+    pub body: String,
+    /// Attempts so far.
+    pub attempts: u32,
+}
+
+/// Queues a webhook delivery.
+pub async fn queue_webhook(
+    c: &mut AnyConnection,
+    ticket_id: i64,
+    url: &str,
+    body: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO webhook_outbox (ticket_id, url, body, next_wall_ms) VALUES ($1, $2, $3, 0)",
+    )
+    .bind(ticket_id)
+    .bind(url)
+    .bind(body)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Unanswered commands whose next send is due by `wall_ms`, oldest first.
+    pub async fn due_commands(
+        &self,
+        wall_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<DueCommand>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT command_id, ticket_id, topic, payload, attempts, expires_ms FROM commands
+             WHERE status IS NULL AND next_wall_ms <= $1 ORDER BY created_ms LIMIT $2",
+        )
+        .bind(wall_ms as i64)
+        .bind(limit as i64)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DueCommand {
+                    command_id: r.try_get(0)?,
+                    ticket_id: r.try_get(1)?,
+                    topic: r.try_get(2)?,
+                    payload: r.try_get(3)?,
+                    attempts: r.try_get::<i64, _>(4)?.clamp(0, i64::from(u32::MAX)) as u32,
+                    expires_ms: r.try_get::<Option<i64>, _>(5)?.map(|v| v as u64),
+                })
+            })
+            .collect()
+    }
+
+    /// Counts a send and schedules the next one.
+    pub async fn command_sent(
+        &self,
+        command_id: &str,
+        next_wall_ms: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE commands SET attempts = attempts + 1, next_wall_ms = $2 WHERE command_id = $1",
+        )
+        .bind(command_id)
+        .bind(next_wall_ms as i64)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Commands: (command_id, device, attempts, status), oldest first.
+    pub async fn commands(&self) -> Result<Vec<(String, String, i64, Option<String>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT command_id, device_id, attempts, status FROM commands ORDER BY created_ms, command_id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect()
+    }
+
+    /// Undelivered webhooks due by `wall_ms`, oldest first.
+    pub async fn due_webhooks(
+        &self,
+        wall_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<DueWebhook>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, url, body, attempts FROM webhook_outbox
+             WHERE delivered_ms IS NULL AND failed = 0 AND next_wall_ms <= $1 ORDER BY id LIMIT $2",
+        )
+        .bind(wall_ms as i64)
+        .bind(limit as i64)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DueWebhook {
+                    id: r.try_get(0)?,
+                    url: r.try_get(1)?,
+                    body: r.try_get(2)?,
+                    attempts: r.try_get::<i64, _>(3)?.clamp(0, i64::from(u32::MAX)) as u32,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a delivery.
+    pub async fn webhook_delivered(
+        &self,
+        id: i64,
+        at_wall_ms: u64,
+        attempts: u32,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE webhook_outbox SET delivered_ms = $2, attempts = $3 WHERE id = $1")
+            .bind(id)
+            .bind(at_wall_ms as i64)
+            .bind(i64::from(attempts))
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: retried at `next_wall_ms`, or given up.
+    pub async fn webhook_failed(
+        &self,
+        id: i64,
+        attempts: u32,
+        next_wall_ms: u64,
+        give_up: bool,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE webhook_outbox SET attempts = $2, next_wall_ms = $3, failed = $4, last_error = $5 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(i64::from(attempts))
+        .bind(next_wall_ms as i64)
+        .bind(i64::from(give_up))
+        .bind(error)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
