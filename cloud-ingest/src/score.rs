@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 use models::artifact::{ArtifactError, Explanation, ModelArtifact};
 use models::history::{DeviceHistory, FeatureVector, HORIZON_DAYS};
-use protocol::{Limits, Message, Timestamp};
+use protocol::{Channel, Limits, Message, Timestamp};
 
 /// The model in force, and where it came from.
 #[derive(Debug)]
@@ -243,12 +243,12 @@ fn push_bounded(q: &mut VecDeque<String>, payload: &str, cap: usize) {
 pub fn decode_stored(channel: &str, payload: &str, limits: &Limits) -> Option<Message> {
     use protocol::codec::decode_payload;
     let bytes = payload.as_bytes();
-    Some(match channel {
-        "heartbeat" => Message::Heartbeat(decode_payload(bytes, limits).ok()?),
-        "event" => Message::Event(decode_payload(bytes, limits).ok()?),
-        "state" => Message::State(decode_payload(bytes, limits).ok()?),
-        "ack" => Message::Ack(decode_payload(bytes, limits).ok()?),
-        _ => return None,
+    Some(match channel.parse().ok()? {
+        Channel::Heartbeat => Message::Heartbeat(decode_payload(bytes, limits).ok()?),
+        Channel::Event => Message::Event(decode_payload(bytes, limits).ok()?),
+        Channel::State => Message::State(decode_payload(bytes, limits).ok()?),
+        Channel::Ack => Message::Ack(decode_payload(bytes, limits).ok()?),
+        Channel::Command => return None,
     })
 }
 

@@ -566,3 +566,6 @@ fn evidence_features(s: &Scored) -> Vec<EvidenceFeature> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,523 @@
+//! The planning stage without a database: messages in, a plan out.
+
+use std::collections::HashMap;
+
+use models::artifact::ModelArtifact;
+use protocol::command::{AckStatus, CommandAck, OfferKind};
+use protocol::ids::{CommandId, DeviceId, Seq, Timestamp};
+use protocol::{examples, Envelope, Limits, Message};
+
+use super::*;
+use crate::ingest::decode::{self, Delivery};
+use crate::ingest::dedup;
+use crate::policy::Hold;
+use crate::store::devices::SeqStats;
+
+/// 2026-11-23T08:00:00Z, the examples' epoch.
+const T0: u64 = 1_795_334_400_000;
+const MIN: u64 = 60_000;
+
+fn at<B>(mut env: Envelope<B>, device: &str, seq: u64, ts: u64) -> Envelope<B> {
+    env.device_id = DeviceId::new(device).unwrap();
+    env.seq = Seq(seq);
+    env.ts_ms = Timestamp(ts);
+    env
+}
+
+fn hb(device: &str, seq: u64, ts: u64) -> Message {
+    Message::Heartbeat(at(examples::heartbeat(), device, seq, ts))
+}
+
+fn birth(device: &str, seq: u64, ts: u64) -> Message {
+    Message::State(at(examples::birth(), device, seq, ts))
+}
+
+fn death(device: &str, seq: u64, ts: u64) -> Message {
+    Message::State(at(examples::death(), device, seq, ts))
+}
+
+fn ack(device: &str, seq: u64, command: &str, status: AckStatus) -> Message {
+    let body = CommandAck {
+        command_id: CommandId::new(command).unwrap(),
+        status,
+        detail: None,
+        diagnostics: vec![],
+    };
+    let env = Envelope::new(
+        DeviceId::new(device).unwrap(),
+        Seq(seq),
+        examples::birth().boot_id,
+        Timestamp(T0 + seq * MIN),
+        body,
+    );
+    Message::Ack(env)
+}
+
+fn deliveries(messages: &[Message]) -> Vec<Delivery> {
+    let tenant = examples::tenant();
+    messages
+        .iter()
+        .map(|m| Delivery {
+            topic: m.topic(&tenant).to_string(),
+            payload: m.encode(&Limits::default()).unwrap(),
+        })
+        .collect()
+}
+
+/// A model whose every score is an alarm (threshold 0), or none is (threshold 1).
+fn model(alarm: bool) -> ModelArtifact {
+    let mut m = ModelArtifact::bundled().unwrap();
+    m.threshold = if alarm { 0.0 } else { 1.0 };
+    m
+}
+
+struct Run {
+    cache: FeatureCache,
+    model: ModelArtifact,
+    policy: PolicyConfig,
+    settings: PipelineSettings,
+}
+
+impl Run {
+    fn new(alarm: bool) -> Self {
+        // Tips would blur "alarm or not" in these tests.
+        let policy = PolicyConfig {
+            tip_share_of_threshold: 0.0,
+            ..PolicyConfig::default()
+        };
+        Run {
+            cache: FeatureCache::new(100, 4),
+            model: model(alarm),
+            policy,
+            settings: PipelineSettings {
+                webhooks: vec!["https://crm.example/hook".into()],
+                ..PipelineSettings::default()
+            },
+        }
+    }
+
+    /// Decodes, dedups and plans a batch (step 1); the plan borrows `fresh`.
+    fn observe<'a>(&mut self, fresh: &'a [Accepted<'a>], snapshot: &Snapshot) -> BatchPlan<'a> {
+        observe(
+            Timestamp(T0 + 10_000 * MIN),
+            &[],
+            fresh,
+            0,
+            snapshot,
+            &mut self.cache,
+            &self.model,
+            &self.policy,
+            &self.settings,
+        )
+    }
+
+    fn decide(&self, plan: &mut BatchPlan<'_>, contexts: &HashMap<String, DeviceContext>) {
+        decide(
+            plan,
+            contexts,
+            &self.model,
+            &self.policy,
+            &self.settings,
+            Timestamp(T0 + 10_000 * MIN),
+        );
+    }
+}
+
+fn accept(batch: &[Delivery]) -> (Vec<Accepted<'_>>, u64) {
+    let d = decode::decode(batch, &Limits::default());
+    assert!(d.rejected.is_empty(), "{:?}", d.rejected);
+    dedup::within_batch(d.accepted)
+}
+
+#[test]
+fn repeats_are_dropped_and_each_device_keeps_its_arrival_order() {
+    let batch = deliveries(&[
+        hb("dev-b", 1, T0),
+        hb("dev-a", 7, T0 + MIN),
+        hb("dev-b", 2, T0 + 2 * MIN),
+        hb("dev-a", 7, T0 + MIN),
+        hb("dev-a", 5, T0 + 3 * MIN),
+    ]);
+    let (fresh, repeats) = accept(&batch);
+    assert_eq!(repeats, 1);
+    let order: Vec<(&str, u64)> = fresh.iter().map(|a| (a.device(), a.seq)).collect();
+    assert_eq!(
+        order,
+        [("dev-a", 7), ("dev-a", 5), ("dev-b", 1), ("dev-b", 2)]
+    );
+
+    let mut run = Run::new(false);
+    let plan = run.observe(&fresh, &Snapshot::default());
+    let rows: Vec<(&str, u64)> = plan.messages.iter().map(|m| (m.device_id, m.seq)).collect();
+    assert_eq!(rows, order, "rows are written in the same order");
+    let arrivals: Vec<(&str, u64, u64, u64)> = plan
+        .arrivals
+        .iter()
+        .map(|a| (a.device_id, a.n, a.min_seq, a.max_seq))
+        .collect();
+    assert_eq!(arrivals, [("dev-a", 2, 5, 7), ("dev-b", 2, 1, 2)]);
+    assert_eq!(plan.counts_after, [2, 2]);
+    let late: Vec<bool> = plan
+        .report
+        .accepted
+        .iter()
+        .map(|e| e.out_of_order)
+        .collect();
+    assert_eq!(late, [false, true, false, false], "seq 5 came after seq 7");
+}
+
+#[test]
+fn what_the_store_holds_is_dropped_too_and_counted() {
+    let batch = deliveries(&[hb("dev-a", 1, T0), hb("dev-a", 2, T0 + MIN)]);
+    let (fresh, _) = accept(&batch);
+    let known = [("dev-a".to_owned(), 1)].into_iter().collect();
+    let (left, dropped) = dedup::against_store(&fresh, &known);
+    assert_eq!(dropped, 1);
+    assert_eq!(left.iter().map(|a| a.seq).collect::<Vec<_>>(), [2]);
+    let (all, none) = dedup::against_store(&fresh, &Default::default());
+    assert_eq!((all.len(), none), (2, 0));
+}
+
+#[test]
+fn out_of_order_counts_against_what_the_store_saw_before() {
+    let batch = deliveries(&[
+        hb("dev-a", 11, T0),
+        hb("dev-a", 9, T0 + MIN),
+        hb("dev-a", 12, T0 + 2 * MIN),
+    ]);
+    let (fresh, _) = accept(&batch);
+    let mut snapshot = Snapshot::default();
+    let stats = SeqStats {
+        count: 10,
+        min_seq: 1,
+        max_seq: 10,
+    };
+    snapshot.devices.insert(
+        "dev-a".into(),
+        DeviceRow {
+            stats,
+            ..DeviceRow::default()
+        },
+    );
+    let mut run = Run::new(false);
+    let plan = run.observe(&fresh, &snapshot);
+    let late: Vec<bool> = plan
+        .report
+        .accepted
+        .iter()
+        .map(|e| e.out_of_order)
+        .collect();
+    assert_eq!(late, [false, true, false]);
+    assert_eq!(plan.counts_after, [13]);
+}
+
+#[test]
+fn liveness_keeps_the_newest_state_and_the_identity_of_the_birth_before_it() {
+    let batch = deliveries(&[
+        birth("dev-a", 1, T0 + MIN),
+        death("dev-a", 2, T0 + 5 * MIN),
+        // Older than what the store holds for dev-b: history, not news.
+        birth("dev-b", 1, T0 + MIN),
+        // dev-c: a late birth after a newer death in the same batch.
+        death("dev-c", 2, T0 + 5 * MIN),
+        birth("dev-c", 1, T0 + MIN),
+    ]);
+    let (fresh, _) = accept(&batch);
+    let mut snapshot = Snapshot::default();
+    snapshot.devices.insert(
+        "dev-b".into(),
+        DeviceRow {
+            state_ms: Some(T0 + 9 * MIN),
+            ..DeviceRow::default()
+        },
+    );
+    let mut run = Run::new(false);
+    let plan = run.observe(&fresh, &snapshot);
+    assert_eq!(plan.liveness.len(), 2, "{:?}", plan.liveness);
+    let a = &plan.liveness[0];
+    assert_eq!(
+        (a.device_id, a.online, a.ts_ms),
+        ("dev-a", false, T0 + 5 * MIN)
+    );
+    assert_eq!(a.identity.as_ref().map(|i| i.model), Some("phone-x2-128"));
+    assert_eq!(a.identity.as_ref().map(|i| i.device_class), Some("phone"));
+    let c = &plan.liveness[1];
+    assert_eq!(
+        (c.device_id, c.online, c.identity.as_ref()),
+        ("dev-c", false, None)
+    );
+}
+
+#[test]
+fn a_device_is_scored_once_per_batch_and_only_on_telemetry() {
+    let batch = deliveries(&[
+        hb("dev-a", 1, T0),
+        hb("dev-a", 2, T0 + 60 * MIN),
+        hb("dev-a", 3, T0 + 120 * MIN),
+        hb("dev-b", 1, T0),
+        birth("dev-c", 1, T0),
+    ]);
+    let (fresh, _) = accept(&batch);
+    let mut run = Run::new(false);
+    let plan = run.observe(&fresh, &Snapshot::default());
+    assert_eq!(plan.report.scored.len(), 2, "dev-a and dev-b, not dev-c");
+    let scored: Vec<&str> = plan.scores.iter().map(|s| s.device_id.as_str()).collect();
+    assert_eq!(
+        scored,
+        ["dev-a", "dev-b"],
+        "first scores are always written"
+    );
+    assert_eq!(
+        plan.scores[0].scored_ms,
+        T0 + 120 * MIN,
+        "at the newest telemetry"
+    );
+    assert!(plan.candidates.is_empty(), "no alarm, no candidate");
+    // The cache followed: the next batch of dev-a is in step with the store.
+    assert!(run.cache.is_current("dev-a", 3));
+
+    // The same score again is not written again.
+    let again = deliveries(&[hb("dev-b", 2, T0)]);
+    let (fresh2, _) = accept(&again);
+    let mut snapshot = Snapshot::default();
+    let stats = SeqStats {
+        count: 1,
+        min_seq: 1,
+        max_seq: 1,
+    };
+    snapshot.devices.insert(
+        "dev-b".into(),
+        DeviceRow {
+            stats,
+            ..DeviceRow::default()
+        },
+    );
+    let plan = run.observe(&fresh2, &snapshot);
+    assert_eq!(plan.report.scored.len(), 1);
+    assert!(
+        plan.scores.is_empty(),
+        "an unchanged score is not rewritten"
+    );
+}
+
+#[test]
+fn a_cache_out_of_step_is_rebuilt_from_the_stored_history_and_the_batch() {
+    let stored_msg = hb("dev-a", 1, T0);
+    let stored = StoredMessage {
+        ts_ms: T0,
+        seq: 1,
+        channel: "heartbeat".into(),
+        payload: String::from_utf8(stored_msg.encode(&Limits::default()).unwrap()).unwrap(),
+    };
+    let batch = deliveries(&[hb("dev-a", 2, T0 + 60 * MIN)]);
+    let (fresh, _) = accept(&batch);
+    let mut snapshot = Snapshot::default();
+    let stats = SeqStats {
+        count: 1,
+        min_seq: 1,
+        max_seq: 1,
+    };
+    snapshot.devices.insert(
+        "dev-a".into(),
+        DeviceRow {
+            stats,
+            ..DeviceRow::default()
+        },
+    );
+    snapshot.histories.insert("dev-a".into(), vec![stored]);
+    let mut run = Run::new(false);
+    assert!(
+        !run.cache.is_current("dev-a", 1),
+        "a restart: nothing cached"
+    );
+    let plan = run.observe(&fresh, &snapshot);
+    assert!(
+        run.cache.is_current("dev-a", 2),
+        "rebuilt: stored plus batch"
+    );
+    assert_eq!(plan.report.scored.len(), 1);
+}
+
+#[test]
+fn an_alarm_opens_one_ticket_with_its_offer_command_and_announcement() {
+    let batch = deliveries(&[hb("dev-a", 1, T0), hb("dev-a", 2, T0 + 60 * MIN)]);
+    let (fresh, _) = accept(&batch);
+    let mut run = Run::new(true);
+    let mut plan = run.observe(&fresh, &Snapshot::default());
+    assert_eq!(plan.candidates.len(), 1);
+    run.decide(&mut plan, &HashMap::new());
+    assert!(plan.candidates.is_empty());
+    assert_eq!(plan.openings.len(), 1);
+    let o = &plan.openings[0];
+    assert_eq!(o.ticket.device_id, "dev-a");
+    assert_eq!(o.ticket.tier, Tier::Medium, "unknown price: medium");
+    assert!(o.ticket.ticket_ref.starts_with("T-"));
+    assert_eq!(o.command.topic, "fleet/acme/dev-a/cmd");
+    let cmd = protocol::decode(
+        &o.command.topic,
+        o.command.payload.as_bytes(),
+        &Limits::default(),
+    )
+    .expect("the offer command is valid protocol");
+    match cmd.message {
+        Message::Command(c) => assert_eq!(c.command_id.as_str(), o.command.command_id),
+        other => panic!("not a command: {other:?}"),
+    }
+    let a = o.announcement.as_ref().expect("webhooks configured");
+    assert_eq!(
+        (a.ticket_ref.as_str(), a.offer),
+        (o.ticket.ticket_ref.as_str(), o.ticket.offer)
+    );
+    let evidence: Evidence = serde_json::from_str(&o.ticket.evidence).unwrap();
+    assert_eq!(evidence.telemetry.len(), 2, "the excerpt behind the score");
+
+    // No webhooks configured, no announcement.
+    run.settings.webhooks.clear();
+    let mut plan = run.observe(&fresh, &Snapshot::default());
+    run.decide(&mut plan, &HashMap::new());
+    assert!(plan.openings[0].announcement.is_none());
+}
+
+#[test]
+fn an_open_ticket_for_the_problem_or_a_recent_close_holds_the_decision() {
+    let batch = deliveries(&[hb("dev-a", 1, T0)]);
+    let (fresh, _) = accept(&batch);
+    let mut run = Run::new(true);
+    let plan = run.observe(&fresh, &Snapshot::default());
+    let problem = plan.candidates[0].problem;
+
+    let open = DeviceContext {
+        open: vec![OpenTicket {
+            id: 3,
+            problem,
+            state: TicketState::Offered,
+            tier: Tier::High,
+        }],
+        ..DeviceContext::default()
+    };
+    let mut p = plan.clone();
+    run.decide(&mut p, &HashMap::from([("dev-a".to_owned(), open)]));
+    assert!(p.openings.is_empty() && p.moves.is_empty() && p.report.held.is_empty());
+
+    // A lower-tier ticket for the problem is superseded.
+    let tip = DeviceContext {
+        open: vec![OpenTicket {
+            id: 4,
+            problem,
+            state: TicketState::Offered,
+            tier: Tier::Low,
+        }],
+        ..DeviceContext::default()
+    };
+    let mut p = plan.clone();
+    run.decide(&mut p, &HashMap::from([("dev-a".to_owned(), tip)]));
+    assert_eq!(p.openings.len(), 1);
+    assert_eq!(
+        (p.moves[0].ticket_id, p.moves[0].to),
+        (4, TicketState::Cancelled)
+    );
+
+    let cooling = DeviceContext {
+        contacts: ContactHistory {
+            last_closed_ms: Some(T0 + 9_000 * MIN),
+            contacts_in_window: 1,
+        },
+        ..DeviceContext::default()
+    };
+    let mut p = plan.clone();
+    run.decide(&mut p, &HashMap::from([("dev-a".to_owned(), cooling)]));
+    assert!(p.openings.is_empty());
+    assert_eq!(p.report.held, [("dev-a".to_owned(), Hold::CoolDown)]);
+}
+
+#[test]
+fn answers_move_their_ticket_once_and_a_taken_tip_resolves() {
+    let batch = deliveries(&[
+        ack("dev-a", 1, "offer-T-1", AckStatus::Received),
+        ack("dev-a", 2, "offer-T-1", AckStatus::Accepted),
+        ack("dev-a", 3, "offer-T-1", AckStatus::Accepted),
+        ack("dev-a", 4, "unknown-cmd", AckStatus::Accepted),
+    ]);
+    let (fresh, _) = accept(&batch);
+    let mut snapshot = Snapshot::default();
+    snapshot.commands.insert(
+        ("dev-a".into(), "offer-T-1".into()),
+        AnsweredCommand {
+            ticket: Some((9, TicketState::Opened, OfferKind::SelfServiceTip)),
+        },
+    );
+    let mut run = Run::new(false);
+    let plan = run.observe(&fresh, &snapshot);
+    assert_eq!(plan.answers.len(), 4, "every answer is recorded");
+    let moves: Vec<(TicketState, TicketState, &str)> =
+        plan.moves.iter().map(|m| (m.from, m.to, m.actor)).collect();
+    assert_eq!(
+        moves,
+        [
+            (TicketState::Opened, TicketState::Offered, "device"),
+            (TicketState::Offered, TicketState::Accepted, "device"),
+            (TicketState::Accepted, TicketState::Resolved, "customer"),
+        ]
+    );
+    assert!(plan.moves.iter().all(|m| m.ticket_id == 9));
+}
+
+#[test]
+fn a_decline_in_the_same_batch_counts_as_a_recent_close() {
+    let batch = deliveries(&[
+        ack("dev-a", 1, "offer-T-2", AckStatus::Declined),
+        hb("dev-a", 2, T0),
+    ]);
+    let (fresh, _) = accept(&batch);
+    let mut run = Run::new(true);
+    let mut snapshot = Snapshot::default();
+    let plan = run.observe(&fresh, &snapshot);
+    let problem = plan.candidates[0].problem;
+    snapshot.commands.insert(
+        ("dev-a".into(), "offer-T-2".into()),
+        AnsweredCommand {
+            ticket: Some((5, TicketState::Offered, OfferKind::Inspection)),
+        },
+    );
+    run.cache.forget("dev-a");
+    let mut plan = run.observe(&fresh, &snapshot);
+    assert_eq!(plan.moves.len(), 1, "offered → declined");
+    let ctx = DeviceContext {
+        open: vec![OpenTicket {
+            id: 5,
+            problem,
+            state: TicketState::Offered,
+            tier: Tier::Low,
+        }],
+        ..DeviceContext::default()
+    };
+    run.decide(&mut plan, &HashMap::from([("dev-a".to_owned(), ctx)]));
+    assert!(plan.openings.is_empty(), "no ticket right after a decline");
+    assert_eq!(
+        plan.moves.len(),
+        1,
+        "nothing superseded: the ticket is closed"
+    );
+    assert_eq!(plan.report.held, [("dev-a".to_owned(), Hold::CoolDown)]);
+}
+
+#[test]
+fn every_answer_path_is_legal() {
+    for from in TicketState::ALL {
+        for status in AckStatus::ALL {
+            for offer in OfferKind::ALL {
+                let mut state = from;
+                for (to, _, _) in answer_moves(from, status, offer) {
+                    assert!(state.can_move_to(to), "{state} → {to} on {status:?}");
+                    state = to;
+                }
+            }
+        }
+    }
+    assert!(answer_moves(
+        TicketState::Declined,
+        AckStatus::Accepted,
+        OfferKind::Inspection
+    )
+    .is_empty());
+}
