@@ -53,27 +53,13 @@ pub struct Observers {
 
 /// MQTT settings from the configuration.
 pub fn mqtt_settings(config: &Config) -> anyhow::Result<MqttSettings> {
-    let protocol::BrokerUrl { host, port, tls } = config.mqtt.url.parse().context("mqtt.url")?;
-    let tls_ca = match (tls, &config.mqtt.ca_file) {
-        (true, Some(p)) => Some(
-            std::fs::read(p).with_context(|| format!("reading mqtt.ca_file {}", p.display()))?,
-        ),
-        (true, None) => anyhow::bail!(
-            "{} uses TLS: set mqtt.ca_file to the broker's CA bundle",
-            config.mqtt.url
-        ),
-        (false, _) => None,
-    };
-    let credentials = config
-        .mqtt
-        .username
-        .clone()
-        .map(|u| (u, config.mqtt.password.clone().unwrap_or_default()));
+    let url: protocol::BrokerUrl = config.mqtt.url.parse().context("mqtt.url")?;
+    let endpoint = protocol::Endpoint::new(url)
+        .with_credentials(config.mqtt.username.clone(), config.mqtt.password.clone())
+        .with_ca_file(config.mqtt.ca_file.as_deref())
+        .context("mqtt.ca_file")?;
     Ok(MqttSettings {
-        host,
-        port,
-        tls_ca,
-        credentials,
+        endpoint,
         client_id: config.mqtt.client_id.clone(),
         filters: config.filters()?,
         keep_alive: Duration::from_secs(config.mqtt.keep_alive_s.max(5)),

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use protocol::broker::{BrokerUrl, Endpoint, EndpointError};
 use protocol::ids::TenantId;
 use serde::Deserialize;
 
@@ -59,20 +60,19 @@ impl BrokerArgs {
 
     /// The session these settings describe, with the CA bundle read.
     pub fn session(&self, tenant: TenantId) -> Result<SessionConfig, BrokerError> {
-        let url = self.broker.as_deref().unwrap_or("mqtt://127.0.0.1:1883");
-        let mut session = SessionConfig::from_url(url, tenant)?;
-        if let Some(user) = &self.username {
-            session.credentials = Some((user.clone(), self.password.clone().unwrap_or_default()));
-        }
-        if session.tls_ca.is_some() {
-            let path = self
-                .tls_ca
-                .clone()
-                .ok_or_else(|| BrokerError::NoCa(url.to_owned()))?;
-            let pem = std::fs::read(&path).map_err(|source| BrokerError::Ca { path, source })?;
-            session.tls_ca = Some(pem);
-        }
-        Ok(session)
+        let url: BrokerUrl = self
+            .broker
+            .as_deref()
+            .unwrap_or("mqtt://127.0.0.1:1883")
+            .parse()?;
+        let endpoint = Endpoint::new(url)
+            .with_credentials(self.username.clone(), self.password.clone())
+            .with_ca_file(self.tls_ca.as_deref())
+            .map_err(|e| match e {
+                EndpointError::NoCa(url) => BrokerError::NoCa(url),
+                EndpointError::Ca { path, source } => BrokerError::Ca { path, source },
+            })?;
+        Ok(SessionConfig::new(endpoint, tenant))
     }
 }
 
@@ -178,8 +178,9 @@ mod tests {
             .or_file(&file)
             .session(TenantId::new("t").unwrap())
             .unwrap();
-        assert_eq!((s.host.as_str(), s.port), ("flag", 2));
-        assert_eq!(s.credentials, Some(("u".into(), "p".into())));
+        assert_eq!(s.endpoint.address(), "flag:2");
+        let c = s.endpoint.credentials.expect("credentials from the file");
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("u", "p"));
         let tls = BrokerArgs {
             broker: Some("mqtts://h".into()),
             ..Default::default()

@@ -190,7 +190,7 @@ async fn run(
     )?;
     host.persist(&mut agent);
     tracing::info!(device = %agent.device_id(), boot = %agent.boot_id(), pending = spool.len(),
-        broker = %format!("{}:{}", session.host, session.port), "agent started");
+        broker = %session.endpoint.address(), "agent started");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::broker::{BrokerUrl, BrokerUrlError};
+use protocol::broker::{BrokerUrlError, Endpoint};
 use protocol::clock::Clock;
 use protocol::command::Offer;
 use protocol::ids::{CommandId, Seq, TenantId};
@@ -32,15 +32,8 @@ use crate::spool::{Spool, SpoolError};
 /// Where and how to connect.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
-    /// Broker host.
-    pub host: String,
-    /// Broker port.
-    pub port: u16,
-    /// TLS with this CA bundle (PEM), when set. `from_url` sets it empty for
-    /// `mqtts://`; the caller fills in the bundle.
-    pub tls_ca: Option<Vec<u8>>,
-    /// Username and password, when the broker wants them.
-    pub credentials: Option<(String, String)>,
+    /// The broker.
+    pub endpoint: Endpoint,
     /// The tenant the device belongs to (the topic's second level).
     pub tenant: TenantId,
     /// MQTT keep-alive.
@@ -52,19 +45,21 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
-    /// A session to the broker at `url` (see [`BrokerUrl`]) with the default timings.
+    /// A session to the broker at `url` (see [`protocol::BrokerUrl`]) with the default timings,
+    /// no credentials and no CA bundle (see [`Endpoint`] to add them).
     pub fn from_url(url: &str, tenant: TenantId) -> Result<Self, BrokerUrlError> {
-        let BrokerUrl { host, port, tls } = url.parse()?;
-        Ok(SessionConfig {
-            host,
-            port,
-            tls_ca: tls.then(Vec::new),
-            credentials: None,
+        Ok(SessionConfig::new(Endpoint::new(url.parse()?), tenant))
+    }
+
+    /// A session to `endpoint` with the default timings.
+    pub fn new(endpoint: Endpoint, tenant: TenantId) -> Self {
+        SessionConfig {
+            endpoint,
             tenant,
             keep_alive: Duration::from_secs(30),
             reconnect: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
             max_inflight: 16,
-        })
+        }
     }
 }
 
@@ -402,7 +397,11 @@ fn connect(
     limits: &Limits,
 ) -> Conn {
     let device = agent.device_id().clone();
-    let mut opts = MqttOptions::new(device.as_str(), &config.host, config.port);
+    let mut opts = MqttOptions::new(
+        device.as_str(),
+        &config.endpoint.url.host,
+        config.endpoint.url.port,
+    );
     opts.set_keep_alive(config.keep_alive)
         .set_clean_session(false)
         .set_max_packet_size(
@@ -422,14 +421,15 @@ fn connect(
         QoS::AtLeastOnce,
         true,
     ));
-    if let Some((user, pass)) = &config.credentials {
-        opts.set_credentials(user, pass);
+    if let Some(c) = &config.endpoint.credentials {
+        opts.set_credentials(&c.username, &c.password);
     }
-    if let Some(ca) = &config.tls_ca {
+    if config.endpoint.url.tls {
         // rustls needs one process-wide crypto provider; the workspace builds ring.
         // Installing it twice is harmless (the second call reports it is set).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        opts.set_transport(rumqttc::Transport::tls(ca.clone(), None, None));
+        let ca = config.endpoint.ca_pem.clone().unwrap_or_default();
+        opts.set_transport(rumqttc::Transport::tls(ca, None, None));
     }
     let (client, mut eventloop) = AsyncClient::new(opts, config.max_inflight + 8);
     let (tx, events) = mpsc::unbounded_channel();

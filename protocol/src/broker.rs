@@ -1,7 +1,9 @@
-//! Broker addresses as both sides write them: `mqtt://host[:port]` (port 1883 by
-//! default) or `mqtts://host[:port]` (TLS, port 8883 by default).
+//! Brokers as both sides reach them: the address as written, `mqtt://host[:port]`
+//! (port 1883 by default) or `mqtts://host[:port]` (TLS, port 8883 by default), and the
+//! [`Endpoint`] a session connects to, with its CA bundle and credentials.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// A parsed broker address.
@@ -82,6 +84,102 @@ impl fmt::Display for BrokerUrl {
     }
 }
 
+/// A broker to connect to: where, the CA bundle (PEM) when it speaks TLS, and the
+/// credentials when it wants them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The address.
+    pub url: BrokerUrl,
+    /// The CA bundle for `mqtts://`.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Username and password.
+    pub credentials: Option<Credentials>,
+}
+
+/// A username and its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The username.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+/// Why an endpoint cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// `mqtts://` without a CA bundle.
+    #[error("{0} uses TLS: a CA bundle for the broker is needed")]
+    NoCa(String),
+    /// The CA bundle is unreadable.
+    #[error("reading the CA bundle {}: {source}", path.display())]
+    Ca {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl Endpoint {
+    /// An endpoint without CA bundle or credentials (yet).
+    pub fn new(url: BrokerUrl) -> Self {
+        Endpoint {
+            url,
+            ca_pem: None,
+            credentials: None,
+        }
+    }
+
+    /// With credentials, when a username is given (the password defaults to empty).
+    pub fn with_credentials(mut self, username: Option<String>, password: Option<String>) -> Self {
+        self.credentials = username.map(|username| Credentials {
+            username,
+            password: password.unwrap_or_default(),
+        });
+        self
+    }
+
+    /// With the CA bundle read from `path`, which TLS needs and plain MQTT ignores.
+    pub fn with_ca_file(mut self, path: Option<&Path>) -> Result<Self, EndpointError> {
+        if !self.url.tls {
+            return Ok(self);
+        }
+        let path = path.ok_or_else(|| EndpointError::NoCa(self.url.to_string()))?;
+        let pem = std::fs::read(path).map_err(|source| EndpointError::Ca {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.ca_pem = Some(pem);
+        Ok(self)
+    }
+
+    /// `host:port`, for logs.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.url.host, self.url.port)
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("url", &self.url.to_string())
+            .field(
+                "ca_pem",
+                &self.ca_pem.as_ref().map(|p| format!("{} bytes", p.len())),
+            )
+            .field("credentials", &self.credentials)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The password never reaches a log.
+        write!(f, "Credentials({:?}, ***)", self.username)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +229,34 @@ mod tests {
         ));
         let e = parse("http://h").unwrap_err().to_string();
         assert!(e.contains("expected mqtt://host:port"), "{e}");
+    }
+
+    #[test]
+    fn an_endpoint_reads_its_ca_only_for_tls_and_hides_its_password() {
+        let plain = Endpoint::new(parse("mqtt://h").unwrap())
+            .with_ca_file(None)
+            .unwrap()
+            .with_credentials(Some("u".into()), Some("secret".into()));
+        assert_eq!(plain.address(), "h:1883");
+        assert!(plain.ca_pem.is_none());
+        assert!(!format!("{plain:?}").contains("secret"));
+        let tls = Endpoint::new(parse("mqtts://h").unwrap());
+        assert!(matches!(
+            tls.clone().with_ca_file(None),
+            Err(EndpointError::NoCa(_))
+        ));
+        let missing = tls.clone().with_ca_file(Some(Path::new("/no/such/ca.pem")));
+        assert!(matches!(missing, Err(EndpointError::Ca { .. })));
+        let dir = std::env::temp_dir().join(format!("fleet-ca-{}", std::process::id()));
+        std::fs::write(&dir, b"PEM").unwrap();
+        let read = tls.with_ca_file(Some(&dir)).unwrap();
+        std::fs::remove_file(&dir).unwrap();
+        assert_eq!(read.ca_pem.as_deref(), Some(&b"PEM"[..]));
+        assert_eq!(
+            Endpoint::new(parse("mqtt://h").unwrap())
+                .with_credentials(None, Some("x".into()))
+                .credentials,
+            None
+        );
     }
 }

@@ -36,7 +36,7 @@ pub mod state;
 pub mod topic;
 pub mod validate;
 
-pub use broker::{BrokerUrl, BrokerUrlError};
+pub use broker::{BrokerUrl, BrokerUrlError, Endpoint};
 pub use clock::{Clock, SystemClock};
 pub use codec::{
     decode, decode_payload, encode, encode_with, DecodeError, Decoded, EncodeError, Message,

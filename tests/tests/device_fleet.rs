@@ -329,7 +329,9 @@ async fn a_device_with_a_password_publishes_through_the_acl_listener() {
     fleet.devices[0].outage_rate = 0.0;
     fleet.devices[0].fate = None;
     let mut s = session(&format!("mqtt://{}:{}", mqtt.host, mqtt.port), &tenant);
-    s.credentials = Some(("dev-0001".into(), password));
+    s.endpoint = s
+        .endpoint
+        .with_credentials(Some("dev-0001".into()), Some(password));
     let config = LiveConfig {
         session: s,
         settings: SimSettings::default(),

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use protocol::broker::Endpoint;
 use protocol::retry::Backoff;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, SubscribeFilter};
 use tokio::sync::{mpsc, watch};
@@ -26,14 +27,8 @@ const RECONNECT: Backoff = Backoff::new(Duration::from_millis(200), Duration::fr
 /// Where and how to connect.
 #[derive(Debug, Clone)]
 pub struct MqttSettings {
-    /// Broker host.
-    pub host: String,
-    /// Broker port.
-    pub port: u16,
-    /// CA bundle (PEM) for TLS, when the URL is `mqtts://`.
-    pub tls_ca: Option<Vec<u8>>,
-    /// Username and password.
-    pub credentials: Option<(String, String)>,
+    /// The broker.
+    pub endpoint: Endpoint,
     /// The session's client id: stable, so the broker keeps the session across restarts.
     pub client_id: String,
     /// Subscription filters (already wrapped in `$share/...` when sharing).
@@ -61,20 +56,22 @@ pub struct Consumer {
 impl Consumer {
     /// Starts the session; it connects (and reconnects, with backoff) in the background.
     pub fn start(s: &MqttSettings, metrics: Arc<Metrics>) -> Consumer {
-        let mut opts = MqttOptions::new(&s.client_id, &s.host, s.port);
+        let url = &s.endpoint.url;
+        let mut opts = MqttOptions::new(&s.client_id, &url.host, url.port);
         opts.set_keep_alive(s.keep_alive)
             .set_clean_session(false)
             .set_manual_acks(true)
             .set_max_packet_size(s.max_packet_bytes, s.max_packet_bytes)
             .set_inflight(100)
             .set_request_channel_capacity(10_000);
-        if let Some((u, p)) = &s.credentials {
-            opts.set_credentials(u, p);
+        if let Some(c) = &s.endpoint.credentials {
+            opts.set_credentials(&c.username, &c.password);
         }
-        if let Some(ca) = &s.tls_ca {
+        if url.tls {
             // One process-wide rustls provider: ring, which the workspace already builds.
             let _ = rustls::crypto::ring::default_provider().install_default();
-            opts.set_transport(rumqttc::Transport::tls(ca.clone(), None, None));
+            let ca = s.endpoint.ca_pem.clone().unwrap_or_default();
+            opts.set_transport(rumqttc::Transport::tls(ca, None, None));
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
         let (tx, deliveries) = mpsc::unbounded_channel();
@@ -86,7 +83,7 @@ impl Consumer {
             .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce))
             .collect();
         let sub_client = client.clone();
-        let addr = format!("{}:{}", s.host, s.port);
+        let addr = s.endpoint.address();
         let task = tokio::spawn(async move {
             let mut failures = 0u32;
             loop {
