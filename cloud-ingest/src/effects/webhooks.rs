@@ -18,6 +18,7 @@ use super::wall_ms;
 use crate::ops::events::{self, Emit};
 use crate::ops::metrics::Metrics;
 use crate::policy::Problem;
+use crate::store::tickets::NewTicket;
 use crate::tickets::{Evidence, TicketState, Tier};
 
 /// The webhook contract's version, in every body as `version`. A change that could
@@ -77,6 +78,28 @@ pub struct TicketAnnouncement {
     pub due_ms: u64,
     /// Why it opened.
     pub evidence: Evidence,
+}
+
+impl TicketAnnouncement {
+    /// The announcement of a ticket just stored as row `id`.
+    pub fn new(id: i64, t: &NewTicket, evidence: Evidence) -> Self {
+        TicketAnnouncement {
+            id,
+            ticket_ref: t.ticket_ref.clone(),
+            device_id: t.device_id.clone(),
+            tenant: t.tenant.clone(),
+            customer_id: t.customer_id.clone(),
+            problem: t.problem,
+            state: TicketState::Opened,
+            tier: t.tier,
+            offer: t.offer,
+            quote_minor: t.quote_minor,
+            currency: t.currency.clone(),
+            opened_ms: t.opened_ms,
+            due_ms: t.due_ms,
+            evidence,
+        }
+    }
 }
 
 impl WebhookBody {

@@ -8,7 +8,7 @@ use sqlx::AnyConnection;
 
 use super::plan::BatchPlan;
 use super::OpenedTicket;
-use crate::effects::webhooks::WebhookBody;
+use crate::effects::webhooks::{TicketAnnouncement, WebhookBody};
 use crate::store::{dead_letters, devices, messages, outbox, tickets, StoreError};
 
 /// Writes the plan; the tickets it opened.
@@ -56,9 +56,10 @@ pub async fn apply(
         };
         o.command.ticket_id = Some(id);
         outbox::queue_command(c, &o.command).await?;
-        if let Some(a) = &mut o.announcement {
-            a.id = id;
-            let body = WebhookBody::opened(a.clone()).to_json();
+        if let Some(evidence) = &o.announced {
+            let body =
+                WebhookBody::opened(TicketAnnouncement::new(id, &o.ticket, evidence.clone()))
+                    .to_json();
             for url in webhooks {
                 outbox::queue_webhook(c, id, url, &body).await?;
             }

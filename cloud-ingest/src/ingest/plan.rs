@@ -25,7 +25,6 @@ use protocol::{Message, Timestamp};
 
 use super::decode::{Accepted, Rejection};
 use super::{OpenedTicket, PipelineSettings};
-use crate::effects::webhooks::TicketAnnouncement;
 use crate::ops::events::{CommandAnswered, DeviceScored, MessageAccepted};
 use crate::policy::{
     self, offer, ContactHistory, Decision, DeviceTerms, Hold, PolicyConfig, PolicyInput, Problem,
@@ -95,8 +94,8 @@ pub struct Opening {
     pub ticket: NewTicket,
     /// The offer command (its ticket id is set once the ticket has one).
     pub command: NewCommand,
-    /// The webhook announcement, when webhooks are configured (id set likewise).
-    pub announcement: Option<TicketAnnouncement>,
+    /// The evidence again, for the webhook announcement, when webhooks are configured.
+    pub announced: Option<Evidence>,
     /// The summary for progress output (id set likewise).
     pub summary: OpenedTicket,
 }
@@ -476,22 +475,6 @@ fn opening(
         .map(|f| format!("{} = {:.2} {}", f.feature, f.value, f.unit))
         .chain(p.safety.iter().cloned())
         .collect();
-    let announcement = (!settings.webhooks.is_empty()).then(|| TicketAnnouncement {
-        id: 0,
-        ticket_ref: reference.clone(),
-        device_id: c.device.clone(),
-        tenant: c.tenant.clone(),
-        customer_id: reg.customer_id.clone(),
-        problem: p.problem,
-        state: TicketState::Opened,
-        tier: p.tier,
-        offer: p.offer,
-        quote_minor: p.quote_minor,
-        currency: p.currency.clone(),
-        opened_ms: now.0,
-        due_ms: p.due_ms,
-        evidence: evidence.clone(),
-    });
     Opening {
         ticket: NewTicket {
             ticket_ref: reference.clone(),
@@ -518,7 +501,7 @@ fn opening(
             created_ms: now.0,
             expires_ms: Some(command.expires.0),
         },
-        announcement,
+        announced: (!settings.webhooks.is_empty()).then(|| evidence.clone()),
         summary: OpenedTicket {
             id: 0,
             ticket_ref: reference,

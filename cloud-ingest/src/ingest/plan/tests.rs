@@ -363,19 +363,15 @@ fn an_alarm_opens_one_ticket_with_its_offer_command_and_announcement() {
         Message::Command(c) => assert_eq!(c.command_id.as_str(), o.command.command_id),
         other => panic!("not a command: {other:?}"),
     }
-    let a = o.announcement.as_ref().expect("webhooks configured");
-    assert_eq!(
-        (a.ticket_ref.as_str(), a.offer),
-        (o.ticket.ticket_ref.as_str(), o.ticket.offer)
-    );
     let evidence: Evidence = serde_json::from_str(&o.ticket.evidence).unwrap();
     assert_eq!(evidence.telemetry.len(), 2, "the excerpt behind the score");
+    assert_eq!(o.announced.as_ref(), Some(&evidence), "webhooks configured");
 
     // No webhooks configured, no announcement.
     run.settings.webhooks.clear();
     let mut plan = run.observe(&fresh, &Snapshot::default());
     run.decide(&mut plan, &HashMap::new());
-    assert!(plan.openings[0].announcement.is_none());
+    assert!(plan.openings[0].announced.is_none());
 }
 
 #[test]
