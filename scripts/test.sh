@@ -4,8 +4,9 @@
 # Installs what is missing from Debian's packages (Mosquitto, PostgreSQL,
 # VictoriaMetrics as the InfluxDB v2 write API), starts private instances of them on
 # loopback, on free non-default ports, with their data in a temporary directory,
-# exports their addresses as FLEET_TEST_* variables, runs the format check, clippy and
-# every test of the workspace, stops what it started and exits with the tests' status.
+# exports their addresses as FLEET_TEST_* variables, checks what the server and the
+# device link (cargo tree), runs the format check, clippy and every test of the
+# workspace, stops what it started and exits with the tests' status.
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh -p protocol     # extra arguments go to `cargo test`
@@ -210,6 +211,28 @@ export FLEET_TEST_SERVICES_DIR="$WORK"
 set +e
 (
     set -e
+    say "layering (cargo tree): what the server and the device link"
+    # crate_links PACKAGE CRATE [FLAGS...]: whether PACKAGE's normal build links CRATE.
+    crate_links() {
+        local pkg=$1 dep=$2; shift 2
+        cargo tree -q -p "$pkg" -e normal "$@" --prefix none --format '{p}' | grep -q "^$dep v"
+    }
+    for dep in edge-agent firmware-sim rumqttd linfa ndarray; do
+        if crate_links cloud-ingest "$dep" --no-default-features; then
+            cargo tree -p cloud-ingest -e normal --no-default-features -i "$dep" >&2
+            die "the cloud-ingest server (--no-default-features) links $dep"
+        fi
+    done
+    for dep in linfa ndarray csv rumqttd; do
+        if crate_links edge-agent "$dep"; then
+            cargo tree -p edge-agent -e normal -i "$dep" >&2
+            die "the edge agent links $dep"
+        fi
+    done
+    if cargo tree -q -p cloud-ingest -e normal --no-default-features -i csv --prefix none 2>/dev/null \
+        | grep -q '^models v'; then
+        die "cloud-ingest links models with more than its score feature (csv)"
+    fi
     say "cargo fmt --check"
     cargo fmt --all -- --check
     say "cargo clippy (warnings are errors)"

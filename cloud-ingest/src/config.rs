@@ -1,13 +1,20 @@
 //! Configuration: a TOML file, then `FLEET_*` environment variables and command-line
 //! flags (see `cloud-ingest serve --help`). Every field has a default that runs on one
-//! machine; unknown keys are refused so a typo does not pass silently.
+//! machine; unknown keys are refused so a typo does not pass silently. The
+//! configuration builds the runtime objects (pipeline settings, workers); runtime code
+//! never reads it again.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use protocol::retry::Backoff;
 use serde::{Deserialize, Serialize};
 
+use crate::effects::commands::CommandWorker;
+use crate::effects::export::{Exporter, InfluxTarget};
+use crate::effects::webhooks::WebhookWorker;
+use crate::ingest::PipelineSettings;
 use crate::policy::PolicyConfig;
 use crate::store::SqliteSync;
 
@@ -298,6 +305,58 @@ impl Config {
     /// Batch wait as a duration.
     pub fn batch_wait(&self) -> Duration {
         Duration::from_millis(self.ingest.batch_wait_ms)
+    }
+
+    /// The pipeline's settings.
+    pub fn pipeline_settings(&self) -> PipelineSettings {
+        PipelineSettings {
+            explain_top: self.ingest.explain_top,
+            export_telemetry: self.influx.is_some(),
+            webhooks: self.webhooks.iter().map(|w| w.url.clone()).collect(),
+            offer_valid_hours: self.ingest.offer_valid_hours,
+            cache_devices: self.ingest.cache_devices,
+            excerpt_messages: self.ingest.excerpt_messages,
+        }
+    }
+
+    /// The command worker: resends after `mqtt.command_resend_s`, doubling.
+    pub fn command_worker(&self) -> CommandWorker {
+        CommandWorker::new(
+            Duration::from_secs(self.mqtt.command_resend_s.max(1)),
+            Duration::from_millis(250),
+        )
+    }
+
+    /// The webhook worker, when webhooks are configured.
+    pub fn webhook_worker(&self) -> Option<WebhookWorker> {
+        let max_attempts = self.webhooks.iter().map(|w| w.max_attempts).max()?;
+        Some(WebhookWorker {
+            secrets: self
+                .webhooks
+                .iter()
+                .map(|w| (w.url.clone(), w.secret.clone()))
+                .collect(),
+            max_attempts,
+            retry: Backoff::new(Duration::from_millis(500), Duration::from_secs(3600)),
+            poll: Duration::from_millis(250),
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// The InfluxDB exporter, when `[influx]` is set.
+    pub fn exporter(&self) -> Option<Exporter> {
+        let influx = self.influx.as_ref()?;
+        Some(Exporter {
+            target: InfluxTarget {
+                url: influx.url.clone(),
+                org: influx.org.clone(),
+                bucket: influx.bucket.clone(),
+                token: influx.token.clone(),
+            },
+            batch: influx.batch.max(1),
+            idle: Duration::from_millis(500),
+            retry: Backoff::new(Duration::from_millis(400), Duration::from_secs(30)),
+        })
     }
 }
 

@@ -3,22 +3,17 @@
 //! it all gracefully: the batch in hand commits and is acknowledged, workers finish
 //! their pass, the session disconnects.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use protocol::clock::Clock;
-use protocol::retry::Backoff;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Config;
-use crate::effects::commands::CommandWorker;
-use crate::effects::export::{Exporter, InfluxTarget};
-use crate::effects::webhooks::WebhookWorker;
 use crate::ingest::consumer::{Consumer, MqttSettings};
-use crate::ingest::{Delivery, OpenedTicket, Pipeline, PipelineSettings};
+use crate::ingest::{Delivery, OpenedTicket, Pipeline};
 use crate::ops::events::{Emit, ModelRefused, ModelReloaded};
 use crate::ops::http::{self, Health};
 use crate::ops::metrics::Metrics;
@@ -91,58 +86,19 @@ pub async fn run(
 
     let (workers_stop_tx, workers_stop) = watch::channel(false);
     let mut workers = tokio::task::JoinSet::new();
-    workers.spawn(
-        CommandWorker::new(
-            Duration::from_secs(config.mqtt.command_resend_s.max(1)),
-            Duration::from_millis(250),
-        )
-        .run(
-            store.clone(),
-            consumer.client.clone(),
-            consumer.connected.clone(),
-            clock.clone(),
-            metrics.clone(),
-            workers_stop.clone(),
-        ),
-    );
-    if !config.webhooks.is_empty() {
-        let secrets: HashMap<String, String> = config
-            .webhooks
-            .iter()
-            .map(|w| (w.url.clone(), w.secret.clone()))
-            .collect();
-        let max_attempts = config
-            .webhooks
-            .iter()
-            .map(|w| w.max_attempts)
-            .max()
-            .unwrap_or(12);
-        workers.spawn(
-            WebhookWorker {
-                secrets,
-                max_attempts,
-                retry: Backoff::new(Duration::from_millis(500), Duration::from_secs(3600)),
-                poll: Duration::from_millis(250),
-                timeout: Duration::from_secs(10),
-            }
-            .run(store.clone(), metrics.clone(), workers_stop.clone()),
-        );
+    workers.spawn(config.command_worker().run(
+        store.clone(),
+        consumer.client.clone(),
+        consumer.connected.clone(),
+        clock.clone(),
+        metrics.clone(),
+        workers_stop.clone(),
+    ));
+    if let Some(w) = config.webhook_worker() {
+        workers.spawn(w.run(store.clone(), metrics.clone(), workers_stop.clone()));
     }
-    if let Some(influx) = &config.influx {
-        workers.spawn(
-            Exporter {
-                target: InfluxTarget {
-                    url: influx.url.clone(),
-                    org: influx.org.clone(),
-                    bucket: influx.bucket.clone(),
-                    token: influx.token.clone(),
-                },
-                batch: influx.batch.max(1),
-                idle: Duration::from_millis(500),
-                retry: Backoff::new(Duration::from_millis(400), Duration::from_secs(30)),
-            }
-            .run(store.clone(), metrics.clone(), workers_stop.clone()),
-        );
+    if let Some(e) = config.exporter() {
+        workers.spawn(e.run(store.clone(), metrics.clone(), workers_stop.clone()));
     }
     workers.spawn(watch_model(
         model.clone(),
@@ -157,18 +113,9 @@ pub async fn run(
             model: model.clone(),
             metrics: metrics.clone(),
         };
-        let (bound_tx, bound_rx) = oneshot::channel();
-        let stop = workers_stop.clone();
-        workers.spawn(async move {
-            if let Err(e) = http::serve(addr, health, stop, bound_tx).await {
-                tracing::error!("HTTP endpoint on {addr}: {e}");
-            }
-        });
-        if let Ok(a) = bound_rx.await {
-            tracing::info!("health and metrics on http://{a}/healthz and /metrics");
-            if let Some(slot) = &observers.http_bound {
-                *slot.lock().expect("bound lock") = Some(a);
-            }
+        let bound = start_http(&mut workers, addr, health, workers_stop.clone()).await;
+        if let (Some(a), Some(slot)) = (bound, &observers.http_bound) {
+            *slot.lock().expect("bound lock") = Some(a);
         }
     }
     if let Some(ready) = observers.ready.clone() {
@@ -184,14 +131,7 @@ pub async fn run(
         store.clone(),
         model.clone(),
         config.policy.clone(),
-        PipelineSettings {
-            explain_top: config.ingest.explain_top,
-            export_telemetry: config.influx.is_some(),
-            webhooks: config.webhooks.iter().map(|w| w.url.clone()).collect(),
-            offer_valid_hours: config.ingest.offer_valid_hours,
-            cache_devices: config.ingest.cache_devices,
-            excerpt_messages: config.ingest.excerpt_messages,
-        },
+        config.pipeline_settings(),
         metrics.clone(),
         clock.clone(),
     );
@@ -218,6 +158,24 @@ pub async fn run(
         "cloud-ingest stopped"
     );
     result.map(|_| report)
+}
+
+/// Serves `/healthz` and `/metrics` among the workers; the address once bound.
+async fn start_http(
+    workers: &mut tokio::task::JoinSet<()>,
+    addr: SocketAddr,
+    health: Health,
+    stop: watch::Receiver<bool>,
+) -> Option<SocketAddr> {
+    let (bound_tx, bound_rx) = oneshot::channel();
+    workers.spawn(async move {
+        if let Err(e) = http::serve(addr, health, stop, bound_tx).await {
+            tracing::error!("HTTP endpoint on {addr}: {e}");
+        }
+    });
+    let bound = bound_rx.await.ok()?;
+    tracing::info!("health and metrics on http://{bound}/healthz and /metrics");
+    Some(bound)
 }
 
 async fn consume(

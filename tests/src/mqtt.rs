@@ -21,13 +21,30 @@ pub struct Received {
     pub retain: bool,
 }
 
+/// Why a probe got no answer it wanted.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The connection failed or was closed by the broker.
+    #[error("the connection to the MQTT broker failed: {0}")]
+    Connection(#[from] rumqttc::ConnectionError),
+    /// The broker answered something else than a CONNACK.
+    #[error("the MQTT broker answered {0}")]
+    Unexpected(String),
+    /// The connection task is gone.
+    #[error("the connection task ended")]
+    Ended,
+    /// Nothing arrived in time.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
 /// A connected test client.
 pub struct Probe {
     /// The client, for publishing and subscribing.
     pub client: AsyncClient,
     publishes: mpsc::UnboundedReceiver<Received>,
     // Every other incoming packet, or the error that ended the connection.
-    control: mpsc::UnboundedReceiver<Result<Packet, String>>,
+    control: mpsc::UnboundedReceiver<Result<Packet, rumqttc::ConnectionError>>,
     task: JoinHandle<()>,
 }
 
@@ -46,7 +63,12 @@ impl Probe {
     ) -> Probe {
         Self::try_connect(service, client_id, credentials)
             .await
-            .unwrap_or_else(|e| panic!("{e}; is Mosquitto running? scripts/test.sh starts it"))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}:{}: {e}; is Mosquitto running? scripts/test.sh starts it",
+                    service.host, service.port
+                )
+            })
     }
 
     /// Connects with optional credentials; the error says what the broker answered.
@@ -54,7 +76,7 @@ impl Probe {
         service: &Mqtt,
         client_id: &str,
         credentials: Option<(&str, &str)>,
-    ) -> Result<Probe, String> {
+    ) -> Result<Probe, ProbeError> {
         let mut opts = MqttOptions::new(client_id, service.host.clone(), service.port);
         opts.set_keep_alive(Duration::from_secs(10));
         if let Some((user, pass)) = credentials {
@@ -78,7 +100,7 @@ impl Probe {
                     }
                     Ok(Event::Outgoing(_)) => {}
                     Err(e) => {
-                        let _ = ctl_tx.send(Err(e.to_string()));
+                        let _ = ctl_tx.send(Err(e));
                         return;
                     }
                 }
@@ -90,19 +112,17 @@ impl Probe {
             control,
             task,
         };
-        let addr = format!("{}:{}", service.host, service.port);
-        match probe.next_control().await {
-            Ok(Packet::ConnAck(_)) => Ok(probe),
-            Ok(other) => Err(format!("the MQTT broker at {addr} answered {other:?}")),
-            Err(e) => Err(format!("cannot connect to the MQTT broker at {addr}: {e}")),
+        match probe.next_control().await? {
+            Packet::ConnAck(_) => Ok(probe),
+            other => Err(ProbeError::Unexpected(format!("{other:?}"))),
         }
     }
 
-    async fn next_control(&mut self) -> Result<Packet, String> {
+    async fn next_control(&mut self) -> Result<Packet, ProbeError> {
         match tokio::time::timeout(SERVICE_TIMEOUT, self.control.recv()).await {
-            Ok(Some(r)) => r,
-            Ok(None) => Err("connection task ended".into()),
-            Err(_) => Err(format!("no answer within {SERVICE_TIMEOUT:?}")),
+            Ok(Some(r)) => Ok(r?),
+            Ok(None) => Err(ProbeError::Ended),
+            Err(_) => Err(ProbeError::Timeout(SERVICE_TIMEOUT)),
         }
     }
 

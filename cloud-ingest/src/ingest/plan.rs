@@ -175,13 +175,34 @@ pub fn observe<'a>(
         ..BatchPlan::default()
     };
     plan.report.duplicates = duplicates;
+    // Ticket states as this batch's answers leave them.
     let mut tickets: HashMap<i64, TicketState> = HashMap::new();
     for group in fresh.chunk_by(|a, b| a.device() == b.device()) {
         let device = group[0].device();
-        let tenant = group[0].topic.tenant.as_str();
         let row = snapshot.devices.get(device).copied().unwrap_or_default();
+        plan.arrive(group, &row, settings.export_telemetry);
+        plan.liveness.extend(liveness(group, row.state_ms));
+        plan.answer(group, &snapshot.commands, &mut tickets);
+        let stored = snapshot
+            .histories
+            .get(device)
+            .map_or(&[][..], Vec::as_slice);
+        follow(cache, group, &row, stored);
+        if group.iter().any(Accepted::is_telemetry) {
+            if let Some(scored) = cache.score(device, model, settings.explain_top) {
+                plan.score(cache, &group[0], scored, model, policy);
+            }
+        }
+    }
+    plan
+}
+
+impl<'a> BatchPlan<'a> {
+    /// One device's fresh messages: rows, accounting, and their report.
+    fn arrive(&mut self, group: &'a [Accepted<'a>], row: &DeviceRow, export: bool) {
+        let (device, tenant) = (group[0].device(), group[0].topic.tenant.as_str());
         let n = group.len() as u64;
-        plan.arrivals.push(Arrivals {
+        self.arrivals.push(Arrivals {
             device_id: device,
             tenant,
             n,
@@ -190,123 +211,81 @@ pub fn observe<'a>(
             first_ts_ms: group.iter().map(|a| a.ts_ms).min().unwrap_or(0),
             last_ts_ms: group.iter().map(|a| a.ts_ms).max().unwrap_or(0),
         });
-        plan.counts_after.push(row.stats.count + n);
-
+        self.counts_after.push(row.stats.count + n);
         let mut newest_seq = (row.stats.count > 0).then_some(row.stats.max_seq);
-        let mut state_ms = row.state_ms;
-        let mut liveness: Option<Liveness<'a>> = None;
         for a in group {
-            plan.messages.push(NewMessage {
+            self.messages.push(NewMessage {
                 device_id: device,
                 seq: a.seq,
                 tenant,
                 channel: a.topic.channel.as_str(),
                 ts_ms: a.ts_ms,
-                received_ms: now.0,
+                received_ms: self.now.0,
                 payload: &a.payload,
-                export_pending: settings.export_telemetry && a.is_telemetry(),
+                export_pending: export && a.is_telemetry(),
             });
-            plan.report.accepted.push(MessageAccepted {
+            self.report.accepted.push(MessageAccepted {
                 channel: a.topic.channel,
-                lag_s: now.0.saturating_sub(a.ts_ms) as f64 / 1000.0,
+                lag_s: self.now.0.saturating_sub(a.ts_ms) as f64 / 1000.0,
                 out_of_order: newest_seq.is_some_and(|s| a.seq < s),
             });
             newest_seq = Some(newest_seq.map_or(a.seq, |s| s.max(a.seq)));
-            match &a.message {
-                // A state older than the one in force is history, not news.
-                Message::State(env) if state_ms.is_none_or(|s| s <= a.ts_ms) => {
-                    state_ms = Some(a.ts_ms);
-                    let (online, birth) = match &env.body {
-                        State::Online(b) => (true, Some(b)),
-                        State::Offline(_) => (false, None),
-                    };
-                    let identity = birth
-                        .map(|b| Identity {
-                            model: b.model.as_str(),
-                            device_class: b.device_class.as_str(),
-                            hw_revision: b.hw_revision.as_str(),
-                            batch: b.batch.as_str(),
-                            firmware: b.firmware.as_str(),
-                        })
-                        .or_else(|| liveness.take().and_then(|l| l.identity));
-                    liveness = Some(Liveness {
-                        device_id: device,
-                        online,
-                        ts_ms: a.ts_ms,
-                        identity,
-                    });
-                }
-                Message::Ack(env) => {
-                    let status = env.body.status;
-                    let command_id = env.body.command_id.as_str();
-                    plan.report.answers.push(CommandAnswered { status });
-                    plan.answers.push(Answer {
-                        device,
-                        command_id,
-                        status,
-                    });
-                    let key = (device.to_owned(), command_id.to_owned());
-                    if let Some((id, stored, kind)) =
-                        snapshot.commands.get(&key).and_then(|c| c.ticket)
-                    {
-                        let from = *tickets.entry(id).or_insert(stored);
-                        for (to, actor, note) in answer_moves(from, status, kind) {
-                            let from = tickets.insert(id, to).unwrap_or(from);
-                            plan.moves.push(TicketMove {
-                                ticket_id: id,
-                                from,
-                                to,
-                                actor,
-                                note,
-                                at_ms: now.0,
-                            });
-                        }
-                    }
-                }
-                _ => {}
-            }
         }
-        plan.liveness.extend(liveness);
+    }
 
-        // Feature state: in step with the store, or rebuilt from it with the batch.
-        if cache.is_current(device, row.stats.count) {
-            for a in group {
-                cache.observe(device, &a.message, &a.payload);
+    /// One device's answers to commands, and the ticket moves they make.
+    fn answer(
+        &mut self,
+        group: &'a [Accepted<'a>],
+        commands: &HashMap<(String, String), AnsweredCommand>,
+        tickets: &mut HashMap<i64, TicketState>,
+    ) {
+        for a in group {
+            let Message::Ack(env) = &a.message else {
+                continue;
+            };
+            let (status, command_id) = (env.body.status, env.body.command_id.as_str());
+            self.report.answers.push(CommandAnswered { status });
+            self.answers.push(Answer {
+                device: a.device(),
+                command_id,
+                status,
+            });
+            let key = (a.device().to_owned(), command_id.to_owned());
+            let Some((id, stored, kind)) = commands.get(&key).and_then(|c| c.ticket) else {
+                continue;
+            };
+            let from = *tickets.entry(id).or_insert(stored);
+            for (to, actor, note) in answer_moves(from, status, kind) {
+                let from = tickets.insert(id, to).unwrap_or(from);
+                self.moves.push(TicketMove {
+                    ticket_id: id,
+                    from,
+                    to,
+                    actor,
+                    note,
+                    at_ms: self.now.0,
+                });
             }
-        } else {
-            let stored = snapshot
-                .histories
-                .get(device)
-                .map_or(&[][..], Vec::as_slice);
-            let mut replay: Vec<(u64, u64, &str, &str)> = stored
-                .iter()
-                .map(|m| (m.ts_ms, m.seq, m.channel.as_str(), m.payload.as_str()))
-                .chain(
-                    group
-                        .iter()
-                        .map(|a| (a.ts_ms, a.seq, a.topic.channel.as_str(), &*a.payload)),
-                )
-                .collect();
-            replay.sort_by_key(|&(ts, seq, _, _)| (ts, seq));
-            cache.rebuild(
-                device,
-                row.purchased_ms.map(Timestamp),
-                replay.iter().map(|&(_, _, c, p)| (c, p)),
-                row.stats.count + n,
-            );
         }
-        if !group.iter().any(Accepted::is_telemetry) {
-            continue;
-        }
-        let Some(scored) = cache.score(device, model, settings.explain_top) else {
-            continue;
-        };
+    }
+
+    /// A device's score: written when it moved, and a candidate when the policy may act.
+    fn score(
+        &mut self,
+        cache: &mut FeatureCache,
+        first: &Accepted<'_>,
+        scored: Scored,
+        model: &ModelArtifact,
+        policy: &PolicyConfig,
+    ) {
+        let device = first.device();
         let score = scored.explanation.score;
-        plan.report.scored.push(DeviceScored {
+        self.report.scored.push(DeviceScored {
             risk: score.probability,
         });
         if cache.score_moved(device, &score) {
-            plan.scores.push(ScoreRow {
+            self.scores.push(ScoreRow {
                 device_id: device.to_owned(),
                 risk: score.probability,
                 alarm: score.alarm,
@@ -318,28 +297,93 @@ pub fn observe<'a>(
         }
         // Most scores are far from any action: settle those without the device's terms.
         let unknown = DeviceTerms::default();
-        let first = policy::decide(
-            &PolicyInput {
-                explanation: &scored.explanation,
-                threshold: model.threshold,
-                features: &scored.features,
-                terms: &unknown,
-                contacts: ContactHistory::default(),
-                now_ms: now.0,
-            },
-            policy,
-        );
-        if let Decision::Open(p) = first {
-            plan.candidates.push(Candidate {
+        let first_look = PolicyInput {
+            explanation: &scored.explanation,
+            threshold: model.threshold,
+            features: &scored.features,
+            terms: &unknown,
+            contacts: ContactHistory::default(),
+            now_ms: self.now.0,
+        };
+        if let Decision::Open(p) = policy::decide(&first_look, policy) {
+            self.candidates.push(Candidate {
                 device: device.to_owned(),
-                tenant: tenant.to_owned(),
+                tenant: first.topic.tenant.as_str().to_owned(),
                 problem: p.problem,
                 tier: p.tier,
                 scored,
             });
         }
     }
-    plan
+}
+
+/// A device's liveness as its messages leave it: the newest state not older than the
+/// one in force (`state_ms`), with the identity of the newest birth that took effect.
+fn liveness<'a>(group: &'a [Accepted<'a>], mut state_ms: Option<u64>) -> Option<Liveness<'a>> {
+    let mut out: Option<Liveness<'a>> = None;
+    for a in group {
+        let Message::State(env) = &a.message else {
+            continue;
+        };
+        // A state older than the one in force is history, not news.
+        if state_ms.is_some_and(|s| s > a.ts_ms) {
+            continue;
+        }
+        state_ms = Some(a.ts_ms);
+        let (online, birth) = match &env.body {
+            State::Online(b) => (true, Some(b)),
+            State::Offline(_) => (false, None),
+        };
+        let identity = birth
+            .map(|b| Identity {
+                model: b.model.as_str(),
+                device_class: b.device_class.as_str(),
+                hw_revision: b.hw_revision.as_str(),
+                batch: b.batch.as_str(),
+                firmware: b.firmware.as_str(),
+            })
+            .or_else(|| out.take().and_then(|l| l.identity));
+        out = Some(Liveness {
+            device_id: a.device(),
+            online,
+            ts_ms: a.ts_ms,
+            identity,
+        });
+    }
+    out
+}
+
+/// Brings a device's cached feature state up to date with its fresh messages: added to
+/// a cache in step with the store, or rebuilt from the `stored` history and the batch.
+fn follow(
+    cache: &mut FeatureCache,
+    group: &[Accepted<'_>],
+    row: &DeviceRow,
+    stored: &[StoredMessage],
+) {
+    let device = group[0].device();
+    if cache.is_current(device, row.stats.count) {
+        for a in group {
+            cache.observe(device, &a.message, &a.payload);
+        }
+        return;
+    }
+    let mut replay: Vec<(u64, u64, &str, &str)> = stored
+        .iter()
+        .map(|m| (m.ts_ms, m.seq, m.channel.as_str(), m.payload.as_str()))
+        .chain(
+            group
+                .iter()
+                .map(|a| (a.ts_ms, a.seq, a.topic.channel.as_str(), &*a.payload)),
+        )
+        .collect();
+    replay.sort_by_key(|&(ts, seq, _, _)| (ts, seq));
+    cache.rebuild(
+        device,
+        row.purchased_ms.map(Timestamp),
+        replay.iter().map(|&(_, _, c, p)| (c, p)),
+        row.stats.count + group.len() as u64,
+    );
 }
 
 /// The moves a device's answer makes, from the state its ticket is in: (to, actor, note).
