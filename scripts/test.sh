@@ -233,6 +233,8 @@ set +e
         | grep -q '^models v'; then
         die "cloud-ingest links models with more than its score feature (csv)"
     fi
+    say "cargo check: the server build (cloud-ingest --no-default-features)"
+    cargo check --quiet -p cloud-ingest --no-default-features --all-targets
     say "cargo fmt --check"
     cargo fmt --all -- --check
     say "cargo clippy (warnings are errors)"
