@@ -137,6 +137,8 @@ log_type warning
 log_type notice
 per_listener_settings true
 max_queued_messages 100000
+# Below cloud-ingest's mqtt.max_packet_bytes (256 KiB by default), as docs/ingest.md asks.
+message_size_limit 131072
 
 # Anonymous, MQTT 3.1.1 and 5.
 listener $MQTT_PORT 127.0.0.1

@@ -18,6 +18,15 @@ use crate::ingest::PipelineSettings;
 use crate::policy::PolicyConfig;
 use crate::store::SqliteSync;
 
+/// `mqtt.max_packet_bytes` by default: 256 KiB, above the 128 KiB `message_size_limit`
+/// docs/ingest.md recommends for the broker.
+pub const DEFAULT_MAX_PACKET_BYTES: usize = 256 * 1024;
+
+/// The least `mqtt.max_packet_bytes` allowed: every valid message and its topic fit.
+pub fn min_packet_bytes() -> usize {
+    protocol::Limits::default().max_payload_bytes + 4096
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -64,6 +73,11 @@ pub struct MqttConfig {
     pub keep_alive_s: u64,
     /// Resend an unanswered command after this many seconds (doubling).
     pub command_resend_s: u64,
+    /// Largest MQTT packet read before the connection refuses it. Set it above the
+    /// broker's `message_size_limit` plus 1 KiB for topic and header; ingest still
+    /// recovers when handed a larger one. At least the protocol's payload limit
+    /// plus 4 KiB.
+    pub max_packet_bytes: usize,
 }
 
 impl Default for MqttConfig {
@@ -79,6 +93,7 @@ impl Default for MqttConfig {
             ca_file: None,
             keep_alive_s: 30,
             command_resend_s: 60,
+            max_packet_bytes: DEFAULT_MAX_PACKET_BYTES,
         }
     }
 }
@@ -259,6 +274,13 @@ impl Config {
     /// Checks values that parse but do not make sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.mqtt.url.parse::<protocol::BrokerUrl>()?;
+        if self.mqtt.max_packet_bytes < min_packet_bytes() {
+            return Err(ConfigError::Invalid(format!(
+                "mqtt.max_packet_bytes must be at least {} (the protocol's payload limit plus 4 KiB), not {}",
+                min_packet_bytes(),
+                self.mqtt.max_packet_bytes
+            )));
+        }
         if self.ingest.batch_max == 0 {
             return Err(ConfigError::Invalid(
                 "ingest.batch_max must be at least 1".into(),
@@ -403,5 +425,11 @@ mod tests {
         let mut c = Config::default();
         c.mqtt.share_group = Some("a/b".into());
         assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.mqtt.max_packet_bytes = 10_000;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("mqtt.max_packet_bytes must be at least"), "{e}");
+        c.mqtt.max_packet_bytes = min_packet_bytes();
+        c.validate().unwrap();
     }
 }

@@ -58,7 +58,7 @@ pub fn mqtt_settings(config: &Config) -> anyhow::Result<MqttSettings> {
         client_id: config.mqtt.client_id.clone(),
         filters: config.filters()?,
         keep_alive: Duration::from_secs(config.mqtt.keep_alive_s.max(5)),
-        max_packet_bytes: protocol::Limits::default().max_payload_bytes + 4096,
+        max_packet_bytes: config.mqtt.max_packet_bytes,
     })
 }
 

@@ -79,6 +79,8 @@ impl Probe {
     ) -> Result<Probe, ProbeError> {
         let mut opts = MqttOptions::new(client_id, service.host.clone(), service.port);
         opts.set_keep_alive(Duration::from_secs(10));
+        // Tests send oversize payloads on purpose: only the broker's limit applies.
+        opts.set_max_packet_size(1 << 20, 1 << 20);
         if let Some((user, pass)) = credentials {
             opts.set_credentials(user, pass);
         }

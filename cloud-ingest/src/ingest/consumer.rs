@@ -17,12 +17,27 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, SubscribeFi
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::ops::events::{Emit, MqttConnectionLost};
+use crate::ops::events::{Emit, MqttConnectionLost, OversizeRecovered};
 use crate::ops::metrics::Metrics;
 
 /// Reconnect delays: rumqttc retries at once on the next poll, so the loop backs off
 /// itself (pitfall 6).
 const RECONNECT: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+
+/// The largest packet MQTT can frame: a 268,435,455-byte remaining length and its
+/// fixed header. Any packet a broker hands over fits in this.
+const MQTT_MAX_PACKET: usize = 268_435_455 + 5;
+
+/// The size of a packet the session refused for being over its limit, if that is why
+/// the connection failed.
+fn oversize(e: &rumqttc::ConnectionError) -> Option<usize> {
+    match e {
+        rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(size),
+        )) => Some(*size),
+        _ => None,
+    }
+}
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
@@ -84,6 +99,7 @@ impl Consumer {
             .collect();
         let sub_client = client.clone();
         let addr = s.endpoint.address();
+        let max_packet = s.max_packet_bytes;
         let task = tokio::spawn(async move {
             let mut failures = 0u32;
             loop {
@@ -119,6 +135,23 @@ impl Consumer {
                     Ok(_) => {}
                     Err(e) => {
                         let _ = up_tx.send(false);
+                        if let Some(size) = oversize(&e) {
+                            // The broker handed over a packet above our limit and will hand
+                            // it over again on every reconnect. Read it once with a limit
+                            // that fits: decode dead-letters it as too large, and its ack
+                            // moves the stream on.
+                            let limit = (size + 5).min(MQTT_MAX_PACKET);
+                            eventloop
+                                .mqtt_options
+                                .set_max_packet_size(limit, max_packet);
+                            OversizeRecovered {
+                                broker: &addr,
+                                size,
+                                limit,
+                            }
+                            .emit(&metrics);
+                            continue;
+                        }
                         let retry_in = RECONNECT.delay(failures);
                         failures = failures.saturating_add(1);
                         MqttConnectionLost {

@@ -162,16 +162,7 @@ pub fn observe<'a>(
 ) -> BatchPlan<'a> {
     let mut plan = BatchPlan {
         now,
-        dead_letters: rejected
-            .iter()
-            .map(|r| DeadLetter {
-                received_ms: now.0,
-                topic: &r.delivery.topic,
-                payload: &r.delivery.payload,
-                reason: r.reason,
-                detail: r.detail.clone(),
-            })
-            .collect(),
+        dead_letters: rejected.iter().map(|r| dead_letter(now, r)).collect(),
         ..BatchPlan::default()
     };
     plan.report.duplicates = duplicates;
@@ -384,6 +375,33 @@ fn follow(
         replay.iter().map(|&(_, _, c, p)| (c, p)),
         row.stats.count + group.len() as u64,
     );
+}
+
+/// Bytes of a rejected payload kept in its dead letter: all of any payload within the
+/// protocol's limit, the start of a larger one.
+pub const DEAD_LETTER_EXCERPT: usize = 16 * 1024;
+
+/// A rejection as it is kept: a payload over [`DEAD_LETTER_EXCERPT`] is cut to it, and the
+/// detail says so.
+fn dead_letter<'a>(now: Timestamp, r: &Rejection<'a>) -> DeadLetter<'a> {
+    let payload: &'a [u8] = &r.delivery.payload;
+    let (payload, detail) = if payload.len() > DEAD_LETTER_EXCERPT {
+        let detail = format!(
+            "{}; the first {DEAD_LETTER_EXCERPT} of {} bytes are kept",
+            r.detail,
+            payload.len()
+        );
+        (&payload[..DEAD_LETTER_EXCERPT], detail)
+    } else {
+        (payload, r.detail.clone())
+    };
+    DeadLetter {
+        received_ms: now.0,
+        topic: &r.delivery.topic,
+        payload,
+        reason: r.reason,
+        detail,
+    }
 }
 
 /// The moves a device's answer makes, from the state its ticket is in: (to, actor, note).

@@ -393,6 +393,30 @@ impl Emit for MqttConnectionLost<'_> {
     }
 }
 
+/// The broker handed over a packet above the session's limit; the session reconnects
+/// with a limit that fits, reads it once, and decode dead-letters it.
+#[derive(Debug, Clone, Copy)]
+pub struct OversizeRecovered<'a> {
+    /// The broker.
+    pub broker: &'a str,
+    /// The packet's size, bytes.
+    pub size: usize,
+    /// The session's limit from now on.
+    pub limit: usize,
+}
+
+impl Emit for OversizeRecovered<'_> {
+    fn emit(self, m: &Metrics) {
+        tracing::warn!(
+            broker = self.broker,
+            "the broker sent a {}-byte packet, above mqtt.max_packet_bytes: reading it once with a {}-byte limit to dead-letter it; set the broker's message_size_limit below mqtt.max_packet_bytes",
+            self.size,
+            self.limit
+        );
+        m.oversize_recoveries.inc();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub outbox_errors: Family<Label, Counter>,
     /// Lost or refused MQTT connections.
     pub mqtt_connection_errors: Counter,
+    /// Packets above the session's limit, read once with a raised limit.
+    pub oversize_recoveries: Counter,
 }
 
 impl Default for Metrics {
@@ -89,6 +91,7 @@ impl Metrics {
         let commands_expired = Counter::default();
         let outbox_errors = Family::<Label, Counter>::default();
         let mqtt_connection_errors = Counter::default();
+        let oversize_recoveries = Counter::default();
         registry.register(
             "messages_accepted",
             "Messages accepted, by channel",
@@ -182,6 +185,11 @@ impl Metrics {
             "Lost or refused MQTT connections",
             mqtt_connection_errors.clone(),
         );
+        registry.register(
+            "oversize_recoveries",
+            "Packets above mqtt.max_packet_bytes, read once with a raised limit",
+            oversize_recoveries.clone(),
+        );
         // Every rejection reason shows from the start, at zero.
         for reason in protocol::DecodeError::REASONS {
             let _ = rejected.get_or_create(&label("reason", reason));
@@ -212,6 +220,7 @@ impl Metrics {
             commands_expired,
             outbox_errors,
             mqtt_connection_errors,
+            oversize_recoveries,
         }
     }
 

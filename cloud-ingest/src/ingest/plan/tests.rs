@@ -517,3 +517,45 @@ fn every_answer_path_is_legal() {
     )
     .is_empty());
 }
+
+#[test]
+fn a_payload_over_the_limit_is_kept_as_a_bounded_excerpt() {
+    let topic = "fleet/acme/dev-a/heartbeat".to_owned();
+    let batch = [
+        Delivery {
+            topic: topic.clone(),
+            payload: vec![b' '; 100_000],
+        },
+        Delivery {
+            topic,
+            payload: b"{ nope".to_vec(),
+        },
+    ];
+    let d = decode::decode(&batch, &Limits::default());
+    assert_eq!(d.rejected[0].reason, "too_large");
+    let mut run = Run::new(false);
+    let plan = observe(
+        Timestamp(T0),
+        &d.rejected,
+        &[],
+        0,
+        &Snapshot::default(),
+        &mut run.cache,
+        &run.model,
+        &run.policy,
+        &run.settings,
+    );
+    let big = &plan.dead_letters[0];
+    assert_eq!(big.payload.len(), DEAD_LETTER_EXCERPT);
+    assert!(
+        big.detail.contains("of 100000 bytes are kept"),
+        "{}",
+        big.detail
+    );
+    let small = &plan.dead_letters[1];
+    assert_eq!(
+        small.payload, b"{ nope",
+        "a payload within the limit is kept whole"
+    );
+    assert_eq!(small.detail, d.rejected[1].detail);
+}
