@@ -2,10 +2,11 @@
 //!
 //! 1. [`consumer`] takes deliveries off the broker (manual acks);
 //! 2. [`decode`] validates them, rejecting what fails with a reason;
-//! 3. [`dedup`] puts the batch in device order and drops repeats of `(device, seq)`,
-//!    within the batch and against the store;
-//! 4. [`snapshot`] reads what planning needs; [`plan`] decides, without I/O, every row
-//!    the batch writes, every score, decision and effect;
+//! 3. [`dedup`] puts the batch in device order and drops repeats of `(device, seq)`
+//!    within the batch;
+//! 4. [`snapshot`] reads what planning needs, the store's keys among them, and [`dedup`]
+//!    drops what the store already holds; [`plan`] decides, without I/O, every row the
+//!    batch writes, every score, decision and effect;
 //! 5. [`apply`] writes the plan in the same transaction.
 //!
 //! [`Pipeline::process`] runs stages 2 to 5 in one transaction; the caller
@@ -198,10 +199,11 @@ impl Pipeline {
         let now = self.clock.now();
         let model = self.model.current();
         let mut tx = self.store.begin().await?;
-        let known = messages::known(&mut tx, &dedup::keys(fresh)).await?;
+        // The devices' rows first: they say which seqs the store may already hold.
+        let snapshot = snapshot::devices(&mut tx, self.store.backend(), fresh, &self.cache).await?;
+        let ranges = dedup::maybe_stored(fresh, &snapshot.devices);
+        let known = messages::known(&mut tx, &ranges).await?;
         let (fresh, stored) = dedup::against_store(fresh, &known);
-        let snapshot =
-            snapshot::devices(&mut tx, self.store.backend(), &fresh, &self.cache).await?;
         let mut plan = plan::observe(
             now,
             rejected,

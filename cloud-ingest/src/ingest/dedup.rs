@@ -5,9 +5,10 @@
 //! lock device rows in the same order. Pure.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::decode::Accepted;
+use crate::store::devices::DeviceRow;
 use crate::store::messages::MessageKey;
 
 /// Puts the batch in device order (stable, so each device keeps its arrival order) and
@@ -26,9 +27,29 @@ pub fn within_batch(mut accepted: Vec<Accepted<'_>>) -> (Vec<Accepted<'_>>, u64)
     (accepted, dropped)
 }
 
-/// The `(device, seq)` keys of a batch, to look up in the store.
-pub fn keys<'b>(accepted: &'b [Accepted<'_>]) -> Vec<(&'b str, u64)> {
-    accepted.iter().map(|a| (a.device(), a.seq)).collect()
+/// Where the store may already hold some of the batch: per device, the range of its
+/// seqs at or below the highest the store has for it (`rows`, before the batch). A
+/// device's live messages are above that, so in steady state nothing is looked up; a
+/// redelivery or a replayed spool is.
+pub fn maybe_stored<'b>(
+    accepted: &'b [Accepted<'_>],
+    rows: &HashMap<String, DeviceRow>,
+) -> Vec<(&'b str, u64, u64)> {
+    let mut out = Vec::new();
+    for group in accepted.chunk_by(|a, b| a.device() == b.device()) {
+        let device = group[0].device();
+        let Some(row) = rows.get(device).filter(|r| r.stats.count > 0) else {
+            continue;
+        };
+        let old = group
+            .iter()
+            .map(|a| a.seq)
+            .filter(|&s| s <= row.stats.max_seq);
+        if let (Some(lo), Some(hi)) = (old.clone().min(), old.max()) {
+            out.push((device, lo, hi));
+        }
+    }
+    out
 }
 
 /// Drops what the store already holds; how many it dropped. Borrows the batch when

@@ -32,20 +32,28 @@ pub struct NewMessage<'a> {
 /// A `(device, seq)` key.
 pub type MessageKey = (String, u64);
 
-/// Which of `keys` the store already holds.
+/// The keys the store holds within `ranges` (device, lowest seq, highest seq). One
+/// statement per [`CHUNK`] ranges, each an index range scan on both databases (a row-value
+/// `IN` list would make SQLite scan the whole table).
 pub async fn known(
     c: &mut AnyConnection,
-    keys: &[(&str, u64)],
+    ranges: &[(&str, u64, u64)],
 ) -> Result<HashSet<MessageKey>, StoreError> {
+    use std::fmt::Write;
     let mut out = HashSet::new();
-    for chunk in keys.chunks(CHUNK) {
-        let mut sql =
-            String::from("SELECT device_id, seq FROM messages WHERE (device_id, seq) IN (VALUES ");
-        push_placeholders(&mut sql, chunk.len(), 2);
-        sql.push(')');
+    for chunk in ranges.chunks(CHUNK) {
+        let mut sql = String::from("SELECT device_id, seq FROM messages WHERE ");
+        for i in 0..chunk.len() {
+            let (d, lo, hi) = (3 * i + 1, 3 * i + 2, 3 * i + 3);
+            let or = if i == 0 { "" } else { " OR " };
+            let _ = write!(
+                sql,
+                "{or}(device_id = ${d} AND seq BETWEEN ${lo} AND ${hi})"
+            );
+        }
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (device, seq) in chunk {
-            q = q.bind(device.to_string()).bind(*seq as i64);
+        for (device, lo, hi) in chunk {
+            q = q.bind(device.to_string()).bind(*lo as i64).bind(*hi as i64);
         }
         for r in q.fetch_all(&mut *c).await? {
             out.insert((r.try_get(0)?, r.try_get::<i64, _>(1)? as u64));

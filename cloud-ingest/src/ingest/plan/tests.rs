@@ -559,3 +559,30 @@ fn a_payload_over_the_limit_is_kept_as_a_bounded_excerpt() {
     );
     assert_eq!(small.detail, d.rejected[1].detail);
 }
+
+#[test]
+fn only_seqs_the_store_may_hold_are_looked_up() {
+    let batch = deliveries(&[
+        hb("dev-a", 11, T0),
+        hb("dev-a", 3, T0 + MIN),
+        hb("dev-a", 9, T0 + 2 * MIN),
+        hb("dev-a", 12, T0 + 3 * MIN),
+        hb("dev-b", 1, T0),
+        hb("dev-c", 20, T0),
+    ]);
+    let (fresh, _) = accept(&batch);
+    let row = |max_seq| DeviceRow {
+        stats: SeqStats {
+            count: max_seq,
+            min_seq: 1,
+            max_seq,
+        },
+        ..DeviceRow::default()
+    };
+    let rows = HashMap::from([("dev-a".to_owned(), row(10)), ("dev-c".to_owned(), row(19))]);
+    assert_eq!(
+        dedup::maybe_stored(&fresh, &rows),
+        [("dev-a", 3, 9)],
+        "dev-a's live seqs, new dev-b and dev-c's next seq need no lookup"
+    );
+}
