@@ -69,126 +69,133 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("fleet_ingest");
-        let accepted = Family::<Label, Counter>::default();
-        let rejected = Family::<Label, Counter>::default();
-        let duplicates = Counter::default();
-        let out_of_order = Counter::default();
-        let lag_seconds = Histogram::new(exponential_buckets(0.01, 4.0, 12));
-        let scores = Counter::default();
-        let risk = Histogram::new([0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9]);
-        let tickets = Family::<Label, Counter>::default();
-        let held = Family::<Label, Counter>::default();
-        let batch_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
-        let commands_sent = Counter::default();
-        let command_answers = Family::<Label, Counter>::default();
-        let webhooks = Family::<Label, Counter>::default();
-        let influx_points = Counter::default();
-        let influx_errors = Counter::default();
-        let influx_backlog = Gauge::default();
-        let model_reloads = Family::<Label, Counter>::default();
-        let batch_retries = Counter::default();
-        let commands_expired = Counter::default();
-        let outbox_errors = Family::<Label, Counter>::default();
-        let mqtt_connection_errors = Counter::default();
-        let oversize_recoveries = Counter::default();
-        registry.register(
+        let mut r = Registry::with_prefix("fleet_ingest");
+        let accepted = register(
+            &mut r,
             "messages_accepted",
             "Messages accepted, by channel",
-            accepted.clone(),
+            Family::<Label, Counter>::default(),
         );
-        registry.register(
+        let rejected = register(
+            &mut r,
             "messages_rejected",
             "Messages dead-lettered, by reason",
-            rejected.clone(),
+            Family::<Label, Counter>::default(),
         );
-        registry.register(
+        let duplicates = register(
+            &mut r,
             "duplicates",
             "Redeliveries dropped by (device, seq) deduplication",
-            duplicates.clone(),
+            Counter::default(),
         );
-        registry.register(
+        let out_of_order = register(
+            &mut r,
             "out_of_order",
             "Messages older than their device's newest seq",
-            out_of_order.clone(),
+            Counter::default(),
         );
-        registry.register(
+        let lag_seconds = register(
+            &mut r,
             "lag_seconds",
             "Device time to ingestion",
-            lag_seconds.clone(),
+            Histogram::new(exponential_buckets(0.01, 4.0, 12)),
         );
-        registry.register("scores", "Risk scores computed", scores.clone());
-        registry.register("risk", "Risk of the scores computed", risk.clone());
-        registry.register("tickets_opened", "Tickets opened, by tier", tickets.clone());
-        registry.register(
+        let scores = register(&mut r, "scores", "Risk scores computed", Counter::default());
+        let risk = register(
+            &mut r,
+            "risk",
+            "Risk of the scores computed",
+            Histogram::new([0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9]),
+        );
+        let tickets = register(
+            &mut r,
+            "tickets_opened",
+            "Tickets opened, by tier",
+            Family::<Label, Counter>::default(),
+        );
+        let held = register(
+            &mut r,
             "decisions_held",
             "Alarms held back, by reason",
-            held.clone(),
+            Family::<Label, Counter>::default(),
         );
-        registry.register(
+        let batch_seconds = register(
+            &mut r,
             "batch_seconds",
             "Time to process and commit one batch",
-            batch_seconds.clone(),
+            Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
         );
-        registry.register(
+        let commands_sent = register(
+            &mut r,
             "commands_sent",
             "Command publishes, resends included",
-            commands_sent.clone(),
+            Counter::default(),
         );
-        registry.register(
+        let command_answers = register(
+            &mut r,
             "command_answers",
             "Device answers to commands, by status",
-            command_answers.clone(),
+            Family::<Label, Counter>::default(),
         );
-        registry.register(
+        let webhooks = register(
+            &mut r,
             "webhook_deliveries",
             "Webhook attempts, by outcome",
-            webhooks.clone(),
+            Family::<Label, Counter>::default(),
         );
-        registry.register(
+        let influx_points = register(
+            &mut r,
             "influx_points",
             "Points written to InfluxDB",
-            influx_points.clone(),
+            Counter::default(),
         );
-        registry.register(
+        let influx_errors = register(
+            &mut r,
             "influx_errors",
             "Failed InfluxDB writes",
-            influx_errors.clone(),
+            Counter::default(),
         );
-        registry.register(
+        let influx_backlog = register(
+            &mut r,
             "influx_backlog",
             "Rows waiting for InfluxDB",
-            influx_backlog.clone(),
+            Gauge::default(),
         );
-        registry.register(
+        let model_reloads = register(
+            &mut r,
             "model_reloads",
             "Model reloads, by outcome",
-            model_reloads.clone(),
+            Family::<Label, Counter>::default(),
         );
-        registry.register(
+        let batch_retries = register(
+            &mut r,
             "batch_retries",
             "Batches retried after a database conflict or error",
-            batch_retries.clone(),
+            Counter::default(),
         );
-        registry.register(
+        let commands_expired = register(
+            &mut r,
             "commands_expired",
             "Offers that lapsed before the device answered",
-            commands_expired.clone(),
+            Counter::default(),
         );
-        registry.register(
+        let outbox_errors = register(
+            &mut r,
             "outbox_errors",
             "Failed passes over an outbox, by outbox",
-            outbox_errors.clone(),
+            Family::<Label, Counter>::default(),
         );
-        registry.register(
+        let mqtt_connection_errors = register(
+            &mut r,
             "mqtt_connection_errors",
             "Lost or refused MQTT connections",
-            mqtt_connection_errors.clone(),
+            Counter::default(),
         );
-        registry.register(
+        let oversize_recoveries = register(
+            &mut r,
             "oversize_recoveries",
             "Packets above mqtt.max_packet_bytes, read once with a raised limit",
-            oversize_recoveries.clone(),
+            Counter::default(),
         );
         // Every rejection reason shows from the start, at zero.
         for reason in protocol::DecodeError::REASONS {
@@ -198,7 +205,7 @@ impl Metrics {
             let _ = tickets.get_or_create(&label("tier", tier.as_str()));
         }
         Metrics {
-            registry,
+            registry: r,
             accepted,
             rejected,
             duplicates,
@@ -230,6 +237,17 @@ impl Metrics {
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
+}
+
+/// Registers a metric under `name` and hands it back.
+fn register<M: prometheus_client::registry::Metric + Clone>(
+    r: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    r.register(name, help, metric.clone());
+    metric
 }
 
 /// A one-label set.
