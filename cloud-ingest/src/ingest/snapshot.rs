@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use protocol::{Message, Timestamp};
 use sqlx::AnyConnection;
 
 use super::decode::Accepted;
@@ -11,9 +12,9 @@ use super::plan::{self, Candidate, DeviceContext, Snapshot};
 use crate::policy::PolicyConfig;
 use crate::score::FeatureCache;
 use crate::store::{devices, messages, outbox, registry, tickets, Backend, StoreError};
-use protocol::{Message, Timestamp};
 
-/// Reads the snapshot of the fresh messages' devices (in device order).
+/// Reads the snapshot of the batch's devices (the batch in device order, repeats
+/// within it dropped; what the store already holds may still be in it).
 pub async fn devices(
     c: &mut AnyConnection,
     backend: Backend,
