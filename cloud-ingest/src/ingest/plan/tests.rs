@@ -467,17 +467,15 @@ fn a_decline_in_the_same_batch_counts_as_a_recent_close() {
     let (fresh, _) = accept(&batch);
     let mut run = Run::new(true);
     let mut snapshot = Snapshot::default();
-    let plan = run.observe(&fresh, &snapshot);
-    let problem = plan.candidates[0].problem;
     snapshot.commands.insert(
         ("dev-a".into(), "offer-T-2".into()),
         AnsweredCommand {
             ticket: Some((5, TicketState::Offered, OfferKind::Inspection)),
         },
     );
-    run.cache.forget("dev-a");
     let mut plan = run.observe(&fresh, &snapshot);
     assert_eq!(plan.moves.len(), 1, "offered → declined");
+    let problem = plan.candidates[0].problem;
     let ctx = DeviceContext {
         open: vec![OpenTicket {
             id: 5,
