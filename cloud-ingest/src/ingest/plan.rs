@@ -172,7 +172,7 @@ pub fn observe<'a>(
         let device = group[0].device();
         let row = snapshot.devices.get(device).copied().unwrap_or_default();
         plan.arrive(group, &row, settings.export_telemetry);
-        plan.liveness.extend(liveness(group, row.state_ms));
+        plan.liveness.extend(liveness(group, row.state_ms, now));
         plan.answer(group, &snapshot.commands, &mut tickets);
         let stored = snapshot
             .histories
@@ -308,19 +308,24 @@ impl<'a> BatchPlan<'a> {
     }
 }
 
-/// A device's liveness as its messages leave it: the newest state not older than the
-/// one in force (`state_ms`), with the identity of the newest birth that took effect.
-fn liveness<'a>(group: &'a [Accepted<'a>], mut state_ms: Option<u64>) -> Option<Liveness<'a>> {
+/// A device's liveness as its messages leave it. State changes are dated on receipt
+/// (`now`) and take effect in the order they arrive: a Last Will is composed at connect
+/// time, so its `ts_ms` and `seq` are older than the birth it follows (protocol §7), and
+/// the device's clock may be wrong. A state in force that was received later than `now`
+/// (the ingest clock stepped back) is kept. The identity is the newest birth's.
+fn liveness<'a>(
+    group: &'a [Accepted<'a>],
+    state_ms: Option<u64>,
+    now: Timestamp,
+) -> Option<Liveness<'a>> {
+    if state_ms.is_some_and(|s| s > now.0) {
+        return None;
+    }
     let mut out: Option<Liveness<'a>> = None;
     for a in group {
         let Message::State(env) = &a.message else {
             continue;
         };
-        // A state older than the one in force is history, not news.
-        if state_ms.is_some_and(|s| s > a.ts_ms) {
-            continue;
-        }
-        state_ms = Some(a.ts_ms);
         let (online, birth) = match &env.body {
             State::Online(b) => (true, Some(b)),
             State::Offline(_) => (false, None),
@@ -337,7 +342,7 @@ fn liveness<'a>(group: &'a [Accepted<'a>], mut state_ms: Option<u64>) -> Option<
         out = Some(Liveness {
             device_id: a.device(),
             online,
-            ts_ms: a.ts_ms,
+            ts_ms: now.0,
             identity,
         });
     }

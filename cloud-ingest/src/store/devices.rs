@@ -162,7 +162,7 @@ pub struct Liveness<'a> {
     pub device_id: &'a str,
     /// Online (birth) or offline (death).
     pub online: bool,
-    /// Device time of the state.
+    /// When the state was received (ingest clock).
     pub ts_ms: u64,
     /// The identity of the newest birth that took effect, if any.
     pub identity: Option<Identity<'a>>,

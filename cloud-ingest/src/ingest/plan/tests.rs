@@ -212,22 +212,32 @@ fn out_of_order_counts_against_what_the_store_saw_before() {
 }
 
 #[test]
-fn liveness_keeps_the_newest_state_and_the_identity_of_the_birth_before_it() {
+fn liveness_follows_arrival_dated_on_receipt_with_the_identity_of_the_last_birth() {
+    let now = T0 + 10_000 * MIN;
     let batch = deliveries(&[
-        birth("dev-a", 1, T0 + MIN),
-        death("dev-a", 2, T0 + 5 * MIN),
-        // Older than what the store holds for dev-b: history, not news.
+        birth("dev-a", 2, T0 + MIN),
+        // dev-a's Last Will: composed at connect, so older than the birth it follows.
+        death("dev-a", 1, T0),
+        // dev-b: the store has a state received after this batch (the clock stepped back).
         birth("dev-b", 1, T0 + MIN),
-        // dev-c: a late birth after a newer death in the same batch.
+        // dev-c died, then came back: the birth arrives last and wins.
         death("dev-c", 2, T0 + 5 * MIN),
-        birth("dev-c", 1, T0 + MIN),
+        birth("dev-c", 3, T0 + 6 * MIN),
     ]);
     let (fresh, _) = accept(&batch);
     let mut snapshot = Snapshot::default();
     snapshot.devices.insert(
         "dev-b".into(),
         DeviceRow {
-            state_ms: Some(T0 + 9 * MIN),
+            state_ms: Some(now + MIN),
+            ..DeviceRow::default()
+        },
+    );
+    // dev-a's stored state is a birth dated by a clock far ahead: the death still counts.
+    snapshot.devices.insert(
+        "dev-a".into(),
+        DeviceRow {
+            state_ms: Some(T0 + 9_000 * MIN),
             ..DeviceRow::default()
         },
     );
@@ -235,17 +245,12 @@ fn liveness_keeps_the_newest_state_and_the_identity_of_the_birth_before_it() {
     let plan = run.observe(&fresh, &snapshot);
     assert_eq!(plan.liveness.len(), 2, "{:?}", plan.liveness);
     let a = &plan.liveness[0];
-    assert_eq!(
-        (a.device_id, a.online, a.ts_ms),
-        ("dev-a", false, T0 + 5 * MIN)
-    );
+    assert_eq!((a.device_id, a.online, a.ts_ms), ("dev-a", false, now));
     assert_eq!(a.identity.as_ref().map(|i| i.model), Some("phone-x2-128"));
     assert_eq!(a.identity.as_ref().map(|i| i.device_class), Some("phone"));
     let c = &plan.liveness[1];
-    assert_eq!(
-        (c.device_id, c.online, c.identity.as_ref()),
-        ("dev-c", false, None)
-    );
+    assert_eq!((c.device_id, c.online, c.ts_ms), ("dev-c", true, now));
+    assert!(c.identity.is_some());
 }
 
 #[test]
