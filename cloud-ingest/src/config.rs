@@ -180,6 +180,9 @@ pub struct IngestConfig {
     pub excerpt_messages: usize,
     /// Hours an offer stays open to the customer.
     pub offer_valid_hours: u32,
+    /// Seconds a device's clock may be ahead of the cloud's; a message dated further
+    /// ahead is dead-lettered as `clock_skew`.
+    pub max_clock_ahead_s: u64,
 }
 
 impl Default for IngestConfig {
@@ -191,6 +194,7 @@ impl Default for IngestConfig {
             cache_devices: 100_000,
             excerpt_messages: 8,
             offer_valid_hours: 7 * 24,
+            max_clock_ahead_s: 600,
         }
     }
 }
@@ -338,6 +342,7 @@ impl Config {
             offer_valid_hours: self.ingest.offer_valid_hours,
             cache_devices: self.ingest.cache_devices,
             excerpt_messages: self.ingest.excerpt_messages,
+            clock_ahead_ms: self.ingest.max_clock_ahead_s.saturating_mul(1000),
         }
     }
 

@@ -52,6 +52,8 @@ pub struct PipelineSettings {
     pub cache_devices: usize,
     /// Payloads kept as a ticket's telemetry excerpt.
     pub excerpt_messages: usize,
+    /// How far a device's time may be ahead of the receive time, ms.
+    pub clock_ahead_ms: u64,
 }
 
 impl Default for PipelineSettings {
@@ -63,6 +65,7 @@ impl Default for PipelineSettings {
             offer_valid_hours: 7 * 24,
             cache_devices: 100_000,
             excerpt_messages: 8,
+            clock_ahead_ms: 600_000,
         }
     }
 }
@@ -153,7 +156,8 @@ impl Pipeline {
     /// deadlock). The batch's effects are durable when this returns `Ok`.
     pub async fn process(&mut self, batch: &[Delivery]) -> Result<BatchOutcome, StoreError> {
         let started = Instant::now();
-        let decoded = decode::decode(batch, &self.limits);
+        let mut decoded = decode::decode(batch, &self.limits);
+        decode::judge_clocks(&mut decoded, self.clock.now(), self.settings.clock_ahead_ms);
         let rejected = decoded.rejected;
         let (fresh, repeats) = dedup::within_batch(decoded.accepted);
         let mut attempt = 0;

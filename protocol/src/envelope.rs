@@ -46,9 +46,15 @@ impl<B> Envelope<B> {
     }
 }
 
+/// The highest `seq`: 2⁶³−1, so that every store keeps it as a signed 64-bit integer
+/// (SQL has no unsigned one). A device counting a million messages a second would reach
+/// it in 290,000 years.
+pub const MAX_SEQ: u64 = i64::MAX as u64;
+
 impl<B: Validate> Validate for Envelope<B> {
     fn validate(&self, limits: &Limits) -> Checked {
         validate::timestamp("ts_ms", self.ts_ms, limits)?;
+        validate::int("seq", self.seq.0, 0, MAX_SEQ, "")?;
         self.body.validate(limits)
     }
 }

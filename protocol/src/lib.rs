@@ -42,7 +42,7 @@ pub use codec::{
     decode, decode_payload, encode, encode_with, DecodeError, Decoded, EncodeError, Message,
     Payload,
 };
-pub use envelope::{Envelope, SCHEMA_VERSION, SUPPORTED_SCHEMAS};
+pub use envelope::{Envelope, MAX_SEQ, SCHEMA_VERSION, SUPPORTED_SCHEMAS};
 pub use ids::{DeviceId, Seq, TenantId, Timestamp};
 pub use topic::{Channel, Topic, TopicError};
 pub use validate::{FieldError, Limits, Problem};

@@ -514,3 +514,18 @@ fn command_rules() {
         matches!(p, Problem::OutOfRange { .. })
     });
 }
+
+#[test]
+fn seq_above_what_a_store_keeps_signed_is_out_of_range() {
+    let top = with(heartbeat(), "/seq", json!(protocol::MAX_SEQ));
+    assert!(decode(HB_TOPIC, &bytes(&top), &Limits::default()).is_ok());
+    let over = with(heartbeat(), "/seq", json!(protocol::MAX_SEQ + 1));
+    assert_field(
+        reject(HB_TOPIC, &bytes(&over)),
+        "seq",
+        "out_of_range",
+        |p| matches!(p, Problem::OutOfRange { .. }),
+    );
+    let max = with(heartbeat(), "/seq", json!(u64::MAX));
+    assert_eq!(reject(HB_TOPIC, &bytes(&max)).reason(), "out_of_range");
+}

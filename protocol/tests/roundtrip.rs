@@ -337,13 +337,19 @@ fn ack() -> impl Strategy<Value = CommandAck> {
 fn envelope<B: std::fmt::Debug>(
     body: impl Strategy<Value = B>,
 ) -> impl Strategy<Value = Envelope<B>> {
-    (id(ID), any::<u64>(), id(ID), ts(), any::<bool>(), body).prop_map(
-        |(device, seq, boot, ts, historical, body)| {
+    (
+        id(ID),
+        0..=protocol::MAX_SEQ,
+        id(ID),
+        ts(),
+        any::<bool>(),
+        body,
+    )
+        .prop_map(|(device, seq, boot, ts, historical, body)| {
             let mut e = Envelope::new(device, Seq(seq), boot, ts, body);
             e.historical = historical;
             e
-        },
-    )
+        })
 }
 
 fn message() -> impl Strategy<Value = Message> {

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use protocol::{Channel, Limits, Message};
+use protocol::{Channel, Limits, Message, Timestamp};
 
 /// A message as it came off the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +27,8 @@ pub struct Accepted<'a> {
     pub ts_ms: u64,
     /// The payload as received (valid JSON, so UTF-8).
     pub payload: Cow<'a, str>,
+    /// What arrived, for a rejection after decoding.
+    pub delivery: &'a Delivery,
 }
 
 impl Accepted<'_> {
@@ -81,6 +83,7 @@ pub fn decode<'a>(batch: &'a [Delivery], limits: &Limits) -> DecodedBatch<'a> {
                     topic: d.topic,
                     message: d.message,
                     payload: String::from_utf8_lossy(&delivery.payload),
+                    delivery,
                 }),
             },
             Err(e) => out.rejected.push(Rejection {
@@ -91,6 +94,39 @@ pub fn decode<'a>(batch: &'a [Delivery], limits: &Limits) -> DecodedBatch<'a> {
         }
     }
     out
+}
+
+/// Reason code of a message dated too far ahead of the cloud's clock.
+pub const CLOCK_SKEW: &str = "clock_skew";
+
+/// The reasons ingest gives on top of [`protocol::DecodeError::REASONS`], sorted.
+pub const CLOUD_REASONS: [&str; 2] = [CLOCK_SKEW, WRONG_DIRECTION];
+
+/// Rejects accepted messages whose device time is more than `tolerance_ms` ahead of
+/// `now`, the receive time. Such a time cannot be true, and kept it would be the
+/// device's newest for as long as it stays ahead, pushing its real messages out of the
+/// feature history; so the message is dead-lettered (kept there in full) rather than
+/// stored or re-timed. Late messages (spooled, `historical`) are not judged here.
+pub fn judge_clocks<'a>(batch: &mut DecodedBatch<'a>, now: Timestamp, tolerance_ms: u64) {
+    let limit = now.0.saturating_add(tolerance_ms);
+    let (kept, ahead): (Vec<_>, Vec<_>) = std::mem::take(&mut batch.accepted)
+        .into_iter()
+        .partition(|a| a.ts_ms <= limit);
+    batch.accepted = kept;
+    for a in ahead {
+        batch.rejected.push(Rejection {
+            delivery: a.delivery,
+            reason: CLOCK_SKEW,
+            detail: format!(
+                "ts_ms {} is {} s ahead of the cloud's receive time {} (tolerance {} s): \
+                 set the device's clock (NTP)",
+                a.ts_ms,
+                (a.ts_ms - now.0) / 1000,
+                now.0,
+                tolerance_ms / 1000
+            ),
+        });
+    }
 }
 
 #[cfg(test)]
@@ -125,5 +161,51 @@ mod tests {
         assert_ne!(reasons[0], WRONG_DIRECTION);
         assert!(protocol::DecodeError::REASONS.contains(&reasons[0]));
         assert_eq!(reasons[1], WRONG_DIRECTION);
+    }
+
+    #[test]
+    fn a_message_dated_ahead_of_the_tolerance_is_dead_lettered_and_late_ones_are_kept() {
+        let at = |seq: u64, ts: u64| {
+            let mut hb = protocol::examples::heartbeat();
+            hb.seq = protocol::Seq(seq);
+            hb.ts_ms = Timestamp(ts);
+            delivery(&Message::Heartbeat(hb))
+        };
+        let now = protocol::examples::heartbeat().ts_ms.0;
+        let batch = [
+            at(1, now - 30 * 86_400_000), // spooled a month ago
+            at(2, now + 600_000),         // at the tolerance
+            at(3, now + 600_001),         // just beyond it
+            at(4, now + 50 * 365 * 86_400_000),
+        ];
+        let mut d = decode(&batch, &Limits::default());
+        judge_clocks(&mut d, Timestamp(now), 600_000);
+        let kept: Vec<u64> = d.accepted.iter().map(|a| a.seq).collect();
+        assert_eq!(kept, [1, 2]);
+        let reasons: Vec<&str> = d.rejected.iter().map(|r| r.reason).collect();
+        assert_eq!(reasons, [CLOCK_SKEW, CLOCK_SKEW]);
+        assert!(std::ptr::eq(d.rejected[0].delivery, &batch[2]));
+        assert!(
+            d.rejected[0].detail.contains("600 s ahead"),
+            "{}",
+            d.rejected[0].detail
+        );
+    }
+
+    /// docs/protocol.md lists exactly the reasons ingest adds to the protocol's.
+    #[test]
+    fn the_protocol_document_lists_the_reasons_only_the_cloud_gives() {
+        let doc = include_str!("../../../docs/protocol.md");
+        let start = doc
+            .find("<!-- cloud-rejection-reasons -->")
+            .expect("docs/protocol.md marks the table");
+        let mut listed: Vec<&str> = doc[start..]
+            .lines()
+            .skip(3)
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| l.split('`').nth(1))
+            .collect();
+        listed.sort_unstable();
+        assert_eq!(listed, CLOUD_REASONS);
     }
 }
