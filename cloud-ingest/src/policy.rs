@@ -177,13 +177,17 @@ pub struct PolicyConfig {
     pub repair_cost_minor: RepairCosts,
     /// Months of extended warranty offered with an out-of-warranty repair (0: none).
     pub extended_warranty_months: u16,
-    /// After a ticket for a device and problem closes, no new one for this many days.
+    /// After a ticket for a device and problem closes, no new one for this many days
+    /// (safety tickets excepted).
     pub cooldown_days: u32,
     /// A customer is contacted at most this many times ...
     pub contact_cap: u32,
-    /// ... within this many days. Safety tickets are exempt from this cap (not from the
-    /// cool-down).
+    /// ... within this many days (safety tickets excepted).
     pub contact_window_days: u32,
+    /// A safety signal is never held by the cool-down or the cap, but after a ticket
+    /// for the same problem closes (a declined safety offer, say) the next safety offer
+    /// waits this many hours, so the customer is asked again daily, not every heartbeat.
+    pub safety_repeat_hours: u32,
     /// Safety: a battery whose state of health is below this (percent) may swell.
     pub swelling_soh_pct: f64,
     /// Safety: a day's peak temperature at or above this (°C) is a thermal-runaway sign.
@@ -249,6 +253,7 @@ impl Default for PolicyConfig {
             cooldown_days: 14,
             contact_cap: 3,
             contact_window_days: 30,
+            safety_repeat_hours: 24,
             swelling_soh_pct: 60.0,
             runaway_temp_c: 80.0,
             runaway_over_temp_events: 10.0,
@@ -385,6 +390,8 @@ pub enum Hold {
     CoolDown,
     /// The customer has been contacted often enough lately.
     ContactCap,
+    /// A safety offer about this problem closed within `safety_repeat_hours`.
+    SafetyRepeat,
 }
 
 impl Hold {
@@ -394,6 +401,7 @@ impl Hold {
             Hold::LowRisk => "low_risk",
             Hold::CoolDown => "cool_down",
             Hold::ContactCap => "contact_cap",
+            Hold::SafetyRepeat => "safety_repeat",
         }
     }
 }
@@ -455,15 +463,21 @@ pub fn decide(input: &PolicyInput<'_>, cfg: &PolicyConfig) -> Decision {
     if safety.is_empty() && !score.alarm && !tip {
         return Decision::Hold(Hold::LowRisk);
     }
-    // A customer who just answered (or declined) is left alone for a while, safety or
-    // not; safety does override the cap on how often one customer is contacted.
-    let cooling = input.contacts.last_closed_ms.is_some_and(|closed| {
-        input.now_ms < closed.saturating_add(u64::from(cfg.cooldown_days) * DAY_MS)
-    });
-    if cooling {
+    // A customer who just answered (or declined) is left alone for a while, and not
+    // contacted too often; a safety risk overrides both, asked again at most daily.
+    let closed_within = |ms: u64| {
+        input
+            .contacts
+            .last_closed_ms
+            .is_some_and(|closed| input.now_ms < closed.saturating_add(ms))
+    };
+    if !safety.is_empty() {
+        if closed_within(u64::from(cfg.safety_repeat_hours) * HOUR_MS) {
+            return Decision::Hold(Hold::SafetyRepeat);
+        }
+    } else if closed_within(u64::from(cfg.cooldown_days) * DAY_MS) {
         return Decision::Hold(Hold::CoolDown);
-    }
-    if safety.is_empty() && input.contacts.contacts_in_window >= cfg.contact_cap {
+    } else if input.contacts.contacts_in_window >= cfg.contact_cap {
         return Decision::Hold(Hold::ContactCap);
     }
     let value = residual_value(terms, cfg);
@@ -743,7 +757,7 @@ mod tests {
     }
 
     #[test]
-    fn cool_down_holds_back_everything_and_the_contact_cap_all_but_safety() {
+    fn cool_down_and_the_contact_cap_hold_back_all_but_safety() {
         let f = FeatureVector::missing();
         let e = explanation(0.5, true, &[("crashes_per_day_7d", 0.4)]);
         let t = young_in_warranty();
@@ -767,9 +781,18 @@ mod tests {
         assert_eq!(run(&e, &f, &t, busy), Decision::Hold(Hold::ContactCap));
         let swollen = features(&[("has_battery", 1.0), ("soh_pct", 50.0)]);
         assert!(matches!(run(&e, &swollen, &t, busy), Decision::Open(p) if p.tier == Tier::High));
-        assert_eq!(
+        // recently_closed is 5 days back: within the cool-down, past the safety repeat.
+        assert!(matches!(
             run(&e, &swollen, &t, recently_closed),
-            Decision::Hold(Hold::CoolDown)
+            Decision::Open(p) if p.tier == Tier::High
+        ));
+        let an_hour_ago = ContactHistory {
+            last_closed_ms: Some(100 * DAY_MS - HOUR_MS),
+            contacts_in_window: 3,
+        };
+        assert_eq!(
+            run(&e, &swollen, &t, an_hour_ago),
+            Decision::Hold(Hold::SafetyRepeat)
         );
     }
 

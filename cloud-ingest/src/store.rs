@@ -192,6 +192,24 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// A transaction that claims rows: it takes SQLite's write lock up front (`BEGIN
+    /// IMMEDIATE`), so its reads cannot go stale before its writes; on PostgreSQL the
+    /// claiming `SELECT` ends in [`Store::skip_locked`].
+    pub async fn begin_claim(&self) -> Result<Tx, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// What a claiming `SELECT` ends with: rows another transaction holds are skipped.
+    pub fn skip_locked(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
     fn pool(&self) -> &AnyPool {
         &self.pool
     }

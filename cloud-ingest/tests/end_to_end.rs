@@ -5,7 +5,6 @@ mod common;
 
 use std::time::Duration;
 
-use axum::routing::post;
 use cloud_ingest::config::WebhookConfig;
 use cloud_ingest::demo::{self, DemoOptions};
 use cloud_ingest::store::{SqliteSync, Store};
@@ -16,7 +15,6 @@ use protocol::ids::{BootId, DeviceId, Seq};
 use protocol::{Channel, Envelope, Limits, Message, Timestamp};
 use tests::mqtt::Probe;
 use tests::services;
-use tokio::sync::mpsc;
 
 fn ack(device: &str, seq: u64, command: &protocol::ids::CommandId, status: AckStatus) -> Vec<u8> {
     let body = CommandAck {
@@ -33,30 +31,6 @@ fn ack(device: &str, seq: u64, command: &protocol::ids::CommandId, status: AckSt
         body,
     );
     Message::Ack(e).encode(&Limits::default()).unwrap()
-}
-
-/// A webhook endpoint that hands over what it receives: (signature header, body).
-async fn webhook_sink() -> (String, mpsc::UnboundedReceiver<(String, String)>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let app = axum::Router::new().route(
-        "/hook",
-        post(move |headers: axum::http::HeaderMap, body: String| {
-            let tx = tx.clone();
-            async move {
-                let sig = headers
-                    .get("x-fleet-signature")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
-                let _ = tx.send((sig, body));
-                axum::http::StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}/hook"), rx)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,15 +179,20 @@ async fn a_risky_device_gets_a_ticket_an_offer_and_a_webhook_and_bad_input_is_ke
     assert_eq!((stats.count, stats.missing()), (5, 0));
 
     // The webhook arrived, signed.
-    let (sig, body) = tokio::time::timeout(Duration::from_secs(20), hooks.recv())
+    let hook = tokio::time::timeout(Duration::from_secs(20), hooks.recv())
         .await
         .expect("no webhook within 20 s")
         .unwrap();
     assert!(
-        cloud_ingest::effects::webhooks::verify(b"hook-secret", body.as_bytes(), &sig),
-        "bad signature {sig}"
+        cloud_ingest::effects::webhooks::verify(
+            b"hook-secret",
+            hook.body.as_bytes(),
+            &hook.signature
+        ),
+        "bad signature {}",
+        hook.signature
     );
-    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let body: serde_json::Value = serde_json::from_str(&hook.body).unwrap();
     assert_eq!(body["event"], "ticket.opened");
     assert_eq!(body["ticket"]["ref"], opened.ticket_ref.as_str());
 

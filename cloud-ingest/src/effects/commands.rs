@@ -10,7 +10,6 @@ use protocol::Timestamp;
 use rumqttc::{AsyncClient, QoS};
 use tokio::sync::watch;
 
-use super::wall_ms;
 use crate::ops::events::{self, Emit};
 use crate::ops::metrics::Metrics;
 use crate::store::{outbox, tickets, Store, StoreError};
@@ -62,7 +61,8 @@ impl CommandWorker {
         }
     }
 
-    /// One pass over the outbox: the number of commands published.
+    /// One pass over the outbox: the number of commands published. Resends and expiry
+    /// both run on `now`, the service's clock, the one offers state their expiry in.
     pub async fn send_due(
         &self,
         store: &Store,
@@ -70,43 +70,25 @@ impl CommandWorker {
         now: Timestamp,
         metrics: &Metrics,
     ) -> Result<usize, StoreError> {
-        let wall = wall_ms();
+        let resend = |attempts: u32| self.resend.delay(attempts).as_millis() as u64;
         let mut sent = 0;
-        for cmd in store.due_commands(wall, 500).await? {
+        let mut full = false;
+        for cmd in store.claim_commands(now.0, 500, resend).await? {
             if cmd.expires_ms.is_some_and(|e| now.0 >= e) {
-                let mut tx = store.begin().await?;
-                if outbox::expire_command(&mut tx, &cmd.command_id).await? {
-                    if let Some(t) = cmd.ticket_id {
-                        // An offer that never reached the device withdraws its ticket.
-                        if tickets::state(&mut tx, t).await? == TicketState::Opened {
-                            tickets::move_ticket(
-                                &mut tx,
-                                t,
-                                TicketState::Cancelled,
-                                "policy",
-                                Some("the offer never reached the device"),
-                                now.0,
-                            )
-                            .await?;
-                        }
-                    }
-                }
-                tx.commit().await?;
-                events::CommandExpired {
-                    command_id: &cmd.command_id,
-                }
-                .emit(metrics);
+                self.expire(store, &cmd, now, metrics).await?;
                 continue;
             }
-            // Never wait on the request channel: a full one is backpressure, retry later.
-            if client
-                .try_publish(cmd.topic, QoS::AtLeastOnce, false, cmd.payload)
-                .is_err()
+            // Never wait on the request channel: a full one is backpressure; the claimed
+            // sends go back, due again now.
+            if full
+                || client
+                    .try_publish(cmd.topic, QoS::AtLeastOnce, false, cmd.payload)
+                    .is_err()
             {
-                break;
+                full = true;
+                store.command_unsent(&cmd.command_id, now.0).await?;
+                continue;
             }
-            let next = wall + self.resend.delay(cmd.attempts).as_millis() as u64;
-            store.command_sent(&cmd.command_id, next).await?;
             events::CommandSent {
                 command_id: &cmd.command_id,
                 attempt: cmd.attempts + 1,
@@ -115,6 +97,40 @@ impl CommandWorker {
             sent += 1;
         }
         Ok(sent)
+    }
+
+    /// An offer past its expiry: no more sends, and a ticket whose offer never reached
+    /// the device is withdrawn.
+    async fn expire(
+        &self,
+        store: &Store,
+        cmd: &outbox::DueCommand,
+        now: Timestamp,
+        metrics: &Metrics,
+    ) -> Result<(), StoreError> {
+        let mut tx = store.begin().await?;
+        if !outbox::expire_command(&mut tx, &cmd.command_id).await? {
+            return Ok(()); // another replica got there first
+        }
+        if let Some(t) = cmd.ticket_id {
+            if tickets::state(&mut tx, t).await? == TicketState::Opened {
+                tickets::move_ticket(
+                    &mut tx,
+                    t,
+                    TicketState::Cancelled,
+                    "policy",
+                    Some("the offer never reached the device"),
+                    now.0,
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        events::CommandExpired {
+            command_id: &cmd.command_id,
+        }
+        .emit(metrics);
+        Ok(())
     }
 }
 

@@ -92,7 +92,11 @@ impl Exporter {
         client: &influxdb2::Client,
         metrics: &Metrics,
     ) -> Result<usize, ExportError> {
-        let rows = store.pending_exports(self.batch).await?;
+        // A claim outlives a slow write; one whose exporter died lapses and is retried.
+        let now = super::wall_ms();
+        let rows = store
+            .claim_exports(now, now + EXPORT_LEASE_MS, self.batch)
+            .await?;
         events::ExportBacklog {
             rows: store.export_backlog().await?,
         }
@@ -110,18 +114,25 @@ impl Exporter {
             keys.push((r.device_id, r.seq));
         }
         let n = points.len() as u64;
-        client
+        let written = client
             .write_with_precision(
                 &self.target.bucket,
                 futures::stream::iter(points),
                 TimestampPrecision::Milliseconds,
             )
-            .await?;
+            .await;
+        if let Err(e) = written {
+            store.release_exports(&keys).await?;
+            return Err(e.into());
+        }
         events::PointsExported { points: n }.emit(metrics);
         store.mark_exported(&keys).await?;
         Ok(keys.len())
     }
 }
+
+/// How long an exporter holds the rows it writes, ms.
+const EXPORT_LEASE_MS: u64 = 120_000;
 
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]

@@ -188,7 +188,10 @@ impl WebhookWorker {
         metrics: &Metrics,
     ) -> Result<usize, crate::store::StoreError> {
         let mut delivered = 0;
-        for w in store.due_webhooks(wall_ms(), 100).await? {
+        // A replica that dies mid-request leaves its claim to lapse: retried then.
+        let lease = (self.timeout + Duration::from_secs(30)).as_millis() as u64;
+        let now = wall_ms();
+        for w in store.claim_webhooks(now, now + lease, 100).await? {
             let attempts = w.attempts + 1;
             let secret = self.secrets.get(&w.url).map(String::as_str).unwrap_or("");
             let result = http

@@ -149,14 +149,28 @@ pub struct PendingExport {
 }
 
 impl Store {
-    /// Up to `limit` messages waiting for the exporter.
-    pub async fn pending_exports(&self, limit: usize) -> Result<Vec<PendingExport>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT device_id, seq, tenant, channel, payload FROM messages WHERE export_pending = 1 LIMIT $1",
-        )
-        .bind(limit as i64)
-        .fetch_all(self.pool())
-        .await?;
+    /// Claims up to `limit` messages waiting for the exporter (or whose claim lapsed
+    /// before `wall_ms`) until `lease_until`, in one statement other replicas skip, so
+    /// each is written to InfluxDB by one exporter.
+    pub async fn claim_exports(
+        &self,
+        wall_ms: u64,
+        lease_until: u64,
+        limit: usize,
+    ) -> Result<Vec<PendingExport>, StoreError> {
+        let sql = format!(
+            "UPDATE messages SET export_pending = $1 WHERE (device_id, seq) IN (
+                SELECT device_id, seq FROM messages
+                WHERE export_pending <> 0 AND export_pending < $2 LIMIT $3{})
+             RETURNING device_id, seq, tenant, channel, payload",
+            self.skip_locked()
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(lease_until as i64)
+            .bind(wall_ms as i64)
+            .bind(limit as i64)
+            .fetch_all(self.pool())
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(PendingExport {
@@ -172,7 +186,7 @@ impl Store {
 
     /// How many messages wait for the exporter.
     pub async fn export_backlog(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query("SELECT COUNT(*) FROM messages WHERE export_pending = 1")
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM messages WHERE export_pending <> 0")
             .fetch_one(self.pool())
             .await?
             .try_get(0)?;
@@ -181,13 +195,25 @@ impl Store {
 
     /// Clears the exporter's mark on messages it wrote, in one transaction.
     pub async fn mark_exported(&self, keys: &[(String, u64)]) -> Result<(), StoreError> {
+        self.set_export_mark(keys, 0).await
+    }
+
+    /// Gives back claimed messages an export could not write: waiting again.
+    pub async fn release_exports(&self, keys: &[(String, u64)]) -> Result<(), StoreError> {
+        self.set_export_mark(keys, 1).await
+    }
+
+    async fn set_export_mark(&self, keys: &[(String, u64)], mark: i64) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         for (device, seq) in keys {
-            sqlx::query("UPDATE messages SET export_pending = 0 WHERE device_id = $1 AND seq = $2")
-                .bind(device)
-                .bind(*seq as i64)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE messages SET export_pending = $3 WHERE device_id = $1 AND seq = $2",
+            )
+            .bind(device)
+            .bind(*seq as i64)
+            .bind(mark)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -33,7 +33,7 @@ pub struct NewCommand {
 pub async fn queue_command(c: &mut AnyConnection, cmd: &NewCommand) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO commands (command_id, ticket_id, device_id, topic, payload, created_ms,
-            expires_ms, next_wall_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, 0)",
+            expires_ms, next_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, 0)",
     )
     .bind(cmd.command_id.as_str())
     .bind(cmd.ticket_id)
@@ -177,45 +177,62 @@ pub async fn queue_webhook(
 }
 
 impl Store {
-    /// Unanswered commands whose next send is due by `wall_ms`, oldest first.
-    pub async fn due_commands(
+    /// Claims up to `limit` unanswered commands due by `now` (service clock), oldest
+    /// first: each claimed send is counted and its next one scheduled by `next_after`
+    /// (given the sends so far) before the caller publishes it, in one transaction that
+    /// other replicas skip (PostgreSQL) or wait for (SQLite's single writer), so no two
+    /// replicas make the same send. Commands past their expiry come back unclaimed, for
+    /// [`expire_command`].
+    pub async fn claim_commands(
         &self,
-        wall_ms: u64,
+        now: u64,
         limit: usize,
+        next_after: impl Fn(u32) -> u64,
     ) -> Result<Vec<DueCommand>, StoreError> {
-        let rows = sqlx::query(
+        let mut tx = self.begin_claim().await?;
+        let sql = format!(
             "SELECT command_id, ticket_id, topic, payload, attempts, expires_ms FROM commands
-             WHERE status IS NULL AND next_wall_ms <= $1 ORDER BY created_ms LIMIT $2",
-        )
-        .bind(wall_ms as i64)
-        .bind(limit as i64)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DueCommand {
-                    command_id: r.try_get(0)?,
-                    ticket_id: r.try_get(1)?,
-                    topic: r.try_get(2)?,
-                    payload: r.try_get(3)?,
-                    attempts: r.try_get::<i64, _>(4)?.clamp(0, i64::from(u32::MAX)) as u32,
-                    expires_ms: r.try_get::<Option<i64>, _>(5)?.map(|v| v as u64),
-                })
-            })
-            .collect()
+             WHERE status IS NULL AND next_ms <= $1 ORDER BY created_ms LIMIT $2{}",
+            self.skip_locked()
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now as i64)
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut due = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let cmd = DueCommand {
+                command_id: r.try_get(0)?,
+                ticket_id: r.try_get(1)?,
+                topic: r.try_get(2)?,
+                payload: r.try_get(3)?,
+                attempts: r.try_get::<i64, _>(4)?.clamp(0, i64::from(u32::MAX)) as u32,
+                expires_ms: r.try_get::<Option<i64>, _>(5)?.map(|v| v as u64),
+            };
+            if cmd.expires_ms.is_none_or(|e| now < e) {
+                sqlx::query(
+                    "UPDATE commands SET attempts = attempts + 1, next_ms = $2 WHERE command_id = $1",
+                )
+                .bind(cmd.command_id.as_str())
+                .bind(now.saturating_add(next_after(cmd.attempts)) as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+            due.push(cmd);
+        }
+        tx.commit().await?;
+        Ok(due)
     }
 
-    /// Counts a send and schedules the next one.
-    pub async fn command_sent(
-        &self,
-        command_id: &str,
-        next_wall_ms: u64,
-    ) -> Result<(), StoreError> {
+    /// Gives back a claimed send that could not be made: due again at `now`.
+    pub async fn command_unsent(&self, command_id: &str, now: u64) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE commands SET attempts = attempts + 1, next_wall_ms = $2 WHERE command_id = $1",
+            "UPDATE commands SET attempts = attempts - 1, next_ms = $2
+             WHERE command_id = $1 AND attempts > 0",
         )
         .bind(command_id)
-        .bind(next_wall_ms as i64)
+        .bind(now as i64)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -233,30 +250,43 @@ impl Store {
             .collect()
     }
 
-    /// Undelivered webhooks due by `wall_ms`, oldest first.
-    pub async fn due_webhooks(
+    /// Claims up to `limit` undelivered webhooks due by `wall_ms`, oldest first: each
+    /// is leased until `lease_until` (its next attempt should this one never report
+    /// back), in a transaction other replicas skip, so one replica posts each attempt.
+    pub async fn claim_webhooks(
         &self,
         wall_ms: u64,
+        lease_until: u64,
         limit: usize,
     ) -> Result<Vec<DueWebhook>, StoreError> {
-        let rows = sqlx::query(
+        let mut tx = self.begin_claim().await?;
+        let sql = format!(
             "SELECT id, url, body, attempts FROM webhook_outbox
-             WHERE delivered_ms IS NULL AND failed = 0 AND next_wall_ms <= $1 ORDER BY id LIMIT $2",
-        )
-        .bind(wall_ms as i64)
-        .bind(limit as i64)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DueWebhook {
-                    id: r.try_get(0)?,
-                    url: r.try_get(1)?,
-                    body: r.try_get(2)?,
-                    attempts: r.try_get::<i64, _>(3)?.clamp(0, i64::from(u32::MAX)) as u32,
-                })
-            })
-            .collect()
+             WHERE delivered_ms IS NULL AND failed = 0 AND next_wall_ms <= $1 ORDER BY id LIMIT $2{}",
+            self.skip_locked()
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(wall_ms as i64)
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut due = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let w = DueWebhook {
+                id: r.try_get(0)?,
+                url: r.try_get(1)?,
+                body: r.try_get(2)?,
+                attempts: r.try_get::<i64, _>(3)?.clamp(0, i64::from(u32::MAX)) as u32,
+            };
+            sqlx::query("UPDATE webhook_outbox SET next_wall_ms = $2 WHERE id = $1")
+                .bind(w.id)
+                .bind(lease_until as i64)
+                .execute(&mut *tx)
+                .await?;
+            due.push(w);
+        }
+        tx.commit().await?;
+        Ok(due)
     }
 
     /// Records a delivery.

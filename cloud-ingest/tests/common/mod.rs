@@ -163,3 +163,44 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A webhook delivery as the endpoint saw it.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    /// `X-Fleet-Signature`.
+    pub signature: String,
+    /// `X-Fleet-Delivery`.
+    pub delivery: String,
+    /// The body.
+    pub body: String,
+}
+
+/// A webhook endpoint that hands over every request it receives.
+pub async fn webhook_sink() -> (String, mpsc::UnboundedReceiver<Hook>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let tx = tx.clone();
+            async move {
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                let _ = tx.send(Hook {
+                    signature: header("x-fleet-signature"),
+                    delivery: header("x-fleet-delivery"),
+                    body,
+                });
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), rx)
+}
