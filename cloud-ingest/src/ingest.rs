@@ -19,22 +19,26 @@ pub mod decode;
 pub mod dedup;
 pub mod plan;
 pub mod snapshot;
+#[cfg(test)]
+mod tests;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use protocol::clock::Clock;
 use protocol::retry::Backoff;
 use protocol::Limits;
 use serde::Serialize;
 
-pub use decode::Delivery;
+pub use decode::{Delivery, UNPROCESSABLE};
 
 use crate::ops::events::{self, Emit};
 use crate::ops::metrics::Metrics;
 use crate::policy::{PolicyConfig, Problem};
 use crate::score::{FeatureCache, ModelSlot};
-use crate::store::{messages, Store, StoreError};
+use crate::store::{dead_letters, messages, Store, StoreError};
 use crate::tickets::Tier;
 
 /// Settings of the pipeline (from `[ingest]` and friends).
@@ -112,10 +116,50 @@ pub struct BatchOutcome {
     pub tickets: Vec<OpenedTicket>,
 }
 
-/// Attempts at a batch before giving up on it (and on the run: it stays unacknowledged).
+/// Attempts at a batch whose failure may be about its messages (a constraint, a value,
+/// a conflict that keeps coming back, a panic) before it is split in two.
 const ATTEMPTS: u32 = 5;
-/// Pauses between attempts at a batch.
-const RETRY: Backoff = Backoff::new(Duration::from_millis(40), Duration::from_secs(1));
+/// Pauses between attempts at a batch: short for conflicts, up to 5 s while the store
+/// is unavailable.
+const RETRY: Backoff = Backoff::new(Duration::from_millis(40), Duration::from_secs(5));
+
+/// Why an attempt at a batch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// The store refused or could not be reached.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Planning or writing panicked: a bug, but the stream must move on.
+    #[error("processing panicked: {0}")]
+    Panicked(String),
+}
+
+impl BatchError {
+    /// Whether the store is unavailable (unreachable, restarting, out of disk): the
+    /// batch is retried, whole, until it is back; nothing about the messages is judged.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            BatchError::Store(e) => e.is_unavailable(),
+            BatchError::Panicked(_) => false,
+        }
+    }
+}
+
+/// How one part of a batch ended.
+enum Settled {
+    Done(BatchOutcome),
+    /// Failed [`ATTEMPTS`] times for a reason that may lie in its messages.
+    Poisoned(BatchError),
+}
+
+impl BatchOutcome {
+    fn merge(&mut self, other: BatchOutcome) {
+        self.accepted += other.accepted;
+        self.duplicates += other.duplicates;
+        self.rejected += other.rejected;
+        self.tickets.extend(other.tickets);
+    }
+}
 
 /// The pipeline: owns the feature cache; one per ingest process.
 pub struct Pipeline {
@@ -127,6 +171,9 @@ pub struct Pipeline {
     settings: PipelineSettings,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
+    /// Tests only: attempts with a delivery this matches panic, as a bug would.
+    #[cfg(test)]
+    poison: Option<fn(&Delivery) -> bool>,
 }
 
 impl Pipeline {
@@ -148,42 +195,116 @@ impl Pipeline {
             settings,
             metrics,
             clock,
+            #[cfg(test)]
+            poison: None,
         }
     }
 
-    /// Processes a batch in one transaction, planning and applying it again whole when
-    /// the database reports a conflict (another replica got to a row first, or a
-    /// deadlock). The batch's effects are durable when this returns `Ok`.
-    pub async fn process(&mut self, batch: &[Delivery]) -> Result<BatchOutcome, StoreError> {
+    /// Processes a batch; its effects are durable when this returns, so the caller may
+    /// acknowledge every message in it. Each part is one transaction, planned and
+    /// applied again on failure. While the store is unavailable this waits for it. A
+    /// part that keeps failing otherwise is split in two, down to the one message that
+    /// fails alone, which is dead-lettered as [`UNPROCESSABLE`] with the error: one bad
+    /// message never holds up the stream behind it.
+    pub async fn process(&mut self, batch: &[Delivery]) -> BatchOutcome {
+        let mut outcome = BatchOutcome::default();
+        let mut parts = std::collections::VecDeque::from([batch]);
+        while let Some(part) = parts.pop_front() {
+            match self.settle(part).await {
+                Settled::Done(o) => outcome.merge(o),
+                Settled::Poisoned(e) if part.len() > 1 => {
+                    let (first, second) = part.split_at(part.len() / 2);
+                    events::BatchSplit {
+                        messages: part.len(),
+                        error: &e,
+                    }
+                    .emit(&self.metrics);
+                    parts.push_front(second);
+                    parts.push_front(first);
+                }
+                Settled::Poisoned(e) => outcome.merge(self.unprocessable(&part[0], &e).await),
+            }
+        }
+        outcome
+    }
+
+    /// One part of a batch, attempted until it commits or proves poisoned.
+    async fn settle(&mut self, batch: &[Delivery]) -> Settled {
         let started = Instant::now();
         let mut decoded = decode::decode(batch, &self.limits);
         decode::judge_clocks(&mut decoded, self.clock.now(), self.settings.clock_ahead_ms);
         let rejected = decoded.rejected;
         let (fresh, repeats) = dedup::within_batch(decoded.accepted);
+        let mut judged = 0;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.attempt(&rejected, &fresh, repeats).await {
-                Ok(outcome) => {
+            let tried = AssertUnwindSafe(self.attempt(&rejected, &fresh, repeats))
+                .catch_unwind()
+                .await;
+            let e = match tried {
+                Ok(Ok(outcome)) => {
                     events::BatchCommitted {
                         messages: batch.len(),
                         elapsed: started.elapsed(),
                     }
                     .emit(&self.metrics);
-                    return Ok(outcome);
+                    return Settled::Done(outcome);
                 }
+                Ok(Err(e)) => BatchError::Store(e),
+                Err(panic) => BatchError::Panicked(panic_text(&*panic)),
+            };
+            // The cache may hold what the rolled-back transaction planned.
+            for a in &fresh {
+                self.cache.forget(a.device());
+            }
+            let of = if e.is_unavailable() {
+                None
+            } else {
+                judged += 1;
+                if judged >= ATTEMPTS {
+                    return Settled::Poisoned(e);
+                }
+                Some(ATTEMPTS)
+            };
+            let retry_in = RETRY.delay(attempt - 1);
+            events::BatchRetried {
+                attempt,
+                of,
+                error: &e,
+                retry_in,
+            }
+            .emit(&self.metrics);
+            tokio::time::sleep(retry_in).await;
+        }
+    }
+
+    /// Keeps a message that fails alone as a dead letter (waiting while the store is
+    /// unavailable), so it can be acknowledged.
+    async fn unprocessable(&mut self, delivery: &Delivery, error: &BatchError) -> BatchOutcome {
+        let rejection = decode::Rejection {
+            delivery,
+            reason: UNPROCESSABLE,
+            detail: format!("ingest could not process this message: {error}"),
+        };
+        let letter = plan::dead_letter(self.clock.now(), &rejection);
+        let mut attempt = 0;
+        loop {
+            let kept = async {
+                let mut tx = self.store.begin().await?;
+                dead_letters::insert(&mut tx, std::slice::from_ref(&letter)).await?;
+                tx.commit().await?;
+                Ok::<(), StoreError>(())
+            }
+            .await;
+            match kept {
+                Ok(()) => break,
                 Err(e) => {
-                    // The cache may hold what the rolled-back transaction planned.
-                    for a in &fresh {
-                        self.cache.forget(a.device());
-                    }
-                    if attempt >= ATTEMPTS {
-                        return Err(e);
-                    }
+                    attempt += 1;
                     let retry_in = RETRY.delay(attempt - 1);
                     events::BatchRetried {
                         attempt,
-                        of: ATTEMPTS,
+                        of: None,
                         error: &e,
                         retry_in,
                     }
@@ -191,6 +312,16 @@ impl Pipeline {
                     tokio::time::sleep(retry_in).await;
                 }
             }
+        }
+        events::MessageRejected {
+            topic: letter.topic,
+            reason: letter.reason,
+            detail: &letter.detail,
+        }
+        .emit(&self.metrics);
+        BatchOutcome {
+            rejected: 1,
+            ..BatchOutcome::default()
         }
     }
 
@@ -200,6 +331,13 @@ impl Pipeline {
         fresh: &[decode::Accepted<'_>],
         repeats: u64,
     ) -> Result<BatchOutcome, StoreError> {
+        #[cfg(test)]
+        if let Some(poisoned) = self.poison {
+            assert!(
+                !fresh.iter().any(|a| poisoned(a.delivery)),
+                "a poisoned message (test)"
+            );
+        }
         let now = self.clock.now();
         let model = self.model.current();
         let mut tx = self.store.begin().await?;
@@ -253,6 +391,9 @@ impl Pipeline {
         .emit(m);
         r.scored.into_iter().for_each(|e| e.emit(m));
         r.answers.into_iter().for_each(|e| e.emit(m));
+        for error in &r.unofferable {
+            events::OfferRefused { error }.emit(m);
+        }
         for (device, reason) in &r.held {
             events::DecisionHeld {
                 device,
@@ -270,4 +411,13 @@ impl Pipeline {
             tickets,
         }
     }
+}
+
+/// What a panic said, for the dead letter.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }

@@ -392,6 +392,8 @@ pub enum Hold {
     ContactCap,
     /// A safety offer about this problem closed within `safety_repeat_hours`.
     SafetyRepeat,
+    /// The offer could not be built from the device's data (logged with why).
+    Unofferable,
 }
 
 impl Hold {
@@ -402,6 +404,7 @@ impl Hold {
             Hold::CoolDown => "cool_down",
             Hold::ContactCap => "contact_cap",
             Hold::SafetyRepeat => "safety_repeat",
+            Hold::Unofferable => "unofferable",
         }
     }
 }

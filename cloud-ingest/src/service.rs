@@ -208,12 +208,13 @@ async fn consume(
                 payload: p.payload.to_vec(),
             })
             .collect();
-        // Not acknowledged unless committed: a failure here ends the run, and the
-        // broker redelivers the batch to the next start.
-        let outcome = pipeline
-            .process(&batch)
-            .await
-            .context("committing a batch; its messages stay unacknowledged")?;
+        // Not acknowledged unless committed. Processing waits out an unavailable store;
+        // stopping meanwhile leaves the batch unacknowledged, for the broker to
+        // redeliver to the next start.
+        let outcome = tokio::select! {
+            o = pipeline.process(&batch) => o,
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        };
         for p in &publishes {
             // The poll task never blocks, so this wait is short (pitfall 1).
             consumer

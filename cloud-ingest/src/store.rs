@@ -71,6 +71,39 @@ pub enum StoreError {
     /// A ticket that does not exist.
     #[error("no ticket {0}")]
     NoTicket(String),
+    /// Input from outside refused before anything was written.
+    #[error("invalid input: {0}")]
+    Invalid(String),
+}
+
+impl StoreError {
+    /// Whether the store is unavailable rather than refusing this data: unreachable,
+    /// restarting, out of connections or disk, locked. Such an error says nothing about
+    /// the rows being written, so the caller waits and tries the same again.
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Db(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => true,
+            sqlx::Error::Database(d) => {
+                let code = d.code().unwrap_or_default();
+                // PostgreSQL: connection (08), resources such as a full disk (53),
+                // operator intervention such as a shutdown (57), system errors (58).
+                // SQLite (primary codes): BUSY 5, LOCKED 6, NOMEM 7, READONLY 8,
+                // IOERR 10, FULL 13, CANTOPEN 14, PROTOCOL 15.
+                let primary = code.parse::<i64>().map(|c| c & 0xff);
+                ["08", "53", "57", "58"].iter().any(|c| code.starts_with(c))
+                    || primary.is_ok_and(|c| [5, 6, 7, 8, 10, 13, 14, 15].contains(&c))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Which database the store is on.

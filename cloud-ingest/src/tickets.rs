@@ -71,6 +71,12 @@ impl TicketState {
         )
     }
 
+    /// Whether the customer has not answered yet (the offer is on its way or shown):
+    /// only such a ticket may be superseded by policy.
+    pub fn is_unanswered(self) -> bool {
+        matches!(self, TicketState::Opened | TicketState::Offered)
+    }
+
     /// Whether `self → to` is a legal move.
     pub fn can_move_to(self, to: TicketState) -> bool {
         use TicketState::*;

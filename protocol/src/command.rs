@@ -325,9 +325,13 @@ impl Offer {
 }
 
 impl Money {
+    /// Whether `code` has the form of an ISO 4217 currency code: three upper-case letters.
+    pub fn is_currency(code: &str) -> bool {
+        code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase())
+    }
+
     fn validate(&self, currency_field: &'static str) -> Checked {
-        let ok = self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_uppercase());
-        if !ok {
+        if !Money::is_currency(&self.currency) {
             return Err(FieldError::new(
                 currency_field,
                 Problem::Invalid(format!(

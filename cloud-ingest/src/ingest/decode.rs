@@ -99,8 +99,12 @@ pub fn decode<'a>(batch: &'a [Delivery], limits: &Limits) -> DecodedBatch<'a> {
 /// Reason code of a message dated too far ahead of the cloud's clock.
 pub const CLOCK_SKEW: &str = "clock_skew";
 
+/// Reason code of a message that ingest could not process although it decoded: a batch
+/// that kept failing was split until this message alone failed.
+pub const UNPROCESSABLE: &str = "unprocessable";
+
 /// The reasons ingest gives on top of [`protocol::DecodeError::REASONS`], sorted.
-pub const CLOUD_REASONS: [&str; 2] = [CLOCK_SKEW, WRONG_DIRECTION];
+pub const CLOUD_REASONS: [&str; 3] = [CLOCK_SKEW, UNPROCESSABLE, WRONG_DIRECTION];
 
 /// Rejects accepted messages whose device time is more than `tolerance_ms` ahead of
 /// `now`, the receive time. Such a time cannot be true, and kept it would be the

@@ -113,6 +113,8 @@ pub struct Report {
     pub answers: Vec<CommandAnswered>,
     /// Alarms held back: device and reason.
     pub held: Vec<(String, Hold)>,
+    /// Offers that could not be built, with why.
+    pub unofferable: Vec<offer::OfferError>,
 }
 
 /// Everything one batch changes.
@@ -388,7 +390,7 @@ pub const DEAD_LETTER_EXCERPT: usize = 16 * 1024;
 
 /// A rejection as it is kept: a payload over [`DEAD_LETTER_EXCERPT`] is cut to it, and the
 /// detail says so.
-fn dead_letter<'a>(now: Timestamp, r: &Rejection<'a>) -> DeadLetter<'a> {
+pub fn dead_letter<'a>(now: Timestamp, r: &Rejection<'a>) -> DeadLetter<'a> {
     let payload: &'a [u8] = &r.delivery.payload;
     let (payload, detail) = if payload.len() > DEAD_LETTER_EXCERPT {
         let detail = format!(
@@ -484,10 +486,22 @@ pub fn decide(
             }
         };
         if let Some(t) = existing {
-            if t.tier >= p.tier {
+            // What the customer has accepted stands: a service team works it, and the
+            // stronger signal is theirs to see in the device's scores.
+            if t.tier >= p.tier || !t.state.is_unanswered() {
                 continue;
             }
-            // A tip is not enough any more: withdraw it for the stronger remedy.
+        }
+        let opening = match opening(&c, &p, &ctx.registration, model, settings, now) {
+            Ok(o) => o,
+            Err(e) => {
+                plan.report.unofferable.push(e);
+                plan.report.held.push((c.device.clone(), Hold::Unofferable));
+                continue;
+            }
+        };
+        if let Some(t) = existing {
+            // An unanswered weaker offer is not enough any more: withdrawn for this one.
             plan.moves.push(TicketMove {
                 ticket_id: t.id,
                 from: t.state,
@@ -497,8 +511,7 @@ pub fn decide(
                 at_ms: now.0,
             });
         }
-        plan.openings
-            .push(opening(&c, &p, &ctx.registration, model, settings, now));
+        plan.openings.push(opening);
     }
 }
 
@@ -509,7 +522,7 @@ fn opening(
     model: &ModelArtifact,
     settings: &PipelineSettings,
     now: Timestamp,
-) -> Opening {
+) -> Result<Opening, offer::OfferError> {
     let reference = ticket_ref(&c.device, p.problem, now);
     let top = evidence_features(&c.scored);
     let evidence = Evidence {
@@ -534,7 +547,7 @@ fn opening(
         p,
         now,
         settings.offer_valid_hours,
-    );
+    )?;
     let why = top
         .iter()
         .filter(|f| f.contribution > 0.0)
@@ -542,7 +555,7 @@ fn opening(
         .map(|f| format!("{} = {:.2} {}", f.feature, f.value, f.unit))
         .chain(p.safety.iter().cloned())
         .collect();
-    Opening {
+    Ok(Opening {
         ticket: NewTicket {
             ticket_ref: reference.clone(),
             device_id: c.device.clone(),
@@ -583,7 +596,7 @@ fn opening(
             due_ms: p.due_ms,
             why,
         },
-    }
+    })
 }
 
 /// What the registry's terms mean now.

@@ -113,6 +113,20 @@ impl Emit for DecisionHeld<'_> {
     }
 }
 
+/// An alarm could not become an offer: the device's data breaks the protocol's rules.
+#[derive(Debug, Clone, Copy)]
+pub struct OfferRefused<'a> {
+    /// Why.
+    pub error: &'a crate::policy::offer::OfferError,
+}
+
+impl Emit for OfferRefused<'_> {
+    fn emit(self, _: &Metrics) {
+        // Counted as a held decision (`unofferable`); this says why.
+        tracing::warn!("no offer sent: {}", self.error);
+    }
+}
+
 /// A device answered a command.
 #[derive(Debug, Clone, Copy)]
 pub struct CommandAnswered {
@@ -166,8 +180,9 @@ impl Emit for BatchCommitted {
 pub struct BatchRetried<'a> {
     /// The attempt that failed (1 for the first).
     pub attempt: u32,
-    /// Attempts allowed.
-    pub of: u32,
+    /// Attempts allowed before the batch is split; `None` while the store is
+    /// unavailable (retried until it is back).
+    pub of: Option<u32>,
     /// Why it failed.
     pub error: &'a dyn Display,
     /// The pause before the next attempt.
@@ -176,14 +191,41 @@ pub struct BatchRetried<'a> {
 
 impl Emit for BatchRetried<'_> {
     fn emit(self, m: &Metrics) {
-        tracing::warn!(
-            "batch failed ({}); retrying in {:?} ({}/{})",
-            self.error,
-            self.retry_in,
-            self.attempt,
-            self.of
-        );
+        match self.of {
+            Some(of) => tracing::warn!(
+                "batch failed ({}); retrying in {:?} ({}/{of} before it is split)",
+                self.error,
+                self.retry_in,
+                self.attempt,
+            ),
+            None => tracing::warn!(
+                "store unavailable ({}); retrying the batch in {:?} (attempt {})",
+                self.error,
+                self.retry_in,
+                self.attempt,
+            ),
+        }
         m.batch_retries.inc();
+    }
+}
+
+/// A batch kept failing and is tried in two halves.
+#[derive(Clone, Copy)]
+pub struct BatchSplit<'a> {
+    /// Messages in the batch split.
+    pub messages: usize,
+    /// The last failure.
+    pub error: &'a dyn Display,
+}
+
+impl Emit for BatchSplit<'_> {
+    fn emit(self, m: &Metrics) {
+        tracing::warn!(
+            "a batch of {} messages keeps failing ({}); trying its halves",
+            self.messages,
+            self.error
+        );
+        m.batch_splits.inc();
     }
 }
 

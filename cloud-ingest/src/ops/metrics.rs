@@ -50,6 +50,8 @@ pub struct Metrics {
     pub model_reloads: Family<Label, Counter>,
     /// Batches retried after a database conflict or error.
     pub batch_retries: Counter,
+    /// Batches split in two because they kept failing.
+    pub batch_splits: Counter,
     /// Offers that lapsed before the device answered.
     pub commands_expired: Counter,
     /// Failed passes over an outbox, by outbox.
@@ -173,6 +175,12 @@ impl Metrics {
             "Batches retried after a database conflict or error",
             Counter::default(),
         );
+        let batch_splits = register(
+            &mut r,
+            "batch_splits",
+            "Batches split in two because they kept failing",
+            Counter::default(),
+        );
         let commands_expired = register(
             &mut r,
             "commands_expired",
@@ -224,6 +232,7 @@ impl Metrics {
             influx_backlog,
             model_reloads,
             batch_retries,
+            batch_splits,
             commands_expired,
             outbox_errors,
             mqtt_connection_errors,

@@ -1,8 +1,9 @@
 //! The offer a ticket carries to the customer: its words, and the command that takes it
 //! to the device.
 
+use protocol::codec::EncodeError;
 use protocol::command::{Command, CommandBody, Money, Offer, OfferKind};
-use protocol::ids::{CommandId, DeviceId, TenantId, TicketRef};
+use protocol::ids::{CommandId, DeviceId, IdError, TenantId, TicketRef};
 use protocol::{Channel, Timestamp, Topic};
 
 use super::Plan;
@@ -20,6 +21,30 @@ pub struct QueuedCommand {
     pub expires: Timestamp,
 }
 
+/// Why an offer could not be built: something it is made of (an id, the registry's
+/// currency, the words) breaks the protocol's rules.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OfferError {
+    /// An id does not pass the protocol's charset and length.
+    #[error("offer for {device}: {what}: {error}")]
+    Id {
+        /// The device.
+        device: String,
+        /// Which id.
+        what: &'static str,
+        /// Why.
+        error: IdError,
+    },
+    /// The command does not encode (a value out of the protocol's ranges).
+    #[error("offer for {device}: {error}")]
+    Encode {
+        /// The device.
+        device: String,
+        /// Why.
+        error: EncodeError,
+    },
+}
+
 /// The offer command for a new ticket.
 pub fn offer_command(
     device: &str,
@@ -28,14 +53,21 @@ pub fn offer_command(
     plan: &Plan,
     now: Timestamp,
     valid_hours: u32,
-) -> QueuedCommand {
-    let device_id = DeviceId::new(device).expect("a device id from a valid topic");
-    let tenant = TenantId::new(tenant).expect("a tenant from a valid topic");
-    let command_id = CommandId::new(format!("offer-{ticket_ref}")).expect("a short id");
+) -> Result<QueuedCommand, OfferError> {
+    let id = |what, error| OfferError::Id {
+        device: device.to_owned(),
+        what,
+        error,
+    };
+    let device_id = DeviceId::new(device).map_err(|e| id("device id", e))?;
+    let tenant = TenantId::new(tenant).map_err(|e| id("tenant", e))?;
+    let command_id =
+        CommandId::new(format!("offer-{ticket_ref}")).map_err(|e| id("command id", e))?;
+    let ticket = TicketRef::new(ticket_ref).map_err(|e| id("ticket", e))?;
     let expires = Timestamp(now.0 + u64::from(valid_hours) * 3_600_000);
     let (title, message) = offer_text(plan);
     let offer = Offer {
-        ticket: TicketRef::new(ticket_ref).expect("a short reference"),
+        ticket,
         kind: plan.offer,
         title,
         message,
@@ -53,14 +85,17 @@ pub fn offer_command(
         CommandBody::Offer(offer),
     );
     cmd.expires_ts_ms = Some(expires);
-    let payload =
-        protocol::codec::encode(&cmd).expect("offers are built within the protocol's limits");
-    QueuedCommand {
+    let payload = protocol::codec::encode(&cmd).map_err(|error| OfferError::Encode {
+        device: device.to_owned(),
+        error,
+    })?;
+    Ok(QueuedCommand {
         command_id,
         topic: Topic::new(tenant, device_id, Channel::Command).to_string(),
-        payload: String::from_utf8(payload).expect("JSON is UTF-8"),
+        // Encoded JSON is UTF-8.
+        payload: String::from_utf8_lossy(&payload).into_owned(),
         expires,
-    }
+    })
 }
 
 /// The customer-facing headline and text of an offer.

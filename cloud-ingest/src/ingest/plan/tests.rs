@@ -418,6 +418,22 @@ fn an_open_ticket_for_the_problem_or_a_recent_close_holds_the_decision() {
         (4, TicketState::Cancelled)
     );
 
+    // One the customer accepted stands: no cancellation, and no second offer.
+    for state in [TicketState::Accepted, TicketState::InProgress] {
+        let accepted = DeviceContext {
+            open: vec![OpenTicket {
+                id: 5,
+                problem,
+                state,
+                tier: Tier::Low,
+            }],
+            ..DeviceContext::default()
+        };
+        let mut p = plan.clone();
+        run.decide(&mut p, &HashMap::from([("dev-a".to_owned(), accepted)]));
+        assert!(p.openings.is_empty() && p.moves.is_empty(), "{state}");
+    }
+
     let cooling = DeviceContext {
         contacts: ContactHistory {
             last_closed_ms: Some(T0 + 9_000 * MIN),
@@ -587,5 +603,33 @@ fn only_seqs_the_store_may_hold_are_looked_up() {
         dedup::maybe_stored(&fresh, &rows),
         [("dev-a", 3, 9)],
         "dev-a's live seqs, new dev-b and dev-c's next seq need no lookup"
+    );
+}
+
+#[test]
+fn an_offer_the_registry_cannot_price_is_held_not_a_panic() {
+    let batch = deliveries(&[hb("dev-a", 1, T0)]);
+    let (fresh, _) = accept(&batch);
+    let mut run = Run::new(true);
+    let mut plan = run.observe(&fresh, &Snapshot::default());
+    // Far past its useful life, out of warranty: a trade-in, quoted in a currency that
+    // is no ISO code (the registry's reader filters such codes; this is the last guard).
+    let ctx = DeviceContext {
+        registration: Registration {
+            purchased_ms: Some(T0 - 2_000 * 24 * 60 * MIN),
+            warranty_until_ms: Some(T0 - 1_000 * 24 * 60 * MIN),
+            price_minor: Some(50_000),
+            currency: Some("euro".into()),
+            ..Registration::default()
+        },
+        ..DeviceContext::default()
+    };
+    run.decide(&mut plan, &HashMap::from([("dev-a".to_owned(), ctx)]));
+    assert!(plan.openings.is_empty());
+    assert_eq!(plan.report.held, [("dev-a".to_owned(), Hold::Unofferable)]);
+    assert!(
+        plan.report.unofferable[0].to_string().contains("euro"),
+        "{}",
+        plan.report.unofferable[0]
     );
 }
