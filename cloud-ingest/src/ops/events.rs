@@ -54,7 +54,25 @@ pub struct MessageRejected<'a> {
 
 impl Emit for MessageRejected<'_> {
     fn emit(self, m: &Metrics) {
-        tracing::debug!(topic = %self.topic, reason = self.reason, "dead-lettered: {}", self.detail);
+        // One line per reason and device a minute: the device level of the topic, or
+        // the topic itself when it has none.
+        let device = self.topic.split('/').nth(2).unwrap_or(self.topic);
+        let key = format!("{} {device}", self.reason);
+        match m.rejections_logged.admit(&key, std::time::Instant::now()) {
+            Some(0) => tracing::warn!(
+                topic = %self.topic,
+                reason = self.reason,
+                "dead-lettered: {}",
+                self.detail
+            ),
+            Some(left_out) => tracing::warn!(
+                topic = %self.topic,
+                reason = self.reason,
+                "dead-lettered: {} ({left_out} more like it from this device in the last minute)",
+                self.detail
+            ),
+            None => {}
+        }
         m.rejected
             .get_or_create(&label("reason", self.reason))
             .inc();
@@ -491,6 +509,12 @@ mod tests {
             "fleet_ingest_messages_rejected_total{reason=\"bad_json\"}"
         )
         .ends_with(" 2"));
+        // Both went through the log throttle under their reason and device (here the
+        // whole topic, which has no device level): a third is held back, another
+        // device's is not.
+        let now = std::time::Instant::now();
+        assert_eq!(m.rejections_logged.admit("bad_json t", now), None);
+        assert_eq!(m.rejections_logged.admit("bad_json dev-b", now), Some(0));
         MessageAccepted {
             channel: Channel::Heartbeat,
             lag_s: 1.0,

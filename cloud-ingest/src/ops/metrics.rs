@@ -14,6 +14,8 @@ pub type Label = Vec<(&'static str, String)>;
 /// Every metric, registered once.
 pub struct Metrics {
     registry: Registry,
+    /// Which rejections get a log line (one per reason and device a minute).
+    pub rejections_logged: super::throttle::Throttle,
     /// Messages accepted, by channel.
     pub accepted: Family<Label, Counter>,
     /// Messages rejected to the dead-letter store, by reason.
@@ -214,6 +216,7 @@ impl Metrics {
         }
         Metrics {
             registry: r,
+            rejections_logged: super::throttle::Throttle::new(std::time::Duration::from_secs(60)),
             accepted,
             rejected,
             duplicates,
