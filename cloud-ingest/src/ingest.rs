@@ -189,7 +189,7 @@ impl Pipeline {
         Pipeline {
             store,
             model,
-            cache: FeatureCache::new(settings.cache_devices, settings.excerpt_messages),
+            cache: FeatureCache::new(settings.cache_devices),
             policy,
             limits: Limits::default(),
             settings,
@@ -357,7 +357,14 @@ impl Pipeline {
             &self.policy,
             &self.settings,
         );
-        let contexts = snapshot::contexts(&mut tx, &plan.candidates, &self.policy, now).await?;
+        let contexts = snapshot::contexts(
+            &mut tx,
+            &plan.candidates,
+            &self.policy,
+            self.settings.excerpt_messages,
+            now,
+        )
+        .await?;
         plan::decide(
             &mut plan,
             &contexts,
@@ -387,6 +394,12 @@ impl Pipeline {
         r.accepted.into_iter().for_each(|e| e.emit(m));
         events::DuplicatesDropped {
             count: r.duplicates,
+        }
+        .emit(m);
+        events::FeaturesLoaded {
+            restored: r.restored,
+            rebuilt: r.rebuilt.0,
+            replayed: r.rebuilt.1,
         }
         .emit(m);
         r.scored.into_iter().for_each(|e| e.emit(m));

@@ -7,7 +7,7 @@
 //! device's last 31 days are read back from the store and replayed with the batch.
 //! Replicas therefore score on the same history a single instance would.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
@@ -85,8 +85,6 @@ pub struct DeviceState {
     history: DeviceHistory,
     /// Messages the store held for the device when this state was last in step.
     count: u64,
-    /// The newest payloads, for a ticket's evidence.
-    excerpt: VecDeque<String>,
     /// The score last written to the store.
     written: Option<(f64, bool)>,
 }
@@ -100,25 +98,23 @@ pub struct Scored {
     pub explanation: Explanation,
     /// Device time scored at.
     pub at: Timestamp,
-    /// The newest payloads (JSON text), oldest first.
-    pub excerpt: Vec<String>,
 }
 
-/// Every device's feature state, bounded in size.
+/// Every device's feature state, bounded in size. The store keeps each device's state
+/// too (`feature_states`), so a device evicted here, or seen first by another replica,
+/// is picked up from one row.
 #[derive(Debug)]
 pub struct FeatureCache {
     devices: HashMap<String, DeviceState>,
     capacity: usize,
-    excerpt_len: usize,
 }
 
 impl FeatureCache {
-    /// A cache for at most `capacity` devices, keeping `excerpt_len` payloads each.
-    pub fn new(capacity: usize, excerpt_len: usize) -> Self {
+    /// A cache for at most `capacity` devices.
+    pub fn new(capacity: usize) -> Self {
         FeatureCache {
             devices: HashMap::new(),
             capacity: capacity.max(1),
-            excerpt_len,
         }
     }
 
@@ -131,11 +127,10 @@ impl FeatureCache {
     }
 
     /// Adds a message to a device that is in step.
-    pub fn observe(&mut self, device: &str, message: &Message, payload: &str) {
+    pub fn observe(&mut self, device: &str, message: &Message) {
         if let Some(d) = self.devices.get_mut(device) {
             d.history.observe(message);
             d.count += 1;
-            push_bounded(&mut d.excerpt, payload, self.excerpt_len);
         }
     }
 
@@ -148,20 +143,23 @@ impl FeatureCache {
         stored: impl IntoIterator<Item = (&'a str, &'a str)>,
         store_count: u64,
     ) {
-        if self.devices.len() >= self.capacity && !self.devices.contains_key(device) {
-            // Any victim will do: an evicted device is rebuilt from the store on its
-            // next message.
-            if let Some(k) = self.devices.keys().next().cloned() {
-                self.devices.remove(&k);
-            }
-        }
         let mut history = DeviceHistory::new(purchased);
-        let mut excerpt = VecDeque::new();
         let limits = Limits::default();
         for (channel, payload) in stored {
             if let Some(m) = decode_stored(channel, payload, &limits) {
                 history.observe(&m);
-                push_bounded(&mut excerpt, payload, self.excerpt_len);
+            }
+        }
+        self.restore(device, history, store_count);
+    }
+
+    /// Puts in a device's state as stored (its history after `store_count` messages).
+    pub fn restore(&mut self, device: &str, history: DeviceHistory, store_count: u64) {
+        if self.devices.len() >= self.capacity && !self.devices.contains_key(device) {
+            // Any victim will do: an evicted device is restored from the store on its
+            // next message.
+            if let Some(k) = self.devices.keys().next().cloned() {
+                self.devices.remove(&k);
             }
         }
         self.devices.insert(
@@ -169,10 +167,16 @@ impl FeatureCache {
             DeviceState {
                 history,
                 count: store_count,
-                excerpt,
                 written: None,
             },
         );
+    }
+
+    /// A device's state for the store: (message count, snapshot).
+    pub fn snapshot(&self, device: &str) -> Option<(u64, String)> {
+        self.devices
+            .get(device)
+            .map(|d| (d.count, d.history.to_snapshot()))
     }
 
     /// Whether a score differs enough from the one last written to be written (its
@@ -209,7 +213,6 @@ impl FeatureCache {
             features,
             explanation,
             at,
-            excerpt: d.excerpt.iter().cloned().collect(),
         })
     }
 
@@ -227,16 +230,6 @@ impl FeatureCache {
 /// How far back a rebuild reads: the history's horizon.
 pub fn rebuild_since(newest: Timestamp) -> u64 {
     newest.0.saturating_sub(HORIZON_DAYS * 24 * 3_600_000)
-}
-
-fn push_bounded(q: &mut VecDeque<String>, payload: &str, cap: usize) {
-    if cap == 0 {
-        return;
-    }
-    if q.len() == cap {
-        q.pop_front();
-    }
-    q.push_back(payload.to_owned());
 }
 
 /// Decodes a stored payload of a named channel (it passed validation when it arrived).
@@ -277,12 +270,12 @@ mod tests {
 
     #[test]
     fn the_cache_knows_when_it_is_out_of_step_and_stays_bounded() {
-        let mut c = FeatureCache::new(2, 3);
+        let mut c = FeatureCache::new(2);
         assert!(!c.is_current("a", 0), "never seen: rebuild");
         c.rebuild("a", None, std::iter::empty(), 0);
         assert!(c.is_current("a", 0));
         let hb = Message::Heartbeat(protocol::examples::heartbeat());
-        c.observe("a", &hb, "{}");
+        c.observe("a", &hb);
         assert!(c.is_current("a", 1));
         assert!(
             !c.is_current("a", 3),

@@ -4,6 +4,7 @@
 //! - [`messages`]: accepted messages (dedup record, feature source, export buffer);
 //! - [`dead_letters`]: rejected input with its reason;
 //! - [`devices`]: sequence accounting, liveness and identity, latest score;
+//! - [`features`]: each device's feature history as of its last batch;
 //! - [`registry`]: owners and purchase terms;
 //! - [`tickets`]: tickets and their event log;
 //! - [`outbox`]: commands to devices and webhook deliveries.
@@ -17,6 +18,7 @@
 
 pub mod dead_letters;
 pub mod devices;
+pub mod features;
 pub mod messages;
 pub mod outbox;
 pub mod registry;

@@ -165,8 +165,12 @@ async fn a_risky_device_gets_a_ticket_an_offer_and_a_webhook_and_bad_input_is_ke
     assert_eq!(evidence.model_version, ticket.model_version);
     assert!(!evidence.top_features.is_empty());
     assert!(evidence.safety[0].contains("swelling"));
-    assert_eq!(evidence.telemetry.len(), 3, "birth and both heartbeats");
-    assert_eq!(evidence.telemetry[2]["seq"], 3);
+    assert_eq!(
+        evidence.telemetry.len(),
+        2,
+        "both heartbeats (telemetry only)"
+    );
+    assert_eq!(evidence.telemetry[1]["seq"], 3);
     assert!(ticket.due_ms - ticket.opened_ms == 4 * 3_600_000);
 
     // Exactly one ticket, duplicates dropped, bad input dead-lettered with its reason.

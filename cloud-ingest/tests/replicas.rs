@@ -115,6 +115,21 @@ async fn three_replicas_share_the_stream_the_ticket_constraint_and_the_outboxes(
             "effects within 30 s: offers {published:?}, webhooks {posted:?}"
         );
     }
+    // Replicas pick devices up from each other's stored feature states: reading one
+    // row per device and batch, never a device's messages back.
+    let restored: u64 = replicas
+        .iter()
+        .map(|r| r.metrics.feature_restores.get())
+        .sum();
+    let replayed: u64 = replicas
+        .iter()
+        .map(|r| r.metrics.messages_replayed.get())
+        .sum();
+    assert!(restored > 0, "the replicas took turns with devices");
+    assert_eq!(
+        replayed, 0,
+        "no stored message was read back to rebuild features"
+    );
     let mut reports = Vec::new();
     for r in replicas {
         reports.push(r.finish().await);

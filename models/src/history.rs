@@ -101,7 +101,7 @@ struct Day {
 }
 
 /// One device's recent history.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeviceHistory {
     purchased_at: Option<Timestamp>,
     first_seen: Option<u64>,
@@ -373,6 +373,163 @@ impl DeviceHistory {
     }
 }
 
+/// Version of [`DeviceHistory::to_snapshot`]'s layout; with the feature schema's
+/// fingerprint it names what a stored snapshot can be read back as.
+#[cfg(feature = "score")]
+pub const SNAPSHOT_FORMAT: u32 = 1;
+
+/// What a stored snapshot must be labelled with to be read back by this build: the
+/// layout version and the feature schema's fingerprint. Any other label means rebuild.
+#[cfg(feature = "score")]
+pub fn snapshot_version() -> String {
+    format!("{SNAPSHOT_FORMAT}-{}", crate::schema::schema_fingerprint())
+}
+
+/// A stored snapshot that does not read back.
+#[cfg(feature = "score")]
+#[derive(Debug, thiserror::Error)]
+#[error("feature snapshot: {0}")]
+pub struct SnapshotError(String);
+
+/// The compact stored form: positional, so a month of days costs about 2 KB.
+#[cfg(feature = "score")]
+mod wire {
+    use serde::{Deserialize, Serialize};
+
+    /// A day: index, interval, operational, connected, disconnects, discharged,
+    /// battery-active, max drop, max temperature, weighted temperature, temperature
+    /// seconds, seconds above threshold, state of health.
+    pub type Day = (
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        f64,
+        u64,
+        f32,
+        Option<f32>,
+        f64,
+        u64,
+        u64,
+        Option<(u64, f32)>,
+    );
+
+    #[derive(Serialize, Deserialize)]
+    pub struct History {
+        pub p: Option<u64>,
+        pub f: Option<u64>,
+        pub n: u64,
+        pub d: Vec<Day>,
+        pub o: Vec<(u64, u8)>,
+        pub s: Option<(u64, f32)>,
+        pub c: Option<u32>,
+        pub b: bool,
+    }
+}
+
+#[cfg(feature = "score")]
+const OCCURRENCES: [Occurrence; 8] = [
+    Occurrence::Reboot,
+    Occurrence::BrownOut,
+    Occurrence::Watchdog,
+    Occurrence::ThermalReset,
+    Occurrence::Crash,
+    Occurrence::StorageError,
+    Occurrence::BatteryDrop,
+    Occurrence::OverTemperature,
+];
+
+#[cfg(feature = "score")]
+impl DeviceHistory {
+    /// The history as compact JSON, to keep in a store between processes.
+    pub fn to_snapshot(&self) -> String {
+        let w = wire::History {
+            p: self.purchased_at.map(|t| t.0),
+            f: self.first_seen,
+            n: self.newest,
+            d: self
+                .days
+                .iter()
+                .map(|d| {
+                    (
+                        d.index,
+                        d.interval_s,
+                        d.operational_s,
+                        d.connected_s,
+                        d.disconnects,
+                        d.discharged_pct,
+                        d.battery_active_s,
+                        d.max_drop_pct,
+                        d.temp_max_c,
+                        d.temp_weighted,
+                        d.temp_s,
+                        d.above_threshold_s,
+                        d.soh,
+                    )
+                })
+                .collect(),
+            o: self
+                .occurrences
+                .iter()
+                .map(|&(t, o)| {
+                    (
+                        t,
+                        OCCURRENCES.iter().position(|&k| k == o).unwrap_or(0) as u8,
+                    )
+                })
+                .collect(),
+            s: self.soh,
+            c: self.charge_cycles,
+            b: self.has_battery,
+        };
+        serde_json::to_string(&w).unwrap_or_default()
+    }
+
+    /// Reads back what [`DeviceHistory::to_snapshot`] wrote.
+    pub fn from_snapshot(text: &str) -> Result<Self, SnapshotError> {
+        let w: wire::History =
+            serde_json::from_str(text).map_err(|e| SnapshotError(e.to_string()))?;
+        let occurrences =
+            w.o.into_iter()
+                .map(|(t, k)| {
+                    OCCURRENCES
+                        .get(usize::from(k))
+                        .map(|&o| (t, o))
+                        .ok_or_else(|| SnapshotError(format!("unknown occurrence kind {k}")))
+                })
+                .collect::<Result<_, _>>()?;
+        Ok(DeviceHistory {
+            purchased_at: w.p.map(Timestamp),
+            first_seen: w.f,
+            newest: w.n,
+            days: w
+                .d
+                .into_iter()
+                .map(|d| Day {
+                    index: d.0,
+                    interval_s: d.1,
+                    operational_s: d.2,
+                    connected_s: d.3,
+                    disconnects: d.4,
+                    discharged_pct: d.5,
+                    battery_active_s: d.6,
+                    max_drop_pct: d.7,
+                    temp_max_c: d.8,
+                    temp_weighted: d.9,
+                    temp_s: d.10,
+                    above_threshold_s: d.11,
+                    soh: d.12,
+                })
+                .collect(),
+            occurrences,
+            soh: w.s,
+            charge_cycles: w.c,
+            has_battery: w.b,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,6 +687,32 @@ mod tests {
         assert_eq!(f("downtime_share_7d"), 0.0);
         assert!((f("device_age_days") - 110.0).abs() < 1e-9);
         assert_eq!(f("has_battery"), 1.0);
+    }
+
+    #[cfg(feature = "score")]
+    #[test]
+    fn a_snapshot_reads_back_as_the_same_history_and_a_month_stays_small() {
+        let mut h = DeviceHistory::new(Some(Timestamp(T0 - 100 * DAY_MS)));
+        for day in 0..40 {
+            for hour in 0..24 {
+                let ts = T0 + day * DAY_MS + hour * HOUR_MS;
+                let soc = 90.0 - hour as f32;
+                h.observe(&heartbeat(ts, (soc, soc - 1.3), 1800, 88.7, 41.3, 3600));
+            }
+            h.observe(&reboot(T0 + day * DAY_MS + 7, RebootReason::BrownOut));
+        }
+        let text = h.to_snapshot();
+        let back = DeviceHistory::from_snapshot(&text).unwrap();
+        assert_eq!(back, h);
+        let now = Timestamp(T0 + 40 * DAY_MS);
+        assert_eq!(back.features(now), h.features(now));
+        assert!(text.len() < 4096, "{} bytes: {text}", text.len());
+        assert!(DeviceHistory::from_snapshot("{\"p\":1}").is_err());
+        let bad_kind = text.replacen(",1]]", ",99]]", 1);
+        assert!(
+            DeviceHistory::from_snapshot(&bad_kind).is_err(),
+            "{bad_kind}"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use sqlx::AnyConnection;
 use super::plan::BatchPlan;
 use super::OpenedTicket;
 use crate::effects::webhooks::{TicketAnnouncement, WebhookBody};
-use crate::store::{dead_letters, devices, messages, outbox, tickets, StoreError};
+use crate::store::{dead_letters, devices, features, messages, outbox, tickets, StoreError};
 
 /// Writes the plan; the tickets it opened.
 pub async fn apply(
@@ -48,6 +48,7 @@ pub async fn apply(
     for s in &plan.scores {
         devices::set_score(c, s).await?;
     }
+    features::save(c, &plan.feature_states, plan.now.0).await?;
     let mut opened = Vec::with_capacity(plan.openings.len());
     for o in &mut plan.openings {
         let Some(id) = tickets::open(c, &o.ticket).await? else {

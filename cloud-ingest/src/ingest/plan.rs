@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 
 use models::artifact::ModelArtifact;
+use models::history::{snapshot_version, DeviceHistory};
 use protocol::command::{AckStatus, OfferKind};
 use protocol::state::State;
 use protocol::{Message, Timestamp};
@@ -32,6 +33,7 @@ use crate::policy::{
 use crate::score::{rebuild_since, FeatureCache, Scored};
 use crate::store::dead_letters::DeadLetter;
 use crate::store::devices::{Arrivals, DeviceRow, Identity, Liveness, ScoreRow};
+use crate::store::features::FeatureState;
 use crate::store::messages::{NewMessage, StoredMessage};
 use crate::store::outbox::{AnsweredCommand, NewCommand};
 use crate::store::tickets::{NewTicket, OpenTicket, TicketMove};
@@ -43,8 +45,12 @@ use crate::tickets::{ticket_ref, Evidence, EvidenceFeature, TicketState, Tier};
 pub struct Snapshot {
     /// The `devices` rows; a device never seen is absent.
     pub devices: HashMap<String, DeviceRow>,
+    /// Stored feature states that can take the place of a cached one that is not in
+    /// step with the store (see [`usable_state`]).
+    pub states: HashMap<String, DeviceHistory>,
     /// Stored messages of devices whose cached feature state is not in step with the
-    /// store, from [`rebuild_since`] the batch's first message on.
+    /// store and that have no usable stored state, from [`rebuild_since`] the batch's
+    /// first message on.
     pub histories: HashMap<String, Vec<StoredMessage>>,
     /// The commands the batch's answers refer to, by (device, command id).
     pub commands: HashMap<(String, String), AnsweredCommand>,
@@ -59,6 +65,8 @@ pub struct DeviceContext {
     pub open: Vec<OpenTicket>,
     /// Recent contacts about the candidate's problem.
     pub contacts: ContactHistory,
+    /// The device's newest stored telemetry payloads (JSON text), oldest first.
+    pub recent: Vec<StoredMessage>,
 }
 
 /// A scored device the policy may act on, waiting for its [`DeviceContext`].
@@ -113,6 +121,11 @@ pub struct Report {
     pub answers: Vec<CommandAnswered>,
     /// Alarms held back: device and reason.
     pub held: Vec<(String, Hold)>,
+    /// Devices whose feature state came from its stored snapshot.
+    pub restored: u64,
+    /// Devices whose feature state was rebuilt from stored messages, and how many
+    /// messages that replayed.
+    pub rebuilt: (u64, u64),
     /// Offers that could not be built, with why.
     pub unofferable: Vec<offer::OfferError>,
 }
@@ -138,6 +151,8 @@ pub struct BatchPlan<'a> {
     pub moves: Vec<TicketMove>,
     /// Scores that moved enough to be written.
     pub scores: Vec<ScoreRow>,
+    /// Each device's feature state as the batch leaves it.
+    pub feature_states: Vec<(&'a str, FeatureState)>,
     /// Devices the policy may act on (drained by [`decide`]).
     pub candidates: Vec<Candidate>,
     /// Tickets to open.
@@ -180,7 +195,7 @@ pub fn observe<'a>(
             .histories
             .get(device)
             .map_or(&[][..], Vec::as_slice);
-        follow(cache, group, &row, stored);
+        plan.follow(cache, group, &row, snapshot.states.get(device), stored);
         if group.iter().any(Accepted::is_telemetry) {
             if let Some(scored) = cache.score(device, model, settings.explain_top) {
                 plan.score(cache, &group[0], scored, model, policy);
@@ -351,37 +366,71 @@ fn liveness<'a>(
     out
 }
 
-/// Brings a device's cached feature state up to date with its fresh messages: added to
-/// a cache in step with the store, or rebuilt from the `stored` history and the batch.
-fn follow(
-    cache: &mut FeatureCache,
-    group: &[Accepted<'_>],
-    row: &DeviceRow,
-    stored: &[StoredMessage],
-) {
-    let device = group[0].device();
-    if cache.is_current(device, row.stats.count) {
-        for a in group {
-            cache.observe(device, &a.message, &a.payload);
+/// A stored feature state that stands in for the cache: written by this layout and
+/// feature schema, after exactly the `count` messages the store holds, and readable.
+pub fn usable_state(stored: &FeatureState, count: u64) -> Option<DeviceHistory> {
+    (stored.version == snapshot_version() && stored.msg_count == count)
+        .then(|| DeviceHistory::from_snapshot(&stored.state).ok())
+        .flatten()
+}
+
+impl<'a> BatchPlan<'a> {
+    /// Brings a device's cached feature state up to date with its fresh messages: added
+    /// to a cache in step with the store, or to the stored state, or rebuilt from the
+    /// `stored` history and the batch; the state it ends in is written back.
+    fn follow(
+        &mut self,
+        cache: &mut FeatureCache,
+        group: &'a [Accepted<'a>],
+        row: &DeviceRow,
+        state: Option<&DeviceHistory>,
+        stored: &[StoredMessage],
+    ) {
+        let device = group[0].device();
+        let count = row.stats.count;
+        if !cache.is_current(device, count) {
+            if let Some(history) = state {
+                let mut history = history.clone();
+                history.set_purchased_at(row.purchased_ms.map(Timestamp));
+                cache.restore(device, history, count);
+                self.report.restored += 1;
+            }
         }
-        return;
-    }
-    let mut replay: Vec<(u64, u64, &str, &str)> = stored
-        .iter()
-        .map(|m| (m.ts_ms, m.seq, m.channel.as_str(), m.payload.as_str()))
-        .chain(
-            group
+        if cache.is_current(device, count) {
+            for a in group {
+                cache.observe(device, &a.message);
+            }
+        } else {
+            let mut replay: Vec<(u64, u64, &str, &str)> = stored
                 .iter()
-                .map(|a| (a.ts_ms, a.seq, a.topic.channel.as_str(), &*a.payload)),
-        )
-        .collect();
-    replay.sort_by_key(|&(ts, seq, _, _)| (ts, seq));
-    cache.rebuild(
-        device,
-        row.purchased_ms.map(Timestamp),
-        replay.iter().map(|&(_, _, c, p)| (c, p)),
-        row.stats.count + group.len() as u64,
-    );
+                .map(|m| (m.ts_ms, m.seq, m.channel.as_str(), m.payload.as_str()))
+                .chain(
+                    group
+                        .iter()
+                        .map(|a| (a.ts_ms, a.seq, a.topic.channel.as_str(), &*a.payload)),
+                )
+                .collect();
+            replay.sort_by_key(|&(ts, seq, _, _)| (ts, seq));
+            cache.rebuild(
+                device,
+                row.purchased_ms.map(Timestamp),
+                replay.iter().map(|&(_, _, c, p)| (c, p)),
+                count + group.len() as u64,
+            );
+            self.report.rebuilt.0 += 1;
+            self.report.rebuilt.1 += stored.len() as u64;
+        }
+        if let Some((msg_count, state)) = cache.snapshot(device) {
+            self.feature_states.push((
+                device,
+                FeatureState {
+                    version: snapshot_version(),
+                    msg_count,
+                    state,
+                },
+            ));
+        }
+    }
 }
 
 /// Bytes of a rejected payload kept in its dead letter: all of any payload within the
@@ -492,7 +541,13 @@ pub fn decide(
                 continue;
             }
         }
-        let opening = match opening(&c, &p, &ctx.registration, model, settings, now) {
+        let excerpt = excerpt(
+            &ctx.recent,
+            &plan.messages,
+            &c.device,
+            settings.excerpt_messages,
+        );
+        let opening = match opening(&c, &p, &ctx.registration, &excerpt, model, settings, now) {
             Ok(o) => o,
             Err(e) => {
                 plan.report.unofferable.push(e);
@@ -515,10 +570,38 @@ pub fn decide(
     }
 }
 
+/// The newest `n` telemetry payloads behind a score, oldest first: the device's stored
+/// ones and this batch's, in device time.
+fn excerpt<'m>(
+    stored: &'m [StoredMessage],
+    batch: &'m [NewMessage<'_>],
+    device: &str,
+    n: usize,
+) -> Vec<&'m str> {
+    let telemetry = |channel: &str| channel == "heartbeat" || channel == "event";
+    let mut all: Vec<(u64, u64, &str)> = stored
+        .iter()
+        .filter(|m| telemetry(&m.channel))
+        .map(|m| (m.ts_ms, m.seq, m.payload.as_str()))
+        .chain(
+            batch
+                .iter()
+                .filter(|m| m.device_id == device && telemetry(m.channel))
+                .map(|m| (m.ts_ms, m.seq, m.payload)),
+        )
+        .collect();
+    all.sort_by_key(|&(ts, seq, _)| (ts, seq));
+    all.dedup_by_key(|&mut (_, seq, _)| seq);
+    let skip = all.len().saturating_sub(n);
+    all.into_iter().skip(skip).map(|(_, _, p)| p).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
 fn opening(
     c: &Candidate,
     p: &policy::Plan,
     reg: &Registration,
+    excerpt: &[&str],
     model: &ModelArtifact,
     settings: &PipelineSettings,
     now: Timestamp,
@@ -532,9 +615,7 @@ fn opening(
         scored_at_ms: c.scored.at.0,
         top_features: top.clone(),
         safety: p.safety.clone(),
-        telemetry: c
-            .scored
-            .excerpt
+        telemetry: excerpt
             .iter()
             .filter_map(|m| serde_json::from_str(m).ok())
             .collect(),

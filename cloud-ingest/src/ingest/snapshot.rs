@@ -11,7 +11,7 @@ use super::decode::Accepted;
 use super::plan::{self, Candidate, DeviceContext, Snapshot};
 use crate::policy::PolicyConfig;
 use crate::score::FeatureCache;
-use crate::store::{devices, messages, outbox, registry, tickets, Backend, StoreError};
+use crate::store::{devices, features, messages, outbox, registry, tickets, Backend, StoreError};
 
 /// Reads the snapshot of the batch's devices (the batch in device order, repeats
 /// within it dropped; what the store already holds may still be in it).
@@ -24,11 +24,26 @@ pub async fn devices(
     let groups: Vec<&[Accepted<'_>]> = fresh.chunk_by(|a, b| a.device() == b.device()).collect();
     let ids: Vec<&str> = groups.iter().map(|g| g[0].device()).collect();
     let rows = devices::snapshot(c, backend, &ids).await?;
+    let count = |device: &str| rows.get(device).map_or(0, |r| r.stats.count);
+    // Devices the cache is out of step with: their stored state, or failing that (none
+    // yet, another feature schema) their messages.
+    let behind: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|d| count(d) > 0 && !cache.is_current(d, count(d)))
+        .collect();
+    let mut states = HashMap::new();
+    if !behind.is_empty() {
+        for (device, stored) in features::states(c, &behind).await? {
+            if let Some(history) = plan::usable_state(&stored, count(&device)) {
+                states.insert(device, history);
+            }
+        }
+    }
     let mut histories = HashMap::new();
     for g in &groups {
         let device = g[0].device();
-        let count = rows.get(device).map_or(0, |r| r.stats.count);
-        if !cache.is_current(device, count) && count > 0 {
+        if behind.contains(&device) && !states.contains_key(device) {
             let stored = messages::since(c, device, plan::rebuild_from(g)).await?;
             histories.insert(device.to_owned(), stored);
         }
@@ -47,6 +62,7 @@ pub async fn devices(
     };
     Ok(Snapshot {
         devices: rows,
+        states,
         histories,
         commands,
     })
@@ -57,6 +73,7 @@ pub async fn contexts(
     c: &mut AnyConnection,
     candidates: &[Candidate],
     policy: &PolicyConfig,
+    excerpt: usize,
     now: Timestamp,
 ) -> Result<HashMap<String, DeviceContext>, StoreError> {
     if candidates.is_empty() {
@@ -77,12 +94,14 @@ pub async fn contexts(
             now.0.saturating_sub(window),
         )
         .await?;
+        let recent = messages::recent_telemetry(c, &cand.device, excerpt).await?;
         out.insert(
             cand.device.clone(),
             DeviceContext {
                 registration,
                 open: open.remove(&cand.device).unwrap_or_default(),
                 contacts,
+                recent,
             },
         );
     }

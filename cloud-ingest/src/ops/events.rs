@@ -131,6 +131,25 @@ impl Emit for DecisionHeld<'_> {
     }
 }
 
+/// Where the feature states of a batch's devices came from, when not the cache.
+#[derive(Debug, Clone, Copy)]
+pub struct FeaturesLoaded {
+    /// Devices picked up from their stored state.
+    pub restored: u64,
+    /// Devices rebuilt from stored messages.
+    pub rebuilt: u64,
+    /// Messages those rebuilds read back.
+    pub replayed: u64,
+}
+
+impl Emit for FeaturesLoaded {
+    fn emit(self, m: &Metrics) {
+        m.feature_restores.inc_by(self.restored);
+        m.feature_rebuilds.inc_by(self.rebuilt);
+        m.messages_replayed.inc_by(self.replayed);
+    }
+}
+
 /// An alarm could not become an offer: the device's data breaks the protocol's rules.
 #[derive(Debug, Clone, Copy)]
 pub struct OfferRefused<'a> {

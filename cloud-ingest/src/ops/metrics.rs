@@ -54,6 +54,12 @@ pub struct Metrics {
     pub batch_retries: Counter,
     /// Batches split in two because they kept failing.
     pub batch_splits: Counter,
+    /// Devices whose feature state was picked up from the store's snapshot.
+    pub feature_restores: Counter,
+    /// Devices whose feature state was rebuilt from stored messages.
+    pub feature_rebuilds: Counter,
+    /// Stored messages read back by those rebuilds.
+    pub messages_replayed: Counter,
     /// Offers that lapsed before the device answered.
     pub commands_expired: Counter,
     /// Failed passes over an outbox, by outbox.
@@ -183,6 +189,24 @@ impl Metrics {
             "Batches split in two because they kept failing",
             Counter::default(),
         );
+        let feature_restores = register(
+            &mut r,
+            "feature_restores",
+            "Devices whose feature state was picked up from the store's snapshot",
+            Counter::default(),
+        );
+        let feature_rebuilds = register(
+            &mut r,
+            "feature_rebuilds",
+            "Devices whose feature state was rebuilt from stored messages",
+            Counter::default(),
+        );
+        let messages_replayed = register(
+            &mut r,
+            "messages_replayed",
+            "Stored messages read back to rebuild feature states",
+            Counter::default(),
+        );
         let commands_expired = register(
             &mut r,
             "commands_expired",
@@ -236,6 +260,9 @@ impl Metrics {
             model_reloads,
             batch_retries,
             batch_splits,
+            feature_restores,
+            feature_rebuilds,
+            messages_replayed,
             commands_expired,
             outbox_errors,
             mqtt_connection_errors,

@@ -133,6 +133,36 @@ pub async fn since(
         .collect()
 }
 
+/// A device's newest `n` stored heartbeats and events, oldest first.
+pub async fn recent_telemetry(
+    c: &mut AnyConnection,
+    device: &str,
+    n: usize,
+) -> Result<Vec<StoredMessage>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT ts_ms, seq, channel, payload FROM messages
+         WHERE device_id = $1 AND channel IN ('heartbeat', 'event')
+         ORDER BY ts_ms DESC, seq DESC LIMIT $2",
+    )
+    .bind(device)
+    .bind(n as i64)
+    .fetch_all(c)
+    .await?;
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            Ok(StoredMessage {
+                ts_ms: r.try_get::<i64, _>(0)? as u64,
+                seq: r.try_get::<i64, _>(1)? as u64,
+                channel: r.try_get(2)?,
+                payload: r.try_get(3)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    out.reverse();
+    Ok(out)
+}
+
 /// A message waiting for the telemetry exporter.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingExport {

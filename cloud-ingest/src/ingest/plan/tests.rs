@@ -86,7 +86,7 @@ impl Run {
             ..PolicyConfig::default()
         };
         Run {
-            cache: FeatureCache::new(100, 4),
+            cache: FeatureCache::new(100),
             model: model(alarm),
             policy,
             settings: PipelineSettings {
@@ -341,6 +341,52 @@ fn a_cache_out_of_step_is_rebuilt_from_the_stored_history_and_the_batch() {
         "rebuilt: stored plus batch"
     );
     assert_eq!(plan.report.scored.len(), 1);
+    assert_eq!((plan.report.restored, plan.report.rebuilt), (0, (1, 1)));
+    // The state it leaves is written back, for the next replica to pick up.
+    let (device, written) = &plan.feature_states[0];
+    assert_eq!((*device, written.msg_count), ("dev-a", 2));
+
+    // Another process, the next batch: the stored state stands in for the history.
+    let state = usable_state(written, 2).expect("this build's own snapshot");
+    let mut wrong = written.clone();
+    wrong.version = "0-0000".into();
+    assert!(usable_state(&wrong, 2).is_none(), "another feature schema");
+    assert!(
+        usable_state(written, 3).is_none(),
+        "out of step with the store"
+    );
+    let next = deliveries(&[hb("dev-a", 3, T0 + 120 * MIN)]);
+    let (fresh, _) = accept(&next);
+    let mut snapshot = Snapshot::default();
+    snapshot.devices.insert(
+        "dev-a".into(),
+        DeviceRow {
+            stats: SeqStats {
+                count: 2,
+                min_seq: 1,
+                max_seq: 2,
+            },
+            ..DeviceRow::default()
+        },
+    );
+    snapshot.states.insert("dev-a".into(), state);
+    let mut other = Run::new(false);
+    let plan = other.observe(&fresh, &snapshot);
+    assert_eq!((plan.report.restored, plan.report.rebuilt), (1, (0, 0)));
+    assert!(other.cache.is_current("dev-a", 3));
+    // Restored plus the batch scores as the rebuilt-and-followed cache does.
+    let mut first = run;
+    let same = first.observe(
+        &fresh,
+        &Snapshot {
+            devices: snapshot.devices.clone(),
+            ..Snapshot::default()
+        },
+    );
+    assert_eq!(
+        plan.report.scored[0].risk, same.report.scored[0].risk,
+        "the same features either way"
+    );
 }
 
 #[test]
