@@ -47,6 +47,8 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     /// `/healthz` and `/metrics`.
     pub http: HttpConfig,
+    /// How long rows are kept.
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// `[mqtt]`
@@ -302,7 +304,16 @@ impl Config {
                 )));
             }
         }
+        self.retention.validate().map_err(ConfigError::Invalid)?;
         Ok(self.policy.validate()?)
+    }
+
+    /// The retention worker.
+    pub fn pruner(&self) -> crate::retention::Pruner {
+        crate::retention::Pruner {
+            config: self.retention.clone(),
+            influx: self.influx.is_some(),
+        }
     }
 
     /// The subscription filters this configuration asks for.

@@ -345,7 +345,7 @@ impl Pipeline {
         let snapshot = snapshot::devices(&mut tx, self.store.backend(), fresh, &self.cache).await?;
         let ranges = dedup::maybe_stored(fresh, &snapshot.devices);
         let known = messages::known(&mut tx, &ranges).await?;
-        let (fresh, stored) = dedup::against_store(fresh, &known);
+        let (fresh, stored) = dedup::against_store(fresh, &known, &snapshot.devices);
         let mut plan = plan::observe(
             now,
             rejected,

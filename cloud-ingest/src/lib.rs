@@ -7,7 +7,8 @@
 //! [`store`] in one transaction; planning scores the device ([`score`]) and asks the
 //! [`policy`] what to do, which may open a ticket ([`tickets`]) with its offer
 //! ([`policy::offer`], [`tradein`]). The [`effects`] workers drain the outboxes
-//! (commands to devices, webhooks, InfluxDB). [`ops`] serves `/healthz` and `/metrics`
+//! (commands to devices, webhooks, InfluxDB); [`retention`] prunes what is old.
+//! [`ops`] serves `/healthz` and `/metrics`
 //! and holds the internal events every stage reports through. [`service`] wires it
 //! together; [`demo`] (the default `demo` feature) runs it against a simulated fleet.
 //!
@@ -24,6 +25,7 @@ pub mod effects;
 pub mod ingest;
 pub mod ops;
 pub mod policy;
+pub mod retention;
 pub mod score;
 pub mod service;
 pub mod store;

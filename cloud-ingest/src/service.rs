@@ -100,6 +100,12 @@ pub async fn run(
     if let Some(e) = config.exporter() {
         workers.spawn(e.run(store.clone(), metrics.clone(), workers_stop.clone()));
     }
+    workers.spawn(config.pruner().run(
+        store.clone(),
+        clock.clone(),
+        metrics.clone(),
+        workers_stop.clone(),
+    ));
     workers.spawn(watch_model(
         model.clone(),
         Duration::from_secs(config.model.reload_check_s.max(1)),

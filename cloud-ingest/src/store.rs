@@ -7,7 +7,8 @@
 //! - [`features`]: each device's feature history as of its last batch;
 //! - [`registry`]: owners and purchase terms;
 //! - [`tickets`]: tickets and their event log;
-//! - [`outbox`]: commands to devices and webhook deliveries.
+//! - [`outbox`]: commands to devices and webhook deliveries;
+//! - [`retention`]: pruning what is old.
 //!
 //! One implementation for SQLite (the embedded default) and PostgreSQL, through sqlx's
 //! `Any` driver: only integers, floats, text and bytes cross it, placeholders are `$n`,
@@ -22,6 +23,7 @@ pub mod features;
 pub mod messages;
 pub mod outbox;
 pub mod registry;
+pub mod retention;
 pub mod tickets;
 
 use std::str::FromStr;

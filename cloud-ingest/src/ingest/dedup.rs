@@ -41,10 +41,11 @@ pub fn maybe_stored<'b>(
         let Some(row) = rows.get(device).filter(|r| r.stats.count > 0) else {
             continue;
         };
+        // At or below the pruned watermark there is nothing left to look up.
         let old = group
             .iter()
             .map(|a| a.seq)
-            .filter(|&s| s <= row.stats.max_seq);
+            .filter(|&s| s <= row.stats.max_seq && row.pruned_seq.is_none_or(|p| s > p));
         if let (Some(lo), Some(hi)) = (old.clone().min(), old.max()) {
             out.push((device, lo, hi));
         }
@@ -52,18 +53,25 @@ pub fn maybe_stored<'b>(
     out
 }
 
-/// Drops what the store already holds; how many it dropped. Borrows the batch when
-/// nothing is dropped, as for all but redeliveries.
+/// Drops what the store already holds, and what retention pruned (a seq at or below
+/// its device's pruned watermark); how many it dropped. Borrows the batch when nothing
+/// is dropped, as for all but redeliveries.
 pub fn against_store<'b, 'a>(
     accepted: &'b [Accepted<'a>],
     known: &HashSet<MessageKey>,
+    rows: &HashMap<String, DeviceRow>,
 ) -> (Cow<'b, [Accepted<'a>]>, u64) {
-    if known.is_empty() {
+    let pruned = |a: &Accepted<'_>| {
+        rows.get(a.device())
+            .and_then(|r| r.pruned_seq)
+            .is_some_and(|p| a.seq <= p)
+    };
+    if known.is_empty() && !accepted.iter().any(pruned) {
         return (Cow::Borrowed(accepted), 0);
     }
     let kept: Vec<Accepted<'a>> = accepted
         .iter()
-        .filter(|a| !known.contains(&(a.device().to_owned(), a.seq)))
+        .filter(|a| !pruned(a) && !known.contains(&(a.device().to_owned(), a.seq)))
         .cloned()
         .collect();
     let dropped = (accepted.len() - kept.len()) as u64;

@@ -150,6 +150,34 @@ impl Emit for FeaturesLoaded {
     }
 }
 
+/// A retention pass finished.
+#[derive(Debug, Clone, Copy)]
+pub struct Pruned {
+    /// What it removed.
+    pub report: crate::retention::PruneReport,
+}
+
+impl Emit for Pruned {
+    fn emit(self, m: &Metrics) {
+        let r = self.report;
+        if r.messages + r.dead_letters + r.outboxes > 0 {
+            tracing::info!(
+                messages = r.messages,
+                dead_letters = r.dead_letters,
+                outboxes = r.outboxes,
+                "retention pruned old rows"
+            );
+        }
+        for (table, n) in [
+            ("messages", r.messages),
+            ("dead_letters", r.dead_letters),
+            ("outboxes", r.outboxes),
+        ] {
+            m.pruned.get_or_create(&label("table", table)).inc_by(n);
+        }
+    }
+}
+
 /// An alarm could not become an offer: the device's data breaks the protocol's rules.
 #[derive(Debug, Clone, Copy)]
 pub struct OfferRefused<'a> {

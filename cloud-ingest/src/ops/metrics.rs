@@ -54,6 +54,8 @@ pub struct Metrics {
     pub batch_retries: Counter,
     /// Batches split in two because they kept failing.
     pub batch_splits: Counter,
+    /// Rows removed by retention, by table.
+    pub pruned: Family<Label, Counter>,
     /// Devices whose feature state was picked up from the store's snapshot.
     pub feature_restores: Counter,
     /// Devices whose feature state was rebuilt from stored messages.
@@ -189,6 +191,12 @@ impl Metrics {
             "Batches split in two because they kept failing",
             Counter::default(),
         );
+        let pruned = register(
+            &mut r,
+            "pruned_rows",
+            "Rows removed by retention, by table",
+            Family::<Label, Counter>::default(),
+        );
         let feature_restores = register(
             &mut r,
             "feature_restores",
@@ -260,6 +268,7 @@ impl Metrics {
             model_reloads,
             batch_retries,
             batch_splits,
+            pruned,
             feature_restores,
             feature_rebuilds,
             messages_replayed,

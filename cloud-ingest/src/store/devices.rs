@@ -38,6 +38,9 @@ pub struct DeviceRow {
     pub state_ms: Option<u64>,
     /// Purchase time, ms (the age feature counts from it).
     pub purchased_ms: Option<u64>,
+    /// The highest seq retention has pruned: anything at or below it that the store
+    /// does not hold is a repeat of a pruned message.
+    pub pruned_seq: Option<u64>,
 }
 
 /// The rows of `devices` (distinct ids); a device never seen is absent. On PostgreSQL
@@ -51,7 +54,8 @@ pub async fn snapshot(
     let mut out = HashMap::with_capacity(devices.len());
     for chunk in devices.chunks(CHUNK) {
         let mut sql = String::from(
-            "SELECT device_id, msg_count, min_seq, max_seq, state_ms, purchased_ms FROM devices WHERE device_id IN ",
+            "SELECT device_id, msg_count, min_seq, max_seq, state_ms, purchased_ms, pruned_seq
+             FROM devices WHERE device_id IN ",
         );
         push_placeholders(&mut sql, 1, chunk.len());
         if backend == Backend::Postgres {
@@ -72,6 +76,7 @@ pub async fn snapshot(
                     },
                     state_ms: r.try_get::<Option<i64>, _>(4)?.map(|v| v as u64),
                     purchased_ms: r.try_get::<Option<i64>, _>(5)?.map(|v| v as u64),
+                    pruned_seq: r.try_get::<Option<i64>, _>(6)?.map(|v| v as u64),
                 },
             );
         }

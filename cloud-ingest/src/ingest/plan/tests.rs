@@ -171,11 +171,22 @@ fn what_the_store_holds_is_dropped_too_and_counted() {
     let batch = deliveries(&[hb("dev-a", 1, T0), hb("dev-a", 2, T0 + MIN)]);
     let (fresh, _) = accept(&batch);
     let known = [("dev-a".to_owned(), 1)].into_iter().collect();
-    let (left, dropped) = dedup::against_store(&fresh, &known);
+    let rows = HashMap::new();
+    let (left, dropped) = dedup::against_store(&fresh, &known, &rows);
     assert_eq!(dropped, 1);
     assert_eq!(left.iter().map(|a| a.seq).collect::<Vec<_>>(), [2]);
-    let (all, none) = dedup::against_store(&fresh, &Default::default());
+    let (all, none) = dedup::against_store(&fresh, &Default::default(), &rows);
     assert_eq!((all.len(), none), (2, 0));
+    // Retention pruned dev-a up to seq 1: a redelivery of it is still a repeat.
+    let pruned = HashMap::from([(
+        "dev-a".to_owned(),
+        DeviceRow {
+            pruned_seq: Some(1),
+            ..DeviceRow::default()
+        },
+    )]);
+    let (left, dropped) = dedup::against_store(&fresh, &Default::default(), &pruned);
+    assert_eq!((left.len(), dropped), (1, 1));
 }
 
 #[test]
@@ -644,12 +655,15 @@ fn only_seqs_the_store_may_hold_are_looked_up() {
         },
         ..DeviceRow::default()
     };
-    let rows = HashMap::from([("dev-a".to_owned(), row(10)), ("dev-c".to_owned(), row(19))]);
+    let mut rows = HashMap::from([("dev-a".to_owned(), row(10)), ("dev-c".to_owned(), row(19))]);
     assert_eq!(
         dedup::maybe_stored(&fresh, &rows),
         [("dev-a", 3, 9)],
         "dev-a's live seqs, new dev-b and dev-c's next seq need no lookup"
     );
+    // Pruned up to seq 5: seq 3 is known a repeat without a lookup.
+    rows.get_mut("dev-a").unwrap().pruned_seq = Some(5);
+    assert_eq!(dedup::maybe_stored(&fresh, &rows), [("dev-a", 9, 9)]);
 }
 
 #[test]
