@@ -57,6 +57,7 @@ fn day_of(device: usize, day: u64, t0: u64, seq: &mut u64) -> Vec<Delivery> {
         hb.ts_ms = Timestamp(t0 + day * DAY + (h + 1) * HOUR);
         if let Some(b) = hb.body.battery.as_mut() {
             b.soc_end_pct = 20.0 + ((device as u64 + h) % 70) as f32;
+            b.soc_min_pct = b.soc_min_pct.min(b.soc_end_pct);
         }
         let m = Message::Heartbeat(hb);
         out.push(Delivery {

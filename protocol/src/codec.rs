@@ -299,7 +299,7 @@ pub fn decode_payload<T: Payload>(payload: &[u8], limits: &Limits) -> Result<T, 
         Ok(v) => v,
         // A message of another schema version fails on its own terms; say so rather
         // than naming whichever field happened to differ.
-        Err(e) => return Err(unsupported_schema(payload).unwrap_or_else(|| json_error(e))),
+        Err(e) => return Err(unsupported_schema(payload).unwrap_or_else(|| json_error(e, payload))),
     };
     de.end().map_err(|e| DecodeError::Syntax {
         at: ".".into(),
@@ -349,13 +349,21 @@ fn unsupported_schema(payload: &[u8]) -> Option<DecodeError> {
     })
 }
 
-fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> DecodeError {
+fn json_error(e: serde_path_to_error::Error<serde_json::Error>, payload: &[u8]) -> DecodeError {
     use serde_json::error::Category;
     let path = e.path().to_string();
     let inner = e.into_inner();
     let message = strip_position(&inner.to_string());
     match inner.classify() {
         Category::Eof => DecodeError::Truncated(message),
+        // Well-formed JSON that the reader stumbles on is a shape the contract does not
+        // allow, not bad JSON: an object that names two kinds where one is expected.
+        Category::Syntax if serde_json::from_slice::<serde_json::Value>(payload).is_ok() => {
+            let problem = Problem::Invalid(
+                "must have exactly one key, the kind (more than one found)".into(),
+            );
+            FieldError::new(path, problem).into()
+        }
         Category::Syntax | Category::Io => DecodeError::Syntax { at: path, message },
         Category::Data => {
             // serde reports a missing field at its parent's path, naming the field in

@@ -27,6 +27,16 @@ fn with(mut v: Value, pointer: &str, new: Value) -> Value {
     v
 }
 
+/// Adds a key under an object (`pointer` names the new key).
+fn with_new(mut v: Value, pointer: &str, new: Value) -> Value {
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    v.pointer_mut(parent)
+        .and_then(Value::as_object_mut)
+        .unwrap_or_else(|| panic!("no object at {parent}"))
+        .insert(key.to_owned(), new);
+    v
+}
+
 fn without(mut v: Value, pointer: &str) -> Value {
     let (parent, key) = pointer.rsplit_once('/').unwrap();
     v.pointer_mut(parent)
@@ -528,4 +538,32 @@ fn seq_above_what_a_store_keeps_signed_is_out_of_range() {
     );
     let max = with(heartbeat(), "/seq", json!(u64::MAX));
     assert_eq!(reject(HB_TOPIC, &bytes(&max)).reason(), "out_of_range");
+}
+
+#[test]
+fn an_event_or_command_naming_two_kinds_is_an_invalid_value_not_bad_json() {
+    let two = with_new(
+        example_json("event-crash"),
+        "/body/storage_error",
+        json!({"code": "io_error"}),
+    );
+    assert_field(
+        reject(EV_TOPIC, &bytes(&two)),
+        "body",
+        "invalid_value",
+        |p| matches!(p, Problem::Invalid(m) if m.contains("exactly one key")),
+    );
+    let cmd = with_new(
+        example_json("cmd-config"),
+        "/body/diagnostic",
+        json!({"checks": []}),
+    );
+    assert_eq!(reject(CMD_TOPIC, &bytes(&cmd)).reason(), "invalid_value");
+}
+
+#[test]
+fn a_command_published_on_a_device_channel_is_read_as_that_channel() {
+    // The payload is read as the topic says: a command lacks a heartbeat's fields.
+    let e = reject(HB_TOPIC, &bytes(&example_json("cmd-config")));
+    assert_eq!(e.reason(), "missing_field", "{e}");
 }

@@ -48,27 +48,33 @@ pub async fn states(
     Ok(out)
 }
 
-/// Writes devices' states as the batch leaves them: (device, state).
+/// Writes devices' states as the batch leaves them: (device, state), each device once.
+/// Many rows per statement: a batch touches hundreds of devices.
 pub async fn save(
     c: &mut AnyConnection,
     rows: &[(&str, FeatureState)],
     now_ms: u64,
 ) -> Result<(), StoreError> {
-    for (device, s) in rows {
-        sqlx::query(
-            "INSERT INTO feature_states (device_id, version, msg_count, state, updated_ms)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (device_id) DO UPDATE SET version = excluded.version,
+    for chunk in rows.chunks(CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO feature_states (device_id, version, msg_count, state, updated_ms) VALUES ",
+        );
+        push_placeholders(&mut sql, chunk.len(), 5);
+        sql.push_str(
+            " ON CONFLICT (device_id) DO UPDATE SET version = excluded.version,
                 msg_count = excluded.msg_count, state = excluded.state,
                 updated_ms = excluded.updated_ms",
-        )
-        .bind(*device)
-        .bind(s.version.as_str())
-        .bind(s.msg_count as i64)
-        .bind(s.state.as_str())
-        .bind(now_ms as i64)
-        .execute(&mut *c)
-        .await?;
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (device, s) in chunk {
+            q = q
+                .bind(*device)
+                .bind(s.version.as_str())
+                .bind(s.msg_count as i64)
+                .bind(s.state.as_str())
+                .bind(now_ms as i64);
+        }
+        q.execute(&mut *c).await?;
     }
     Ok(())
 }
