@@ -715,6 +715,26 @@ mod tests {
         );
     }
 
+    /// docs/protocol.md §6: occurrences count from events; a heartbeat's totals are
+    /// the interval's summary and are not added to them.
+    #[test]
+    fn restarts_and_crashes_count_from_events_not_from_heartbeat_totals() {
+        let now = T0 + DAY_MS;
+        let mut hb = heartbeat(now - HOUR_MS, (80.0, 70.0), 600, 95.0, 35.0, 3600);
+        if let Message::Heartbeat(h) = &mut hb {
+            h.body.crashes = 5;
+            h.body.reboots.insert(RebootReason::BrownOut, 2);
+        }
+        let mut h = DeviceHistory::new(None);
+        h.observe(&hb);
+        let v = h.features(Timestamp(now));
+        assert_eq!(v.get("crashes_per_day_7d"), Some(0.0));
+        assert_eq!(v.get("unexpected_reboots_per_day_1d"), Some(0.0));
+        h.observe(&reboot(now - 2 * HOUR_MS, RebootReason::BrownOut));
+        let v = h.features(Timestamp(now));
+        assert_eq!(v.get("unexpected_reboots_per_day_1d"), Some(1.0));
+    }
+
     #[test]
     fn arrival_order_does_not_change_the_features() {
         let now = T0 + 3 * DAY_MS;

@@ -693,3 +693,16 @@ fn an_offer_the_registry_cannot_price_is_held_not_a_panic() {
         plan.report.unofferable[0]
     );
 }
+
+/// docs/protocol.md §9: `received` need not come first.
+#[test]
+fn an_answer_without_received_implies_it() {
+    for (status, end) in [
+        (AckStatus::Accepted, TicketState::Accepted),
+        (AckStatus::Declined, TicketState::Declined),
+    ] {
+        let moves = answer_moves(TicketState::Opened, status, OfferKind::Inspection);
+        let path: Vec<TicketState> = moves.iter().map(|m| m.0).collect();
+        assert_eq!(path, [TicketState::Offered, end], "{status:?}");
+    }
+}
