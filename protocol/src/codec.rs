@@ -294,6 +294,12 @@ pub fn decode_payload<T: Payload>(payload: &[u8], limits: &Limits) -> Result<T, 
         let problem = Problem::WrongType("a message must be a JSON object".into());
         return Err(FieldError::new(".", problem).into());
     }
+    if let Some(depth) = too_deep(payload) {
+        let problem = Problem::Invalid(format!(
+            "nests arrays and objects {depth} levels deep; at most {MAX_DEPTH} are allowed"
+        ));
+        return Err(FieldError::new(".", problem).into());
+    }
     let mut de = serde_json::Deserializer::from_slice(payload);
     let value: T = match serde_path_to_error::deserialize(&mut de) {
         Ok(v) => v,
@@ -335,6 +341,38 @@ pub fn encode_with<T: Payload>(message: &T, limits: &Limits) -> Result<Vec<u8>, 
         });
     }
     Ok(bytes)
+}
+
+/// The deepest nesting of arrays and objects a payload may have. Ours need four; the
+/// bound keeps whoever parses a stored payload later (a webhook receiver reading a
+/// ticket's evidence, with a recursive parser) safe, even inside ignored fields.
+pub const MAX_DEPTH: usize = 32;
+
+/// The nesting depth of `payload` if it exceeds [`MAX_DEPTH`] (counted outside strings;
+/// the JSON need not be valid, the parser judges that).
+fn too_deep(payload: &[u8]) -> Option<usize> {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in payload {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    (deepest > MAX_DEPTH).then_some(deepest)
 }
 
 fn unsupported_schema(payload: &[u8]) -> Option<DecodeError> {

@@ -136,3 +136,40 @@ fn reasons_lists_the_table() {
         .lines()
         .any(|l| l.starts_with("firmware_update") && l.ends_with("Expected")));
 }
+
+/// One case of the hostile corpus (tests/corpus/hostile/cases.json), which ingest's
+/// test replays through Mosquitto with the same expectations.
+#[derive(serde::Deserialize)]
+struct Case {
+    file: String,
+    device: String,
+    channel: String,
+    reason: String,
+    cloud_only: bool,
+}
+
+#[test]
+fn the_hostile_corpus_is_rejected_with_the_reasons_ingest_gives() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/hostile");
+    let cases: Vec<Case> =
+        serde_json::from_slice(&std::fs::read(dir.join("cases.json")).unwrap()).unwrap();
+    assert!(cases.len() >= 15);
+    for c in cases {
+        let topic = format!("fleet/acme/{}/{}", c.device, c.channel);
+        let path = dir.join(&c.file);
+        let out = run(&["check", "--topic", &topic, path.to_str().unwrap()], b"");
+        let said = stdout(&out) + &stderr(&out);
+        if c.cloud_only {
+            // Valid protocol: only the cloud, with its clock, can judge it.
+            assert!(out.status.success(), "{}: {said}", c.file);
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{}: {said}", c.file);
+            assert!(
+                said.contains(&format!("rejected ({})", c.reason)),
+                "{}: expected {}, got {said}",
+                c.file,
+                c.reason
+            );
+        }
+    }
+}
