@@ -88,13 +88,17 @@ pub fn read_manifest(dir: &Path) -> io::Result<Manifest> {
 /// Reads `ground_truth.csv`.
 pub fn read_truth(dir: &Path) -> io::Result<Vec<TruthRow>> {
     let path = dir.join(GROUND_TRUTH);
+    let file = File::open(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    parse_truth(file, &path.display().to_string())
+}
+
+/// Parses ground-truth CSV from any reader; `name` says where it came from in errors.
+pub fn parse_truth(input: impl io::Read, name: &str) -> io::Result<Vec<TruthRow>> {
     let bad = |line: u64, what: String| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}:{line}: {what}", path.display()),
-        )
+        io::Error::new(io::ErrorKind::InvalidData, format!("{name}:{line}: {what}"))
     };
-    let mut reader = csv::Reader::from_path(&path).map_err(io::Error::other)?;
+    let mut reader = csv::Reader::from_reader(input);
     let headers = reader.headers().map_err(io::Error::other)?.clone();
     let mut rows = Vec::new();
     for record in reader.records() {
