@@ -6,6 +6,7 @@
 //! test that needs a service and finds no address, or cannot reach it, fails with a
 //! message naming the service and how to start it: it never passes or skips quietly.
 
+pub mod faults;
 pub mod mqtt;
 pub mod services;
 

@@ -237,6 +237,8 @@ impl Emit for BatchCommitted {
     fn emit(self, m: &Metrics) {
         tracing::trace!(messages = self.messages, elapsed = ?self.elapsed, "batch committed");
         m.batch_seconds.observe(self.elapsed.as_secs_f64());
+        m.store_unavailable.set(0);
+        m.set_store_error(None);
     }
 }
 
@@ -263,12 +265,16 @@ impl Emit for BatchRetried<'_> {
                 self.retry_in,
                 self.attempt,
             ),
-            None => tracing::warn!(
-                "store unavailable ({}); retrying the batch in {:?} (attempt {})",
-                self.error,
-                self.retry_in,
-                self.attempt,
-            ),
+            None => {
+                tracing::warn!(
+                    "store unavailable ({}); retrying the batch in {:?} (attempt {})",
+                    self.error,
+                    self.retry_in,
+                    self.attempt,
+                );
+                m.store_unavailable.set(1);
+                m.set_store_error(Some(self.error.to_string()));
+            }
         }
         m.batch_retries.inc();
     }

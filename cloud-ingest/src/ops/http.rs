@@ -45,7 +45,9 @@ pub fn router(health: Health) -> Router {
 async fn healthz(State(h): State<Health>) -> impl IntoResponse {
     let mqtt = *h.mqtt.borrow();
     let store = h.store.ping().await;
-    let status = if mqtt && store {
+    // Reachable is not enough: a full disk answers queries but refuses writes.
+    let write_error = h.metrics.store_error();
+    let status = if mqtt && store && write_error.is_none() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -54,6 +56,8 @@ async fn healthz(State(h): State<Health>) -> impl IntoResponse {
         "status": if status == StatusCode::OK { "ok" } else { "degraded" },
         "mqtt_connected": mqtt,
         "store_reachable": store,
+        "store_writable": write_error.is_none(),
+        "store_error": write_error,
         "model_version": h.model.current().version,
     });
     (status, Json(body))

@@ -48,6 +48,10 @@ pub struct Metrics {
     pub influx_errors: Counter,
     /// Telemetry rows waiting for InfluxDB.
     pub influx_backlog: Gauge,
+    /// 1 while batches fail because the store is unavailable, else 0.
+    pub store_unavailable: Gauge,
+    /// Why the store is unavailable, while it is (for `/healthz`).
+    store_error: std::sync::Mutex<Option<String>>,
     /// Model reloads, by outcome.
     pub model_reloads: Family<Label, Counter>,
     /// Batches retried after a database conflict or error.
@@ -185,6 +189,12 @@ impl Metrics {
             "Batches retried after a database conflict or error",
             Counter::default(),
         );
+        let store_unavailable = register(
+            &mut r,
+            "store_unavailable",
+            "1 while batches fail because the store is unavailable",
+            Gauge::default(),
+        );
         let batch_splits = register(
             &mut r,
             "batch_splits",
@@ -268,6 +278,8 @@ impl Metrics {
             model_reloads,
             batch_retries,
             batch_splits,
+            store_unavailable,
+            store_error: std::sync::Mutex::new(None),
             pruned,
             feature_restores,
             feature_rebuilds,
@@ -277,6 +289,19 @@ impl Metrics {
             mqtt_connection_errors,
             oversize_recoveries,
         }
+    }
+
+    /// Records why the store is unavailable, or that it is back (`None`).
+    pub fn set_store_error(&self, error: Option<String>) {
+        *self.store_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
+    }
+
+    /// Why the store is unavailable, while it is.
+    pub fn store_error(&self) -> Option<String> {
+        self.store_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The text exposition format.
