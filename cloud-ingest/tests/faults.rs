@@ -13,7 +13,7 @@ use cloud_ingest::config::Config;
 use cloud_ingest::store::{SqliteSync, Store};
 use common::*;
 use protocol::Channel;
-use tests::faults::{AckedPublisher, Broker, Proxy};
+use tests::faults::{AckedPublisher, Broker, Postgres, Proxy};
 use tests::services::{self, Mqtt};
 
 const DEVICES: usize = 6;
@@ -171,6 +171,31 @@ async fn the_network_to_the_broker_cut_and_restored() {
 
     everything_stored_once(&store, &ingest).await;
     health_says(&ingest, "mqtt_connected", true).await;
+    ingest.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_restarted_mid_stream() {
+    let mqtt = services::mqtt();
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Postgres::start(dir.path());
+    let tenant = tests::unique("pgrestart");
+    let store = Store::open(&pg.url, 2, SqliteSync::Normal).await.unwrap();
+    let ingest = start(ingest_config(&mqtt, &tenant, &pg.url)).await;
+    let mut publisher = AckedPublisher::connect(&mqtt, &tests::unique("pub"));
+    let mut stream = Stream::new(&tenant);
+
+    stream.publish_until(&mut publisher, 20).await;
+    pg.stop();
+    // Accepted by the broker while the database is down: waiting in ingest's session.
+    stream.publish_until(&mut publisher, 30).await;
+    let body = health_says(&ingest, "store_reachable", false).await;
+    assert_eq!(body["store_writable"], false, "{body}");
+    pg.resume();
+    stream.publish_until(&mut publisher, BEATS).await;
+
+    everything_stored_once(&store, &ingest).await;
+    health_says(&ingest, "store_writable", true).await;
     ingest.finish().await;
 }
 

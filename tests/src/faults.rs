@@ -257,3 +257,116 @@ impl Drop for AckedPublisher {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// A PostgreSQL server of the test's own (trust authentication on loopback), which the
+/// test stops and starts again.
+pub struct Postgres {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    /// Its URL, for the `postgres` database.
+    pub url: String,
+}
+
+fn as_postgres(cmd: &Path) -> Command {
+    // initdb and the server refuse to run as root: as root, run them as `postgres`.
+    if running_as_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(cmd);
+        c
+    } else {
+        Command::new(cmd)
+    }
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+impl Postgres {
+    /// Creates and starts one with its data in `dir`; panics naming the cause.
+    pub fn start(dir: &Path) -> Postgres {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is not installed: scripts/test.sh installs it")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("initdb").exists())
+            .max()
+            .expect("no PostgreSQL server binaries under /usr/lib/postgresql");
+        let data = dir.join("pg");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if running_as_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(&data)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "chown postgres {} failed", data.display());
+        }
+        let out = as_postgres(&bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "fleet", "--auth=trust", "-E", "UTF8", "--locale=C"])
+            .output()
+            .expect("running initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let pg = Postgres {
+            bin,
+            url: format!("postgres://fleet@127.0.0.1:{port}/postgres"),
+            data,
+            port,
+        };
+        pg.pg_ctl("start");
+        pg
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let mut c = as_postgres(&self.bin.join("pg_ctl"));
+        c.arg("-D")
+            .arg(&self.data)
+            .args(["-w", "-t", "60", "-m", "fast"]);
+        if action == "start" {
+            c.arg("-o").arg(format!(
+                "-p {} -c listen_addresses=127.0.0.1 -k {}",
+                self.port,
+                self.data.display()
+            ));
+            c.arg("-l").arg(self.data.join("server.log"));
+        }
+        let out = c.arg(action).output().expect("running pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl {action} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops the server (fast shutdown: connections are closed).
+    pub fn stop(&self) {
+        self.pg_ctl("stop");
+    }
+
+    /// Starts it again on the same port.
+    pub fn resume(&self) {
+        self.pg_ctl("start");
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = as_postgres(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
