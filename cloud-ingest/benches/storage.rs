@@ -8,9 +8,8 @@
 //! `cargo bench -p cloud-ingest --bench storage`; `BENCH_DEVICES` (100) and
 //! `BENCH_DAYS` (120) size it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cloud_ingest::ingest::{Delivery, Pipeline, PipelineSettings};
 use cloud_ingest::ops::metrics::Metrics;
@@ -18,24 +17,13 @@ use cloud_ingest::policy::PolicyConfig;
 use cloud_ingest::retention::{Pruner, RetentionConfig};
 use cloud_ingest::score::ModelSlot;
 use cloud_ingest::store::{SqliteSync, Store};
-use protocol::clock::Clock;
+use protocol::clock::{Clock, ManualClock};
 use protocol::event::{CrashEvent, Event};
 use protocol::ids::{DeviceId, Seq};
 use protocol::{examples, Envelope, Limits, Message, Timestamp};
 
 const HOUR: u64 = 3_600_000;
 const DAY: u64 = 24 * HOUR;
-
-struct At(AtomicU64);
-
-impl Clock for At {
-    fn now(&self) -> Timestamp {
-        Timestamp(self.0.load(Ordering::SeqCst))
-    }
-    fn wall_delay(&self, ms: u64) -> Duration {
-        Duration::from_millis(ms)
-    }
-}
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -95,7 +83,7 @@ async fn run(
     let url = format!("sqlite://{}", dir.path().join("fleet.db").display());
     let store = Store::open(&url, 1, SqliteSync::Normal).await.unwrap();
     let t0 = Timestamp::from_system_time(std::time::SystemTime::now()).0 - (days + 1) * DAY;
-    let clock = Arc::new(At(AtomicU64::new(t0)));
+    let clock = Arc::new(ManualClock::at(Timestamp(t0)));
     let mut pipeline = Pipeline::new(
         store.clone(),
         Arc::new(ModelSlot::load(None).unwrap()),
@@ -107,7 +95,7 @@ async fn run(
     let mut seqs = vec![0u64; devices];
     let started = Instant::now();
     for day in 0..days {
-        clock.0.store(t0 + (day + 1) * DAY + HOUR, Ordering::SeqCst);
+        clock.set(Timestamp(t0 + (day + 1) * DAY + HOUR));
         let batch: Vec<Delivery> = (0..devices)
             .flat_map(|d| day_of(d, day, t0, &mut seqs[d]))
             .collect();

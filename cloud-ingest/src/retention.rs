@@ -140,39 +140,35 @@ impl Pruner {
 
     /// One pass: everything past its cutoff, in chunks.
     pub async fn prune(&self, store: &Store, cut: &Cutoffs) -> Result<PruneReport, StoreError> {
-        let mut r = PruneReport::default();
-        loop {
-            let n = store
-                .prune_messages(cut.messages_ms, cut.telemetry_ms, CHUNK_ROWS)
-                .await?;
-            r.messages += n;
-            if (n as usize) < CHUNK_ROWS {
-                break;
-            }
+        let max_rows = self.config.dead_letters_max_rows;
+        Ok(PruneReport {
+            messages: drain(|| store.prune_messages(cut.messages_ms, cut.telemetry_ms, CHUNK_ROWS))
+                .await?,
+            dead_letters: drain(|| {
+                store.prune_dead_letters(cut.dead_letters_ms, max_rows, CHUNK_ROWS)
+            })
+            .await?,
+            outboxes: drain(|| {
+                store.prune_outboxes(cut.commands_ms, cut.webhooks_wall_ms, CHUNK_ROWS)
+            })
+            .await?,
+        })
+    }
+}
+
+/// Runs a chunked delete until a chunk comes back short; the rows removed in all.
+async fn drain<F, Fut>(mut chunk: F) -> Result<u64, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, StoreError>>,
+{
+    let mut total = 0;
+    loop {
+        let n = chunk().await?;
+        total += n;
+        if (n as usize) < CHUNK_ROWS {
+            return Ok(total);
         }
-        loop {
-            let n = store
-                .prune_dead_letters(
-                    cut.dead_letters_ms,
-                    self.config.dead_letters_max_rows,
-                    CHUNK_ROWS,
-                )
-                .await?;
-            r.dead_letters += n;
-            if (n as usize) < CHUNK_ROWS {
-                break;
-            }
-        }
-        loop {
-            let n = store
-                .prune_outboxes(cut.commands_ms, cut.webhooks_wall_ms, CHUNK_ROWS)
-                .await?;
-            r.outboxes += n;
-            if (n as usize) < CHUNK_ROWS {
-                break;
-            }
-        }
-        Ok(r)
     }
 }
 

@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use cloud_ingest::ingest::{Delivery, Pipeline, PipelineSettings};
 use cloud_ingest::ops::metrics::Metrics;
@@ -15,21 +13,21 @@ use cloud_ingest::retention::{Pruner, RetentionConfig};
 use cloud_ingest::score::ModelSlot;
 use cloud_ingest::store::{SqliteSync, Store};
 use common::*;
-use protocol::clock::Clock;
+use protocol::clock::{Clock, ManualClock};
 use protocol::{Channel, Timestamp};
 
 const DAY: u64 = 86_400_000;
 
-/// A clock the test moves.
-struct At(AtomicU64);
-
-impl Clock for At {
-    fn now(&self) -> Timestamp {
-        Timestamp(self.0.load(Ordering::SeqCst))
-    }
-    fn wall_delay(&self, ms: u64) -> Duration {
-        Duration::from_millis(ms)
-    }
+/// The pipeline on `store` with the bundled model and default settings.
+fn new_pipeline(store: &Store, metrics: Arc<Metrics>, clock: Arc<ManualClock>) -> Pipeline {
+    Pipeline::new(
+        store.clone(),
+        Arc::new(ModelSlot::load(None).unwrap()),
+        PolicyConfig::default(),
+        PipelineSettings::default(),
+        metrics,
+        clock,
+    )
 }
 
 fn hb(tenant: &str, device: &str, seq: u64, ts: u64) -> Delivery {
@@ -45,15 +43,8 @@ async fn prunes_old_rows_and_keeps_dedup(url: &str, with_dead_letters: bool) {
     let device = tests::unique("d");
     // 100 days back, so a shared PostgreSQL's other (recent) rows are never past a cutoff.
     let t0 = now_ms() - 100 * DAY;
-    let clock = Arc::new(At(AtomicU64::new(t0)));
-    let mut pipeline = Pipeline::new(
-        store.clone(),
-        Arc::new(ModelSlot::load(None).unwrap()),
-        PolicyConfig::default(),
-        PipelineSettings::default(),
-        Arc::new(Metrics::new()),
-        clock.clone(),
-    );
+    let clock = Arc::new(ManualClock::at(Timestamp(t0)));
+    let mut pipeline = new_pipeline(&store, Arc::new(Metrics::new()), clock.clone());
     let old: Vec<Delivery> = (1..=10)
         .map(|k| hb(&tenant, &device, k, t0 - 10 * 60_000 + k * 60_000))
         .collect();
@@ -67,7 +58,7 @@ async fn prunes_old_rows_and_keeps_dedup(url: &str, with_dead_letters: bool) {
 
     // 36 days on: two new heartbeats, then a pass.
     let t1 = t0 + 36 * DAY;
-    clock.0.store(t1, Ordering::SeqCst);
+    clock.set(Timestamp(t1));
     let new = [
         hb(&tenant, &device, 11, t1 - 60_000),
         hb(&tenant, &device, 12, t1),
@@ -102,26 +93,12 @@ async fn prunes_old_rows_and_keeps_dedup(url: &str, with_dead_letters: bool) {
     assert_eq!((stats.count, stats.missing()), (12, 0));
 
     // A redelivery of a pruned message (a new process: nothing cached) is a repeat.
-    let mut fresh = Pipeline::new(
-        store.clone(),
-        Arc::new(ModelSlot::load(None).unwrap()),
-        PolicyConfig::default(),
-        PipelineSettings::default(),
-        Arc::new(Metrics::new()),
-        clock.clone(),
-    );
+    let mut fresh = new_pipeline(&store, Arc::new(Metrics::new()), clock.clone());
     let again = fresh.process(&old[4..5]).await;
     assert_eq!((again.accepted, again.duplicates), (0, 1));
     // The features did not go with the messages: the next one restores them.
     let metrics = Arc::new(Metrics::new());
-    let mut next = Pipeline::new(
-        store.clone(),
-        Arc::new(ModelSlot::load(None).unwrap()),
-        PolicyConfig::default(),
-        PipelineSettings::default(),
-        metrics.clone(),
-        clock.clone(),
-    );
+    let mut next = new_pipeline(&store, metrics.clone(), clock.clone());
     assert_eq!(
         next.process(&[hb(&tenant, &device, 13, t1 + 60_000)])
             .await
@@ -156,15 +133,8 @@ async fn dead_letters_are_capped_newest_kept() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("fleet.db").display());
     let store = Store::open(&url, 2, SqliteSync::Normal).await.unwrap();
-    let clock = Arc::new(At(AtomicU64::new(now_ms())));
-    let mut pipeline = Pipeline::new(
-        store.clone(),
-        Arc::new(ModelSlot::load(None).unwrap()),
-        PolicyConfig::default(),
-        PipelineSettings::default(),
-        Arc::new(Metrics::new()),
-        clock.clone(),
-    );
+    let clock = Arc::new(ManualClock::at(Timestamp(now_ms())));
+    let mut pipeline = new_pipeline(&store, Arc::new(Metrics::new()), clock.clone());
     let bad: Vec<Delivery> = (0..10)
         .map(|k| Delivery {
             topic: format!("fleet/acme/dev-{k}/heartbeat"),
@@ -207,15 +177,8 @@ async fn with_influxdb_exported_telemetry_goes_after_two_days_and_the_rest_stays
     let url = format!("sqlite://{}", dir.path().join("fleet.db").display());
     let store = Store::open(&url, 2, SqliteSync::Normal).await.unwrap();
     let t0 = now_ms() - 10 * DAY;
-    let clock = Arc::new(At(AtomicU64::new(t0)));
-    let mut pipeline = Pipeline::new(
-        store.clone(),
-        Arc::new(ModelSlot::load(None).unwrap()),
-        PolicyConfig::default(),
-        PipelineSettings::default(),
-        Arc::new(Metrics::new()),
-        clock.clone(),
-    );
+    let clock = Arc::new(ManualClock::at(Timestamp(t0)));
+    let mut pipeline = new_pipeline(&store, Arc::new(Metrics::new()), clock.clone());
     let batch = [
         hb("acme", "dev-a", 1, t0 - 60_000),
         Delivery {
@@ -224,7 +187,7 @@ async fn with_influxdb_exported_telemetry_goes_after_two_days_and_the_rest_stays
         },
     ];
     assert_eq!(pipeline.process(&batch).await.accepted, 2);
-    clock.0.store(t0 + 3 * DAY, Ordering::SeqCst);
+    clock.set(Timestamp(t0 + 3 * DAY));
     let config = RetentionConfig::default();
     let pruner = Pruner {
         config: config.clone(),

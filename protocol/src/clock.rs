@@ -29,6 +29,33 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock that stands where it is set: for tests and measurements that move time
+/// on themselves.
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicU64);
+
+impl ManualClock {
+    /// A clock standing at `at`.
+    pub fn at(at: Timestamp) -> Self {
+        ManualClock(std::sync::atomic::AtomicU64::new(at.0))
+    }
+
+    /// Moves it to `at`.
+    pub fn set(&self, at: Timestamp) {
+        self.0.store(at.0, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    fn wall_delay(&self, ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +66,13 @@ mod tests {
         let now = SystemClock.now();
         assert!(now.0 >= before.0 && now.0 - before.0 < 60_000);
         assert_eq!(SystemClock.wall_delay(1500), Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn a_manual_clock_stands_where_it_is_set() {
+        let c = ManualClock::at(Timestamp(5));
+        assert_eq!(c.now(), Timestamp(5));
+        c.set(Timestamp(9));
+        assert_eq!((c.now(), c.now()), (Timestamp(9), Timestamp(9)));
     }
 }

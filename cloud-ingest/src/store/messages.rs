@@ -121,16 +121,17 @@ pub async fn since(
     .bind(since_ms as i64)
     .fetch_all(c)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(StoredMessage {
-                ts_ms: r.try_get::<i64, _>(0)? as u64,
-                seq: r.try_get::<i64, _>(1)? as u64,
-                channel: r.try_get(2)?,
-                payload: r.try_get(3)?,
-            })
-        })
-        .collect()
+    rows.iter().map(stored_message).collect()
+}
+
+/// A row of `SELECT ts_ms, seq, channel, payload`.
+fn stored_message(r: &sqlx::any::AnyRow) -> Result<StoredMessage, StoreError> {
+    Ok(StoredMessage {
+        ts_ms: r.try_get::<i64, _>(0)? as u64,
+        seq: r.try_get::<i64, _>(1)? as u64,
+        channel: r.try_get(2)?,
+        payload: r.try_get(3)?,
+    })
 }
 
 /// A device's newest `n` stored heartbeats and events, oldest first.
@@ -150,14 +151,7 @@ pub async fn recent_telemetry(
     .await?;
     let mut out = rows
         .iter()
-        .map(|r| {
-            Ok(StoredMessage {
-                ts_ms: r.try_get::<i64, _>(0)? as u64,
-                seq: r.try_get::<i64, _>(1)? as u64,
-                channel: r.try_get(2)?,
-                payload: r.try_get(3)?,
-            })
-        })
+        .map(stored_message)
         .collect::<Result<Vec<_>, StoreError>>()?;
     out.reverse();
     Ok(out)
