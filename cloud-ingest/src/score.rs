@@ -134,6 +134,14 @@ impl FeatureCache {
         }
     }
 
+    /// Counts a stored message that carries nothing the history reads (one this build
+    /// cannot decode any more), so the count stays in step with the store.
+    pub fn count_only(&mut self, device: &str) {
+        if let Some(d) = self.devices.get_mut(device) {
+            d.count += 1;
+        }
+    }
+
     /// Replaces a device's state by a replay of its stored messages (oldest first),
     /// which the store counts as `store_count` in all.
     pub fn rebuild<'a>(

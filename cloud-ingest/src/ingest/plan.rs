@@ -30,7 +30,7 @@ use crate::ops::events::{CommandAnswered, DeviceScored, MessageAccepted};
 use crate::policy::{
     self, offer, ContactHistory, Decision, DeviceTerms, Hold, PolicyConfig, PolicyInput, Problem,
 };
-use crate::score::{rebuild_since, FeatureCache, Scored};
+use crate::score::{decode_stored, rebuild_since, FeatureCache, Scored};
 use crate::store::dead_letters::DeadLetter;
 use crate::store::devices::{Arrivals, DeviceRow, Identity, Liveness, ScoreRow};
 use crate::store::features::FeatureState;
@@ -46,8 +46,8 @@ pub struct Snapshot {
     /// The `devices` rows; a device never seen is absent.
     pub devices: HashMap<String, DeviceRow>,
     /// Stored feature states that can take the place of a cached one that is not in
-    /// step with the store (see [`usable_state`]).
-    pub states: HashMap<String, DeviceHistory>,
+    /// step with the store (see [`usable_state`]), with the messages since.
+    pub states: HashMap<String, StoredState>,
     /// Stored messages of devices whose cached feature state is not in step with the
     /// store and that have no usable stored state, from [`rebuild_since`] the batch's
     /// first message on.
@@ -55,6 +55,22 @@ pub struct Snapshot {
     /// The commands the batch's answers refer to, by (device, command id).
     pub commands: HashMap<(String, String), AnsweredCommand>,
 }
+
+/// A device's stored feature state and the messages that arrived after it was written.
+#[derive(Debug, Clone)]
+pub struct StoredState {
+    /// The history as written.
+    pub history: DeviceHistory,
+    /// The device's message count it reflects.
+    pub count: u64,
+    /// The messages since, in arrival order.
+    pub since: Vec<StoredMessage>,
+}
+
+/// A device's feature state is written to the store when its message count crosses a
+/// multiple of this (and on its first batch, and after a rebuild): a process picking
+/// the device up replays fewer messages than this, and most batches write no state.
+pub const STATE_EVERY: u64 = 32;
 
 /// What a decision about one device needs from the store.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -221,8 +237,9 @@ impl<'a> BatchPlan<'a> {
         });
         self.counts_after.push(row.stats.count + n);
         let mut newest_seq = (row.stats.count > 0).then_some(row.stats.max_seq);
-        for a in group {
+        for (i, a) in group.iter().enumerate() {
             self.messages.push(NewMessage {
+                arrival: row.stats.count + i as u64 + 1,
                 device_id: device,
                 seq: a.seq,
                 tenant,
@@ -366,10 +383,11 @@ fn liveness<'a>(
     out
 }
 
-/// A stored feature state that stands in for the cache: written by this layout and
-/// feature schema, after exactly the `count` messages the store holds, and readable.
+/// A stored feature state that can stand in for the cache: written by this layout and
+/// feature schema, after no more than the `count` messages the store holds (the rest
+/// are replayed), and readable.
 pub fn usable_state(stored: &FeatureState, count: u64) -> Option<DeviceHistory> {
-    (stored.version == snapshot_version() && stored.msg_count == count)
+    (stored.version == snapshot_version() && stored.msg_count <= count)
         .then(|| DeviceHistory::from_snapshot(&stored.state).ok())
         .flatten()
 }
@@ -383,17 +401,27 @@ impl<'a> BatchPlan<'a> {
         cache: &mut FeatureCache,
         group: &'a [Accepted<'a>],
         row: &DeviceRow,
-        state: Option<&DeviceHistory>,
+        state: Option<&StoredState>,
         stored: &[StoredMessage],
     ) {
         let device = group[0].device();
         let count = row.stats.count;
+        let mut write =
+            count == 0 || (count + group.len() as u64) / STATE_EVERY > count / STATE_EVERY;
         if !cache.is_current(device, count) {
-            if let Some(history) = state {
-                let mut history = history.clone();
+            if let Some(s) = state {
+                let mut history = s.history.clone();
                 history.set_purchased_at(row.purchased_ms.map(Timestamp));
-                cache.restore(device, history, count);
+                cache.restore(device, history, s.count);
+                let limits = protocol::Limits::default();
+                for m in &s.since {
+                    match decode_stored(&m.channel, &m.payload, &limits) {
+                        Some(message) => cache.observe(device, &message),
+                        None => cache.count_only(device),
+                    }
+                }
                 self.report.restored += 1;
+                self.report.rebuilt.1 += s.since.len() as u64;
             }
         }
         if cache.is_current(device, count) {
@@ -419,6 +447,10 @@ impl<'a> BatchPlan<'a> {
             );
             self.report.rebuilt.0 += 1;
             self.report.rebuilt.1 += stored.len() as u64;
+            write = true;
+        }
+        if !write {
+            return;
         }
         if let Some((msg_count, state)) = cache.snapshot(device) {
             self.feature_states.push((

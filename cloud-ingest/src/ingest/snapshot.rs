@@ -35,8 +35,19 @@ pub async fn devices(
     let mut states = HashMap::new();
     if !behind.is_empty() {
         for (device, stored) in features::states(c, &behind).await? {
-            if let Some(history) = plan::usable_state(&stored, count(&device)) {
-                states.insert(device, history);
+            let Some(history) = plan::usable_state(&stored, count(&device)) else {
+                continue;
+            };
+            let since = messages::arrived_after(c, &device, stored.msg_count).await?;
+            // Every message since must still be there (none pruned, none from before
+            // arrivals were numbered), or the state cannot be brought up to date.
+            if since.len() as u64 == count(&device) - stored.msg_count {
+                let s = plan::StoredState {
+                    history,
+                    count: stored.msg_count,
+                    since,
+                };
+                states.insert(device, s);
             }
         }
     }

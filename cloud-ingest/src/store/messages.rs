@@ -27,6 +27,8 @@ pub struct NewMessage<'a> {
     pub payload: &'a str,
     /// Whether the telemetry exporter still has to send it.
     pub export_pending: bool,
+    /// Its place among the device's messages as stored (1 for the first).
+    pub arrival: u64,
 }
 
 /// A `(device, seq)` key.
@@ -71,9 +73,10 @@ pub async fn insert(
     let mut fresh = HashSet::with_capacity(rows.len());
     for chunk in rows.chunks(CHUNK) {
         let mut sql = String::from(
-            "INSERT INTO messages (device_id, seq, tenant, channel, ts_ms, received_ms, payload, export_pending) VALUES ",
+            "INSERT INTO messages (device_id, seq, tenant, channel, ts_ms, received_ms, payload,
+                export_pending, arrival) VALUES ",
         );
-        push_placeholders(&mut sql, chunk.len(), 8);
+        push_placeholders(&mut sql, chunk.len(), 9);
         sql.push_str(" ON CONFLICT (device_id, seq) DO NOTHING RETURNING device_id, seq");
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for m in chunk {
@@ -85,7 +88,8 @@ pub async fn insert(
                 .bind(m.ts_ms as i64)
                 .bind(m.received_ms as i64)
                 .bind(m.payload.to_owned())
-                .bind(i64::from(m.export_pending));
+                .bind(i64::from(m.export_pending))
+                .bind(m.arrival as i64);
         }
         for r in q.fetch_all(&mut *c).await? {
             fresh.insert((r.try_get(0)?, r.try_get::<i64, _>(1)? as u64));
@@ -119,6 +123,24 @@ pub async fn since(
     )
     .bind(device)
     .bind(since_ms as i64)
+    .fetch_all(c)
+    .await?;
+    rows.iter().map(stored_message).collect()
+}
+
+/// A device's messages that arrived after its `arrival`-th, in arrival order: what a
+/// stored feature state written then has not seen.
+pub async fn arrived_after(
+    c: &mut AnyConnection,
+    device: &str,
+    arrival: u64,
+) -> Result<Vec<StoredMessage>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT ts_ms, seq, channel, payload FROM messages WHERE device_id = $1 AND arrival > $2
+         ORDER BY arrival",
+    )
+    .bind(device)
+    .bind(arrival as i64)
     .fetch_all(c)
     .await?;
     rows.iter().map(stored_message).collect()

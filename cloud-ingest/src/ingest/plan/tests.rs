@@ -357,43 +357,59 @@ fn a_cache_out_of_step_is_rebuilt_from_the_stored_history_and_the_batch() {
     let (device, written) = &plan.feature_states[0];
     assert_eq!((*device, written.msg_count), ("dev-a", 2));
 
-    // Another process, the next batch: the stored state stands in for the history.
-    let state = usable_state(written, 2).expect("this build's own snapshot");
+    // Another process, later: another replica stored seq 3 meanwhile (the state was
+    // written at 2), and this batch brings seq 4. The stored state and the one message
+    // since stand in for the history.
+    let history = usable_state(written, 3).expect("this build's own snapshot");
     let mut wrong = written.clone();
     wrong.version = "0-0000".into();
-    assert!(usable_state(&wrong, 2).is_none(), "another feature schema");
+    assert!(usable_state(&wrong, 3).is_none(), "another feature schema");
     assert!(
-        usable_state(written, 3).is_none(),
-        "out of step with the store"
+        usable_state(written, 1).is_none(),
+        "newer than the store: not this store's"
     );
-    let next = deliveries(&[hb("dev-a", 3, T0 + 120 * MIN)]);
+    let third = hb("dev-a", 3, T0 + 120 * MIN);
+    let since = vec![StoredMessage {
+        ts_ms: T0 + 120 * MIN,
+        seq: 3,
+        channel: "heartbeat".into(),
+        payload: String::from_utf8(third.encode(&Limits::default()).unwrap()).unwrap(),
+    }];
+    let next = deliveries(&[hb("dev-a", 4, T0 + 180 * MIN)]);
     let (fresh, _) = accept(&next);
+    let row = |count| DeviceRow {
+        stats: SeqStats {
+            count,
+            min_seq: 1,
+            max_seq: count,
+        },
+        ..DeviceRow::default()
+    };
     let mut snapshot = Snapshot::default();
-    snapshot.devices.insert(
+    snapshot.devices.insert("dev-a".into(), row(3));
+    snapshot.states.insert(
         "dev-a".into(),
-        DeviceRow {
-            stats: SeqStats {
-                count: 2,
-                min_seq: 1,
-                max_seq: 2,
-            },
-            ..DeviceRow::default()
+        StoredState {
+            history,
+            count: 2,
+            since,
         },
     );
-    snapshot.states.insert("dev-a".into(), state);
     let mut other = Run::new(false);
     let plan = other.observe(&fresh, &snapshot);
-    assert_eq!((plan.report.restored, plan.report.rebuilt), (1, (0, 0)));
-    assert!(other.cache.is_current("dev-a", 3));
-    // Restored plus the batch scores as the rebuilt-and-followed cache does.
-    let mut first = run;
-    let same = first.observe(
-        &fresh,
-        &Snapshot {
-            devices: snapshot.devices.clone(),
-            ..Snapshot::default()
-        },
+    assert_eq!((plan.report.restored, plan.report.rebuilt), (1, (0, 1)));
+    assert!(other.cache.is_current("dev-a", 4));
+    assert!(
+        plan.feature_states.is_empty(),
+        "not due: 3 → 4 crosses no multiple"
     );
+    // The same features as the process that saw every message.
+    let mut first = run;
+    let both = deliveries(&[third, hb("dev-a", 4, T0 + 180 * MIN)]);
+    let (fresh_both, _) = accept(&both);
+    let mut seen = Snapshot::default();
+    seen.devices.insert("dev-a".into(), row(2));
+    let same = first.observe(&fresh_both, &seen);
     assert_eq!(
         plan.report.scored[0].risk, same.report.scored[0].risk,
         "the same features either way"
