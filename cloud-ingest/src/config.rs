@@ -402,6 +402,20 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// README.md's `ingest.toml` is a configuration this build reads, every key known.
+    #[test]
+    fn the_readme_example_configuration_parses() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("# ingest.toml")
+            .expect("README.md shows an ingest.toml");
+        let text = readme[start..].split("```").next().unwrap();
+        let c: Config = toml::from_str(text).unwrap_or_else(|e| panic!("README ingest.toml: {e}"));
+        assert_eq!(c.ingest.max_clock_ahead_s, 600);
+        assert_eq!(c.retention.messages_days, 35);
+        assert_eq!(c.policy.safety_repeat_hours, 24);
+    }
+
     #[test]
     fn defaults_run_and_a_file_overrides_only_what_it_names() {
         let c: Config = toml::from_str(
