@@ -470,18 +470,27 @@ impl<'a> BatchPlan<'a> {
 pub const DEAD_LETTER_EXCERPT: usize = 16 * 1024;
 
 /// A rejection as it is kept: a payload over [`DEAD_LETTER_EXCERPT`] is cut to it, and the
-/// detail says so.
+/// detail says so. The detail quotes the payload's values, so its control characters are
+/// escaped: PostgreSQL's text refuses a NUL, and a log line should not carry one. (A
+/// topic cannot hold one: MQTT forbids it.)
 pub fn dead_letter<'a>(now: Timestamp, r: &Rejection<'a>) -> DeadLetter<'a> {
     let payload: &'a [u8] = &r.delivery.payload;
-    let (payload, detail) = if payload.len() > DEAD_LETTER_EXCERPT {
-        let detail = format!(
-            "{}; the first {DEAD_LETTER_EXCERPT} of {} bytes are kept",
-            r.detail,
+    let mut detail = String::with_capacity(r.detail.len());
+    for c in r.detail.chars() {
+        if c.is_control() {
+            detail.extend(c.escape_unicode());
+        } else {
+            detail.push(c);
+        }
+    }
+    let payload = if payload.len() > DEAD_LETTER_EXCERPT {
+        detail = format!(
+            "{detail}; the first {DEAD_LETTER_EXCERPT} of {} bytes are kept",
             payload.len()
         );
-        (&payload[..DEAD_LETTER_EXCERPT], detail)
+        &payload[..DEAD_LETTER_EXCERPT]
     } else {
-        (payload, r.detail.clone())
+        payload
     };
     DeadLetter {
         received_ms: now.0,
