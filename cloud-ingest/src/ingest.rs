@@ -174,6 +174,9 @@ pub struct Pipeline {
     /// Tests only: attempts with a delivery this matches panic, as a bug would.
     #[cfg(test)]
     poison: Option<fn(&Delivery) -> bool>,
+    /// Tests only: the store refuses every dead letter of an unprocessable message.
+    #[cfg(test)]
+    refuse_dead_letters: bool,
 }
 
 impl Pipeline {
@@ -197,6 +200,8 @@ impl Pipeline {
             clock,
             #[cfg(test)]
             poison: None,
+            #[cfg(test)]
+            refuse_dead_letters: false,
         }
     }
 
@@ -288,30 +293,46 @@ impl Pipeline {
             detail: format!("ingest could not process this message: {error}"),
         };
         let letter = plan::dead_letter(self.clock.now(), &rejection);
-        let mut attempt = 0;
+        let (mut attempt, mut refused) = (0, 0);
         loop {
             let kept = async {
+                #[cfg(test)]
+                if self.refuse_dead_letters {
+                    return Err(StoreError::Invalid("refused (test)".into()));
+                }
                 let mut tx = self.store.begin().await?;
                 dead_letters::insert(&mut tx, std::slice::from_ref(&letter)).await?;
                 tx.commit().await?;
                 Ok::<(), StoreError>(())
             }
             .await;
-            match kept {
-                Ok(()) => break,
-                Err(e) => {
-                    attempt += 1;
-                    let retry_in = RETRY.delay(attempt - 1);
-                    events::BatchRetried {
-                        attempt,
-                        of: None,
+            let Err(e) = kept else { break };
+            attempt += 1;
+            if !e.is_unavailable() {
+                refused += 1;
+                if refused >= ATTEMPTS {
+                    // Not even its dead letter can be kept: say so loudly, move on.
+                    events::MessageDropped {
+                        topic: letter.topic,
+                        payload: letter.payload,
                         error: &e,
-                        retry_in,
                     }
                     .emit(&self.metrics);
-                    tokio::time::sleep(retry_in).await;
+                    return BatchOutcome {
+                        rejected: 1,
+                        ..BatchOutcome::default()
+                    };
                 }
             }
+            let retry_in = RETRY.delay(attempt - 1);
+            events::BatchRetried {
+                attempt,
+                of: None,
+                error: &e,
+                retry_in,
+            }
+            .emit(&self.metrics);
+            tokio::time::sleep(retry_in).await;
         }
         events::MessageRejected {
             topic: letter.topic,
@@ -398,8 +419,8 @@ impl Pipeline {
         .emit(m);
         events::FeaturesLoaded {
             restored: r.restored,
-            rebuilt: r.rebuilt.0,
-            replayed: r.rebuilt.1,
+            rebuilt: r.rebuilt,
+            replayed: r.replayed,
         }
         .emit(m);
         r.scored.into_iter().for_each(|e| e.emit(m));

@@ -139,9 +139,11 @@ pub struct Report {
     pub held: Vec<(String, Hold)>,
     /// Devices whose feature state came from its stored snapshot.
     pub restored: u64,
-    /// Devices whose feature state was rebuilt from stored messages, and how many
-    /// messages that replayed.
-    pub rebuilt: (u64, u64),
+    /// Devices whose feature state was rebuilt from stored messages.
+    pub rebuilt: u64,
+    /// Stored messages replayed into feature states: by rebuilds, and by restores (the
+    /// messages that arrived after the stored state).
+    pub replayed: u64,
     /// Offers that could not be built, with why.
     pub unofferable: Vec<offer::OfferError>,
 }
@@ -421,7 +423,7 @@ impl<'a> BatchPlan<'a> {
                     }
                 }
                 self.report.restored += 1;
-                self.report.rebuilt.1 += s.since.len() as u64;
+                self.report.replayed += s.since.len() as u64;
             }
         }
         if cache.is_current(device, count) {
@@ -445,8 +447,8 @@ impl<'a> BatchPlan<'a> {
                 replay.iter().map(|&(_, _, c, p)| (c, p)),
                 count + group.len() as u64,
             );
-            self.report.rebuilt.0 += 1;
-            self.report.rebuilt.1 += stored.len() as u64;
+            self.report.rebuilt += 1;
+            self.report.replayed += stored.len() as u64;
             write = true;
         }
         if !write {

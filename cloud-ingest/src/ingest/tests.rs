@@ -68,3 +68,28 @@ async fn a_batch_is_split_until_the_message_that_fails_alone_is_dead_lettered() 
     let again = pipeline.process(&batch).await;
     assert_eq!((again.accepted, again.duplicates), (1, 23));
 }
+
+#[tokio::test]
+async fn a_message_whose_dead_letter_is_refused_too_is_dropped_loudly_not_retried_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("fleet.db").display());
+    let store = Store::open(&url, 2, SqliteSync::Normal).await.unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let mut pipeline = Pipeline::new(
+        store.clone(),
+        Arc::new(ModelSlot::load(None).unwrap()),
+        PolicyConfig::default(),
+        PipelineSettings::default(),
+        metrics.clone(),
+        Arc::new(SystemClock),
+    );
+    pipeline.poison = Some(dev_b_seq_7);
+    pipeline.refuse_dead_letters = true;
+    let batch = [heartbeat("dev-a", 1), heartbeat("dev-b", 7)];
+    let outcome = pipeline.process(&batch).await;
+    assert_eq!((outcome.accepted, outcome.rejected), (1, 1));
+    assert!(store.dead_letters().await.unwrap().is_empty());
+    assert!(metrics
+        .render()
+        .contains("fleet_ingest_messages_dropped_total 1"));
+}

@@ -280,6 +280,30 @@ impl Emit for BatchRetried<'_> {
     }
 }
 
+/// A message that failed alone and whose dead letter the store refused too: logged
+/// with its payload (the only record left) and counted.
+#[derive(Clone, Copy)]
+pub struct MessageDropped<'a> {
+    /// Its topic.
+    pub topic: &'a str,
+    /// Its payload (the dead letter's excerpt).
+    pub payload: &'a [u8],
+    /// Why the dead letter was refused.
+    pub error: &'a dyn Display,
+}
+
+impl Emit for MessageDropped<'_> {
+    fn emit(self, m: &Metrics) {
+        tracing::error!(
+            topic = %self.topic,
+            payload = %String::from_utf8_lossy(self.payload),
+            "message dropped: neither it nor its dead letter could be stored ({})",
+            self.error
+        );
+        m.messages_dropped.inc();
+    }
+}
+
 /// A batch kept failing and is tried in two halves.
 #[derive(Clone, Copy)]
 pub struct BatchSplit<'a> {

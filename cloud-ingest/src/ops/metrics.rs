@@ -58,6 +58,8 @@ pub struct Metrics {
     pub batch_retries: Counter,
     /// Batches split in two because they kept failing.
     pub batch_splits: Counter,
+    /// Messages dropped because not even their dead letter could be stored.
+    pub messages_dropped: Counter,
     /// Rows removed by retention, by table.
     pub pruned: Family<Label, Counter>,
     /// Devices whose feature state was picked up from the store's snapshot.
@@ -189,6 +191,12 @@ impl Metrics {
             "Batches retried after a database conflict or error",
             Counter::default(),
         );
+        let messages_dropped = register(
+            &mut r,
+            "messages_dropped",
+            "Messages dropped because not even their dead letter could be stored",
+            Counter::default(),
+        );
         let store_unavailable = register(
             &mut r,
             "store_unavailable",
@@ -278,6 +286,7 @@ impl Metrics {
             model_reloads,
             batch_retries,
             batch_splits,
+            messages_dropped,
             store_unavailable,
             store_error: std::sync::Mutex::new(None),
             pruned,

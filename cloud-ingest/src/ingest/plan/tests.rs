@@ -352,7 +352,14 @@ fn a_cache_out_of_step_is_rebuilt_from_the_stored_history_and_the_batch() {
         "rebuilt: stored plus batch"
     );
     assert_eq!(plan.report.scored.len(), 1);
-    assert_eq!((plan.report.restored, plan.report.rebuilt), (0, (1, 1)));
+    assert_eq!(
+        (
+            plan.report.restored,
+            plan.report.rebuilt,
+            plan.report.replayed
+        ),
+        (0, 1, 1)
+    );
     // The state it leaves is written back, for the next replica to pick up.
     let (device, written) = &plan.feature_states[0];
     assert_eq!((*device, written.msg_count), ("dev-a", 2));
@@ -397,7 +404,14 @@ fn a_cache_out_of_step_is_rebuilt_from_the_stored_history_and_the_batch() {
     );
     let mut other = Run::new(false);
     let plan = other.observe(&fresh, &snapshot);
-    assert_eq!((plan.report.restored, plan.report.rebuilt), (1, (0, 1)));
+    assert_eq!(
+        (
+            plan.report.restored,
+            plan.report.rebuilt,
+            plan.report.replayed
+        ),
+        (1, 0, 1)
+    );
     assert!(other.cache.is_current("dev-a", 4));
     assert!(
         plan.feature_states.is_empty(),
