@@ -141,9 +141,13 @@ impl Pruner {
     /// One pass: everything past its cutoff, in chunks.
     pub async fn prune(&self, store: &Store, cut: &Cutoffs) -> Result<PruneReport, StoreError> {
         let max_rows = self.config.dead_letters_max_rows;
+        let mut messages =
+            drain(|| store.prune_messages(cut.messages_ms, false, CHUNK_ROWS)).await?;
+        if let Some(t) = cut.telemetry_ms {
+            messages += drain(|| store.prune_messages(t, true, CHUNK_ROWS)).await?;
+        }
         Ok(PruneReport {
-            messages: drain(|| store.prune_messages(cut.messages_ms, cut.telemetry_ms, CHUNK_ROWS))
-                .await?,
+            messages,
             dead_letters: drain(|| {
                 store.prune_dead_letters(cut.dead_letters_ms, max_rows, CHUNK_ROWS)
             })

@@ -12,27 +12,32 @@ pub type Pruned = u64;
 
 impl Store {
     /// Removes up to `limit` messages received before `before_ms` (service clock) that
-    /// no exporter still waits for, and, when `telemetry_before_ms` is given (InfluxDB
-    /// holds the telemetry), heartbeats and events exported and received before it.
-    /// Each device's highest pruned seq is kept as its watermark, in the same
-    /// transaction, so deduplication still knows a pruned message when it comes again.
+    /// no exporter still waits for: of every channel, or only heartbeats and events
+    /// (`telemetry_only`, when InfluxDB holds them). Each device's highest pruned seq is
+    /// kept as its watermark, in the same transaction, so deduplication still knows a
+    /// pruned message when it comes again.
     pub async fn prune_messages(
         &self,
         before_ms: u64,
-        telemetry_before_ms: Option<u64>,
+        telemetry_only: bool,
         limit: usize,
     ) -> Result<Pruned, StoreError> {
         let mut tx = self.begin().await?;
-        let rows = sqlx::query(
-            "SELECT device_id, seq FROM messages WHERE export_pending = 0 AND (received_ms < $1
-                OR (channel IN ('heartbeat', 'event') AND received_ms < $2))
-             LIMIT $3",
-        )
-        .bind(before_ms as i64)
-        .bind(telemetry_before_ms.map_or(i64::MIN, |t| t as i64))
-        .bind(limit as i64)
-        .fetch_all(&mut *tx)
-        .await?;
+        // A range on the received_ms index; the channel test is only a filter on it.
+        let sql = format!(
+            "SELECT device_id, seq FROM messages
+             WHERE received_ms < $1 AND export_pending = 0{} LIMIT $2",
+            if telemetry_only {
+                " AND channel IN ('heartbeat', 'event')"
+            } else {
+                ""
+            }
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(before_ms as i64)
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await?;
         let mut keys: Vec<(String, i64)> = Vec::with_capacity(rows.len());
         for r in &rows {
             keys.push((r.try_get(0)?, r.try_get(1)?));
