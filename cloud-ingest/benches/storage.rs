@@ -19,7 +19,7 @@ use cloud_ingest::score::ModelSlot;
 use cloud_ingest::store::{SqliteSync, Store};
 use protocol::clock::{Clock, ManualClock};
 use protocol::event::{CrashEvent, Event};
-use protocol::ids::{DeviceId, Seq};
+use protocol::ids::{DeviceId, Epoch, Seq};
 use protocol::{examples, Envelope, Limits, Message, Timestamp};
 
 const HOUR: u64 = 3_600_000;
@@ -56,7 +56,7 @@ fn day_of(device: usize, day: u64, t0: u64, seq: &mut u64) -> Vec<Delivery> {
     *seq += 1;
     let mut crash: Envelope<Event> = Envelope::new(
         id,
-        Seq(*seq),
+        (Epoch(7), Seq(*seq)),
         examples::heartbeat().boot_id,
         Timestamp(t0 + day * DAY + 12 * HOUR + 1),
         Event::Crash(CrashEvent {

@@ -2,11 +2,12 @@
 //!
 //! 1. [`consumer`] takes deliveries off the broker (manual acks);
 //! 2. [`decode`] validates them, rejecting what fails with a reason;
-//! 3. [`dedup`] puts the batch in device order and drops repeats of `(device, seq)`
-//!    within the batch;
-//! 4. [`snapshot`] reads what planning needs, the store's keys among them, and [`dedup`]
-//!    drops what the store already holds; [`plan`] decides, without I/O, every row the
-//!    batch writes, every score, decision and effect;
+//! 3. [`dedup`] puts the batch in device order and drops repeats of
+//!    `(device, epoch, seq)` within the batch;
+//! 4. [`snapshot`] reads what planning needs, the store's keys among them; [`epochs`]
+//!    judges which run of seqs each message belongs to, and [`dedup`] drops what the
+//!    store already holds; [`plan`] decides, without I/O, every row the batch writes,
+//!    every score, decision and effect;
 //! 5. [`apply`] writes the plan in the same transaction.
 //!
 //! [`Pipeline::process`] runs stages 2 to 5 in one transaction; the caller
@@ -17,11 +18,14 @@ pub mod apply;
 pub mod consumer;
 pub mod decode;
 pub mod dedup;
+pub mod epochs;
 pub mod plan;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -364,15 +368,28 @@ impl Pipeline {
         let mut tx = self.store.begin().await?;
         // The devices' rows first: they say which seqs the store may already hold.
         let snapshot = snapshot::devices(&mut tx, self.store.backend(), fresh, &self.cache).await?;
-        let ranges = dedup::maybe_stored(fresh, &snapshot.devices);
+        let epochs = epochs::judge_batch(fresh, &snapshot.devices, &snapshot.known_epochs);
+        let ranges = dedup::maybe_stored(fresh, &snapshot.devices, &epochs);
         let known = messages::known(&mut tx, &ranges).await?;
-        let (fresh, stored) = dedup::against_store(fresh, &known, &snapshot.devices);
+        let collisions = dedup::collisions(fresh, &known);
+        let boots = if collisions.is_empty() {
+            HashMap::new()
+        } else {
+            messages::boot_ids(&mut tx, &collisions).await?
+        };
+        let deduped = dedup::against_store(fresh, &boots, &snapshot.devices, &epochs);
+        let rejected: Cow<'_, [decode::Rejection<'_>]> = if deduped.reused.is_empty() {
+            Cow::Borrowed(rejected)
+        } else {
+            Cow::Owned([rejected, &deduped.reused].concat())
+        };
         let mut plan = plan::observe(
             now,
-            rejected,
-            &fresh,
-            repeats + stored,
+            &rejected,
+            &deduped.fresh,
+            repeats + deduped.repeats,
             &snapshot,
+            &epochs,
             &mut self.cache,
             &model,
             &self.policy,
@@ -417,6 +434,14 @@ impl Pipeline {
             count: r.duplicates,
         }
         .emit(m);
+        for (device, epoch, resets) in &r.seq_resets {
+            events::SeqRestarted {
+                device,
+                epoch: *epoch,
+                resets: *resets,
+            }
+            .emit(m);
+        }
         events::FeaturesLoaded {
             restored: r.restored,
             rebuilt: r.rebuilt,

@@ -53,6 +53,17 @@ enum Command {
         )]
         store: String,
     },
+    /// List the devices in a store as JSON lines: liveness, message counts, gaps, the
+    /// current sequence epoch and how often the device restarted its count.
+    Devices {
+        /// Store URL: sqlite://PATH or postgres://...
+        #[arg(
+            long,
+            env = "FLEET_STORE_URL",
+            default_value = "sqlite://data/fleet.db"
+        )]
+        store: String,
+    },
 }
 
 #[cfg(feature = "demo")]
@@ -261,6 +272,13 @@ async fn main() -> anyhow::Result<()> {
             let store = Store::open(&store, 2, SqliteSync::Full).await?;
             for t in store.tickets().await? {
                 println!("{}", serde_json::to_string(&t)?);
+            }
+            store.close().await;
+        }
+        Command::Devices { store } => {
+            let store = Store::open(&store, 2, SqliteSync::Full).await?;
+            for d in store.device_statuses().await? {
+                println!("{}", serde_json::to_string(&d)?);
             }
             store.close().await;
         }

@@ -11,7 +11,7 @@ use cloud_ingest::store::{SqliteSync, Store};
 use cloud_ingest::tickets::{Evidence, TicketState, Tier};
 use common::*;
 use protocol::command::{AckStatus, CommandAck, CommandBody, OfferKind};
-use protocol::ids::{BootId, DeviceId, Seq};
+use protocol::ids::{BootId, DeviceId, Epoch, Seq};
 use protocol::{Channel, Envelope, Limits, Message, Timestamp};
 use tests::mqtt::Probe;
 use tests::services;
@@ -25,7 +25,7 @@ fn ack(device: &str, seq: u64, command: &protocol::ids::CommandId, status: AckSt
     };
     let e = Envelope::new(
         DeviceId::new(device).unwrap(),
-        Seq(seq),
+        (Epoch(1), Seq(seq)),
         BootId::new("boot-1").unwrap(),
         Timestamp(now_ms()),
         body,
@@ -178,8 +178,9 @@ async fn a_risky_device_gets_a_ticket_an_offer_and_a_webhook_and_bad_input_is_ke
     let dead = store.dead_letters().await.unwrap();
     let reasons: Vec<&str> = dead.iter().map(|d| d.1.as_str()).collect();
     assert_eq!(reasons, ["truncated", "device_mismatch"], "{dead:?}");
-    let (online, stats) = store.device_status(dev).await.unwrap().unwrap();
-    assert!(online);
+    let status = store.device_status(dev).await.unwrap().unwrap();
+    assert!(status.online);
+    let stats = status.stats;
     assert_eq!((stats.count, stats.missing()), (5, 0));
 
     // The webhook arrived, signed.

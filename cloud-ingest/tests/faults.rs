@@ -93,11 +93,12 @@ async fn everything_stored_once(store: &Store, ingest: &Running) {
     )
     .await;
     for i in 0..DEVICES {
-        let (_, stats) = store
+        let stats = store
             .device_status(&format!("dev-{i:02}"))
             .await
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .stats;
         assert_eq!((stats.count, stats.missing()), (BEATS, 0), "dev-{i:02}");
     }
     let ticketed: Vec<String> = store

@@ -170,7 +170,7 @@ async fn three_replicas_share_the_stream_the_ticket_constraint_and_the_outboxes(
         "a webhook was posted more than once: {posted:?}"
     );
     for d in &ids {
-        let (_, stats) = store.device_status(d).await.unwrap().unwrap();
+        let stats = store.device_status(d).await.unwrap().unwrap().stats;
         assert_eq!((stats.count, stats.missing()), (BEATS, 0), "{d}");
     }
 }

@@ -132,7 +132,7 @@ async fn sigkill_mid_stream_loses_nothing_counts_nothing_twice_and_opens_no_tick
     assert_eq!(stored.len(), expected.len(), "lost or extra messages");
     assert_eq!(stored, expected);
     for d in &ids {
-        let (_, stats) = reader.device_status(d).await.unwrap().unwrap();
+        let stats = reader.device_status(d).await.unwrap().unwrap().stats;
         assert_eq!(
             (stats.count, stats.missing()),
             (PER_DEVICE, 0),

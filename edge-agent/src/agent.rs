@@ -14,7 +14,7 @@ use protocol::command::{
 };
 use protocol::envelope::Envelope;
 use protocol::event::{CrashEvent, Event, RebootEvent, StorageErrorEvent};
-use protocol::ids::{BootId, CommandId, Seq};
+use protocol::ids::{BootId, CommandId, Epoch, Seq};
 use protocol::reboot::RebootReason;
 use protocol::state::{Birth, Death, DeathCause, State};
 use protocol::{DeviceId, Message, Timestamp};
@@ -41,6 +41,10 @@ pub struct Identity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentState {
     next_seq: Seq,
+    /// The run of `next_seq`; absent in a state file written before schema 2, and then
+    /// chosen at the next boot.
+    #[serde(default)]
+    epoch: Epoch,
     boots: u64,
     boot: BootRecord,
     reboots: RebootLog,
@@ -62,6 +66,11 @@ impl AgentState {
         self.next_seq
     }
 
+    /// The run of sequence numbers in use: chosen at random when the count starts.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
     /// The restarts recorded.
     pub fn reboots(&self) -> &RebootLog {
         &self.reboots
@@ -75,6 +84,8 @@ pub struct CommandOutcome {
     pub messages: Vec<Message>,
     /// An offer for the host to show the customer; answer it with [`Agent::answer_offer`].
     pub offer: Option<(CommandId, Offer)>,
+    /// An offer shown earlier that the host must stop showing (withdrawn by the cloud).
+    pub withdrawn: Option<CommandId>,
 }
 
 /// The agent of one device.
@@ -120,6 +131,7 @@ impl Agent {
             None => (
                 AgentState {
                     next_seq: Seq(1),
+                    epoch: Epoch::NONE,
                     boots,
                     boot,
                     reboots: RebootLog::default(),
@@ -137,6 +149,11 @@ impl Agent {
             state,
             dirty: true,
         };
+        // A new count (or a state file from before epochs) gets its epoch now, so the
+        // cloud tells this run of seqs from any earlier one the device lost.
+        if agent.state.epoch.is_none() {
+            agent.state.epoch = Epoch::from_random(platform.entropy());
+        }
         agent.state.reboots.push(now, classified.reason.clone());
         agent.state.sampler.resume(&classified.reason);
         let event = Event::Reboot(RebootEvent {
@@ -368,6 +385,31 @@ impl Agent {
                 };
                 self.ack_only(now, &cmd.command_id, status, None, results)
             }
+            CommandBody::Withdraw(w) => self.withdraw(now, &cmd.command_id, &w.offer),
+        }
+    }
+
+    /// Takes back an offer: gone from the open offers (the host stops showing it), or
+    /// refused when the customer already answered it.
+    fn withdraw(&mut self, now: Timestamp, id: &CommandId, offer: &CommandId) -> CommandOutcome {
+        if let Some(pos) = self.state.open_offers.iter().position(|o| o == offer) {
+            self.state.open_offers.remove(pos);
+            let mut out = self.ack_only(now, id, AckStatus::Done, None, vec![]);
+            out.withdrawn = Some(offer.clone());
+            return out;
+        }
+        let answered = self
+            .state
+            .answered
+            .iter()
+            .find(|(o, s)| o == offer && matches!(s, AckStatus::Accepted | AckStatus::Declined))
+            .map(|(_, s)| *s);
+        match answered {
+            Some(s) => {
+                let detail = format!("the customer already answered: {}", s.as_str());
+                self.ack_only(now, id, AckStatus::Rejected, Some(&detail), vec![])
+            }
+            None => self.ack_only(now, id, AckStatus::Done, Some("no such offer held"), vec![]),
         }
     }
 
@@ -425,6 +467,7 @@ impl Agent {
         CommandOutcome {
             messages: vec![Message::Ack(self.envelope(now, ack))],
             offer: None,
+            withdrawn: None,
         }
     }
 
@@ -438,7 +481,7 @@ impl Agent {
         self.dirty = true;
         Envelope::new(
             self.identity.device_id.clone(),
-            seq,
+            (self.state.epoch, seq),
             self.state.boot.boot_id.clone(),
             now,
             body,

@@ -75,6 +75,11 @@ impl Host for LinuxHost {
         println!("{line}");
     }
 
+    fn withdraw(&mut self, command_id: &CommandId) {
+        let line = serde_json::json!({"command_id": command_id, "withdrawn": true});
+        println!("{line}");
+    }
+
     fn persist(&mut self, agent: &mut Agent) {
         if agent.take_dirty() {
             if let Err(e) = self.store.save(agent.state()) {

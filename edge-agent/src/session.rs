@@ -76,6 +76,8 @@ pub trait Host {
     }
     /// Shows an offer to the customer.
     fn offer(&mut self, command_id: &CommandId, offer: &Offer);
+    /// Stops showing an offer the cloud withdrew.
+    fn withdraw(&mut self, command_id: &CommandId);
     /// Customer answers to offers shown earlier: (command, accepted).
     fn offer_answers(&mut self) -> Vec<(CommandId, bool)> {
         Vec::new()
@@ -273,6 +275,9 @@ pub async fn run_device(
                                     let out = agent.handle_command(now, &cmd, host.platform());
                                     if let Some((id, offer)) = &out.offer {
                                         host.offer(id, offer);
+                                    }
+                                    if let Some(id) = &out.withdrawn {
+                                        host.withdraw(id);
                                     }
                                     spool_all(agent, spool, &out.messages, &limits, stats)?;
                                     host.persist(agent);

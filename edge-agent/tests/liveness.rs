@@ -47,7 +47,7 @@ async fn until_online(store: &Store, device: &str, online: bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let status = store.device_status(device).await.unwrap();
-        if status.is_some_and(|(o, _)| o == online) {
+        if status.as_ref().is_some_and(|s| s.online == online) {
             return;
         }
         assert!(

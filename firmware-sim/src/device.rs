@@ -442,6 +442,11 @@ impl Host for SimDevice {
         self.pending_answers.push((at, command_id.clone(), accept));
     }
 
+    fn withdraw(&mut self, command_id: &CommandId) {
+        // The customer never sees it again, so never answers it.
+        self.pending_answers.retain(|(_, id, _)| id != command_id);
+    }
+
     fn offer_answers(&mut self) -> Vec<(CommandId, bool)> {
         let now = self.now;
         let (due, later): (Vec<_>, Vec<_>) =

@@ -536,6 +536,7 @@ mod tests {
     use protocol::event::{CrashEvent, RebootEvent, StorageErrorEvent};
     use protocol::heartbeat::{BatteryReport, ConnectivityReport, ThermalReport};
     use protocol::ids::BootId;
+    use protocol::ids::Epoch;
     use protocol::{DeviceId, Envelope, Seq};
 
     const T0: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -543,7 +544,7 @@ mod tests {
     fn env<B>(ts: u64, body: B) -> Envelope<B> {
         Envelope::new(
             DeviceId::new("dev-1").unwrap(),
-            Seq(ts / 1000),
+            (Epoch(1), Seq(ts / 1000)),
             BootId::new("boot-1").unwrap(),
             Timestamp(ts),
             body,

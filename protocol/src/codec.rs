@@ -12,7 +12,7 @@ use crate::command::{Command, CommandAck};
 use crate::envelope::{Envelope, SUPPORTED_SCHEMAS};
 use crate::event::Event;
 use crate::heartbeat::Heartbeat;
-use crate::ids::{DeviceId, TenantId};
+use crate::ids::{DeviceId, Epoch, TenantId};
 use crate::state::State;
 use crate::topic::{Channel, Topic, TopicError};
 use crate::validate::{FieldError, Limits, Problem, Validate};
@@ -54,6 +54,19 @@ impl Payload for Command {
     fn device_id(&self) -> &DeviceId {
         &self.device_id
     }
+}
+
+/// Where a device message sits among its device's: see [`Message::header`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    /// Schema version.
+    pub schema: u32,
+    /// The run of seqs ([`Epoch::NONE`] in schema 1).
+    pub epoch: Epoch,
+    /// Sequence number.
+    pub seq: crate::ids::Seq,
+    /// The boot.
+    pub boot_id: &'a crate::ids::BootId,
 }
 
 /// Any message of the protocol, typed by its channel.
@@ -117,6 +130,26 @@ impl Message {
             Message::Event(m) => Some(m.seq),
             Message::State(m) => Some(m.seq),
             Message::Ack(m) => Some(m.seq),
+            Message::Command(_) => None,
+        }
+    }
+
+    /// The header fields that place a device-originated message among its device's:
+    /// schema, epoch, seq and boot.
+    pub fn header(&self) -> Option<Header<'_>> {
+        fn of<B>(m: &Envelope<B>) -> Header<'_> {
+            Header {
+                schema: m.schema,
+                epoch: m.epoch,
+                seq: m.seq,
+                boot_id: &m.boot_id,
+            }
+        }
+        match self {
+            Message::Heartbeat(m) => Some(of(m)),
+            Message::Event(m) => Some(of(m)),
+            Message::State(m) => Some(of(m)),
+            Message::Ack(m) => Some(of(m)),
             Message::Command(_) => None,
         }
     }

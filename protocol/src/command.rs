@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::SCHEMA_VERSION;
+use crate::envelope::{EPOCH_SCHEMA, SCHEMA_VERSION};
 use crate::ids::{CommandId, DeviceId, TicketRef, Timestamp};
 use crate::validate::{self as v, Checked, FieldError, Limits, Problem, Validate};
 
@@ -30,7 +30,7 @@ pub struct Command {
 }
 
 impl Command {
-    /// A command of the current schema version.
+    /// A command of the current schema version (see [`Command::for_schema`]).
     pub fn new(
         device_id: DeviceId,
         command_id: CommandId,
@@ -48,6 +48,15 @@ impl Command {
     }
 }
 
+impl Command {
+    /// The command written in `schema`, the version the addressed device speaks: the
+    /// cloud answers a schema-1 device in schema 1.
+    pub fn for_schema(mut self, schema: u32) -> Self {
+        self.schema = schema;
+        self
+    }
+}
+
 /// The command itself. On the wire an object with one key naming the kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -58,6 +67,31 @@ pub enum CommandBody {
     Config(ConfigChange),
     /// Run self-tests and report the results in the acknowledgement.
     Diagnostic(DiagnosticRequest),
+    /// Take back an offer not answered yet (schema 2).
+    Withdraw(Withdrawal),
+}
+
+/// An offer taken back: the device stops showing it and no longer takes an answer to
+/// it. Acknowledged `done` when the offer is gone (or was never held), `rejected` when
+/// the customer had already answered it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Withdrawal {
+    /// The offer command withdrawn.
+    pub offer: CommandId,
+    /// The ticket whose offer it is.
+    pub ticket: TicketRef,
+    /// Why.
+    pub reason: WithdrawReason,
+}
+
+/// Why an offer is withdrawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WithdrawReason {
+    /// A stronger offer for the same device follows.
+    Superseded,
+    /// The service team closed the ticket.
+    Closed,
 }
 
 /// A proactive service offer shown to the customer on the device.
@@ -287,6 +321,11 @@ impl Validate for Command {
             CommandBody::Config(c) => c.validate(),
             // Closed enum values only.
             CommandBody::Diagnostic(_) => Ok(()),
+            CommandBody::Withdraw(_) if self.schema < EPOCH_SCHEMA => Err(FieldError::new(
+                "body.withdraw",
+                Problem::Inconsistent("withdraw is new in schema 2"),
+            )),
+            CommandBody::Withdraw(_) => Ok(()),
         }
     }
 }

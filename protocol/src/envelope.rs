@@ -2,14 +2,18 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{BootId, DeviceId, Seq, Timestamp};
-use crate::validate::{self, Checked, Limits, Validate};
+use crate::ids::{BootId, DeviceId, Epoch, Seq, Timestamp};
+use crate::validate::{self, Checked, FieldError, Limits, Problem, Validate};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The schema versions this build reads.
-pub const SUPPORTED_SCHEMAS: &[u32] = &[1];
+pub const SUPPORTED_SCHEMAS: &[u32] = &[1, 2];
+
+/// The first schema version whose messages carry an [`Epoch`] and that has the
+/// `withdraw` command.
+pub const EPOCH_SCHEMA: u32 = 2;
 
 /// A device-originated message: header fields plus the channel's body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,6 +24,10 @@ pub struct Envelope<B> {
     pub device_id: DeviceId,
     /// Per-device sequence number, increasing across reboots.
     pub seq: Seq,
+    /// The run of `seq` this message belongs to (schema 2; absent, that is
+    /// [`Epoch::NONE`], in schema 1).
+    #[serde(default, skip_serializing_if = "Epoch::is_none")]
+    pub epoch: Epoch,
     /// The boot this message was produced in.
     pub boot_id: BootId,
     /// When the device produced the message, by its own clock.
@@ -33,11 +41,18 @@ pub struct Envelope<B> {
 
 impl<B> Envelope<B> {
     /// A live (not historical) message of the current schema version.
-    pub fn new(device_id: DeviceId, seq: Seq, boot_id: BootId, ts: Timestamp, body: B) -> Self {
+    pub fn new(
+        device_id: DeviceId,
+        (epoch, seq): (Epoch, Seq),
+        boot_id: BootId,
+        ts: Timestamp,
+        body: B,
+    ) -> Self {
         Envelope {
             schema: SCHEMA_VERSION,
             device_id,
             seq,
+            epoch,
             boot_id,
             ts_ms: ts,
             historical: false,
@@ -55,6 +70,21 @@ impl<B: Validate> Validate for Envelope<B> {
     fn validate(&self, limits: &Limits) -> Checked {
         validate::timestamp("ts_ms", self.ts_ms, limits)?;
         validate::int("seq", self.seq.0, 0, MAX_SEQ, "")?;
+        match (self.schema >= EPOCH_SCHEMA, self.epoch.is_none()) {
+            (true, true) => {
+                return Err(FieldError::new(
+                    "epoch",
+                    Problem::Inconsistent("a schema-2 message must carry a non-zero epoch"),
+                ))
+            }
+            (false, false) => {
+                return Err(FieldError::new(
+                    "epoch",
+                    Problem::Inconsistent("schema 1 has no epoch; declare schema 2"),
+                ))
+            }
+            _ => {}
+        }
         self.body.validate(limits)
     }
 }

@@ -26,13 +26,16 @@ fn boot() -> BootId {
     BootId::new("7f0c2b9e-3d1a-4c55-9b7e-2a1d4e6f8a90").expect("valid")
 }
 
+/// The example device's sequence epoch.
+pub const EPOCH: Epoch = Epoch(2_718_281_828);
+
 /// 2026-11-23T08:00:00Z.
 const T0: u64 = 1_795_334_400_000;
 
 fn envelope<B>(seq: u64, offset_s: u64, body: B) -> Envelope<B> {
     Envelope::new(
         device(),
-        Seq(seq),
+        (EPOCH, Seq(seq)),
         boot(),
         Timestamp(T0 + offset_s * 1000),
         body,
@@ -204,6 +207,20 @@ pub fn offer_command() -> Command {
     c
 }
 
+/// The withdrawal of an offer a stronger one supersedes (sent before the new offer).
+pub fn withdraw_command() -> Command {
+    Command::new(
+        device(),
+        CommandId::new("cmd-5f2a94").expect("valid"),
+        Timestamp(T0 + 4300 * 1000),
+        CommandBody::Withdraw(Withdrawal {
+            offer: CommandId::new("cmd-5f2a91").expect("valid"),
+            ticket: TicketRef::new("T-20261123-0042").expect("valid"),
+            reason: WithdrawReason::Superseded,
+        }),
+    )
+}
+
 /// A configuration change.
 pub fn config_command() -> Command {
     Command::new(
@@ -286,6 +303,7 @@ pub fn all() -> Vec<(&'static str, Message)> {
         ("cmd-offer", Message::Command(offer_command())),
         ("cmd-config", Message::Command(config_command())),
         ("cmd-diagnostic", Message::Command(diagnostic_command())),
+        ("cmd-withdraw", Message::Command(withdraw_command())),
         ("ack-offer", Message::Ack(offer_ack())),
         ("ack-diagnostic", Message::Ack(diagnostic_ack())),
     ]

@@ -205,6 +205,37 @@ impl fmt::Display for Seq {
     }
 }
 
+/// Names one run of a device's `seq` count (schema 2): chosen at random when the
+/// device starts counting from the beginning (first start, or a lost state file), so
+/// `(device_id, epoch, seq)` stays unique when the count starts again. 0 is no epoch:
+/// every schema-1 message.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Epoch(pub u32);
+
+impl Epoch {
+    /// The epoch of schema-1 messages, which carry none.
+    pub const NONE: Epoch = Epoch(0);
+
+    /// An epoch from random bits (0 is taken as 1: 0 means none).
+    pub fn from_random(bits: u32) -> Epoch {
+        Epoch(bits.max(1))
+    }
+
+    /// True for [`Epoch::NONE`].
+    pub fn is_none(&self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// A wall-clock instant as milliseconds since the Unix epoch (UTC).
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,

@@ -39,10 +39,10 @@ pub mod validate;
 pub use broker::{BrokerUrl, BrokerUrlError, Endpoint};
 pub use clock::{Clock, SystemClock};
 pub use codec::{
-    decode, decode_payload, encode, encode_with, DecodeError, Decoded, EncodeError, Message,
-    Payload,
+    decode, decode_payload, encode, encode_with, DecodeError, Decoded, EncodeError, Header,
+    Message, Payload,
 };
 pub use envelope::{Envelope, MAX_SEQ, SCHEMA_VERSION, SUPPORTED_SCHEMAS};
-pub use ids::{DeviceId, Seq, TenantId, Timestamp};
+pub use ids::{DeviceId, Epoch, Seq, TenantId, Timestamp};
 pub use topic::{Channel, Topic, TopicError};
 pub use validate::{FieldError, Limits, Problem};

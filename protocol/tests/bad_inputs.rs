@@ -2,7 +2,7 @@
 //! variant, the field it names and the stable reason code ingest files it under.
 
 use protocol::validate::Problem;
-use protocol::{decode, encode, examples, DecodeError, EncodeError, Limits, TopicError};
+use protocol::{decode, encode, examples, DecodeError, EncodeError, Limits, Message, TopicError};
 use serde_json::{json, Value};
 
 const HB_TOPIC: &str = "fleet/acme/dev-000123/heartbeat";
@@ -301,8 +301,8 @@ fn oversized_payload() {
 
 #[test]
 fn unknown_schema_version() {
-    let e = reject(HB_TOPIC, &bytes(&with(heartbeat(), "/schema", json!(2))));
-    assert_eq!(e, DecodeError::UnsupportedSchema { found: 2 });
+    let e = reject(HB_TOPIC, &bytes(&with(heartbeat(), "/schema", json!(3))));
+    assert_eq!(e, DecodeError::UnsupportedSchema { found: 3 });
     assert_eq!(e.reason(), "unsupported_schema");
     // A future version whose shape differs is still reported as a version problem,
     // not as whichever field happens to be missing.
@@ -313,6 +313,53 @@ fn unknown_schema_version() {
     );
     let e = reject(HB_TOPIC, &bytes(&without(heartbeat(), "/schema")));
     assert_field(e, "schema", "missing_field", |p| *p == Problem::Missing);
+}
+
+#[test]
+fn epochs_belong_to_schema_2_and_schema_1_still_reads() {
+    // Schema 2 needs its epoch; 0 is the "none" of schema 1, not an epoch.
+    let e = reject(HB_TOPIC, &bytes(&without(heartbeat(), "/epoch")));
+    assert_field(
+        e,
+        "epoch",
+        "invalid_value",
+        |p| matches!(p, Problem::Inconsistent(w) if w.contains("non-zero epoch")),
+    );
+    let e = reject(HB_TOPIC, &bytes(&with(heartbeat(), "/epoch", json!(0))));
+    assert_field(e, "epoch", "invalid_value", |p| {
+        matches!(p, Problem::Inconsistent(_))
+    });
+    let e = reject(
+        HB_TOPIC,
+        &bytes(&with(heartbeat(), "/epoch", json!(4_294_967_296u64))),
+    );
+    assert_eq!(e.reason(), "invalid_value", "{e}");
+    // A schema-1 device sends no epoch and is read as before; one that sends an epoch
+    // under schema 1 is told to declare schema 2.
+    let v1 = without(with(heartbeat(), "/schema", json!(1)), "/epoch");
+    let d = decode(HB_TOPIC, &bytes(&v1), &Limits::default()).expect("schema 1 reads");
+    match d.message {
+        Message::Heartbeat(h) => assert!(h.epoch.is_none() && h.schema == 1),
+        other => panic!("{other:?}"),
+    }
+    let e = reject(HB_TOPIC, &bytes(&with(heartbeat(), "/schema", json!(1))));
+    assert_field(
+        e,
+        "epoch",
+        "invalid_value",
+        |p| matches!(p, Problem::Inconsistent(w) if w.contains("declare schema 2")),
+    );
+}
+
+#[test]
+fn a_withdraw_is_schema_2() {
+    let topic = "fleet/acme/dev-000123/cmd";
+    let withdraw = serde_json::to_value(protocol::examples::withdraw_command()).unwrap();
+    assert!(decode(topic, &bytes(&withdraw), &Limits::default()).is_ok());
+    let e = reject(topic, &bytes(&with(withdraw, "/schema", json!(1))));
+    assert_field(e, "body.withdraw", "invalid_value", |p| {
+        matches!(p, Problem::Inconsistent(_))
+    });
 }
 
 #[test]

@@ -65,6 +65,7 @@ fn every_example_decodes_and_every_kind_has_one() {
                 CommandBody::Offer(_) => "cmd/offer".to_owned(),
                 CommandBody::Config(_) => "cmd/config".to_owned(),
                 CommandBody::Diagnostic(_) => "cmd/diagnostic".to_owned(),
+                CommandBody::Withdraw(_) => "cmd/withdraw".to_owned(),
             },
             Message::Ack(_) => "ack".to_owned(),
         });
@@ -81,6 +82,7 @@ fn every_example_decodes_and_every_kind_has_one() {
         "cmd/offer",
         "cmd/config",
         "cmd/diagnostic",
+        "cmd/withdraw",
         "ack",
     ]
     .into_iter()
@@ -125,4 +127,24 @@ fn rejection_table_lists_every_reason_code() {
         .collect();
     let code: BTreeSet<String> = DecodeError::REASONS.iter().map(|s| s.to_string()).collect();
     assert_eq!(documented, code);
+}
+
+#[test]
+fn the_examples_are_the_reference_implementation_s() {
+    // So the page cannot fall behind the schema: every example is exactly what the
+    // crate's `examples` (also printed by `fleet-protocol examples`) build.
+    let doc = doc();
+    let shown: Vec<Message> = examples(&doc)
+        .iter()
+        .map(|(topic, json)| {
+            decode(topic, json.as_bytes(), &Limits::default())
+                .unwrap()
+                .message
+        })
+        .collect();
+    let code: Vec<Message> = protocol::examples::all()
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(shown, code);
 }

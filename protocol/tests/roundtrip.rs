@@ -346,7 +346,7 @@ fn envelope<B: std::fmt::Debug>(
         body,
     )
         .prop_map(|(device, seq, boot, ts, historical, body)| {
-            let mut e = Envelope::new(device, Seq(seq), boot, ts, body);
+            let mut e = Envelope::new(device, (Epoch(7), Seq(seq)), boot, ts, body);
             e.historical = historical;
             e
         })

@@ -111,7 +111,7 @@ impl Exporter {
             if let Some(m) = decode_stored(&r.channel, &r.payload, &limits) {
                 points.extend(to_points(&r.tenant, &m));
             }
-            keys.push((r.device_id, r.seq));
+            keys.push((r.device_id, r.epoch, r.seq));
         }
         let n = points.len() as u64;
         let written = client

@@ -26,6 +26,7 @@ pub async fn apply(
             plan.messages.len()
         )));
     }
+    devices::record_epochs(c, &plan.epochs, plan.now.0).await?;
     let counts = devices::count_arrivals(c, &plan.arrivals).await?;
     for (a, &expected) in plan.arrivals.iter().zip(&plan.counts_after) {
         let count = counts.get(a.device_id).copied();

@@ -23,6 +23,10 @@ pub struct Accepted<'a> {
     pub message: Message,
     /// Its seq (every device-to-cloud message has one).
     pub seq: u64,
+    /// The run of seqs it belongs to (0 for schema 1).
+    pub epoch: u32,
+    /// Its schema version.
+    pub schema: u32,
     /// Its device time, ms.
     pub ts_ms: u64,
     /// The payload as received (valid JSON, so UTF-8).
@@ -71,15 +75,17 @@ pub fn decode<'a>(batch: &'a [Delivery], limits: &Limits) -> DecodedBatch<'a> {
     let mut out = DecodedBatch::default();
     for delivery in batch {
         match protocol::decode(&delivery.topic, &delivery.payload, limits) {
-            Ok(d) => match (d.topic.channel, d.message.seq()) {
+            Ok(d) => match (d.topic.channel, d.message.header()) {
                 (Channel::Command, _) | (_, None) => out.rejected.push(Rejection {
                     delivery,
                     reason: WRONG_DIRECTION,
                     detail: "commands flow to devices; ingest does not accept them".to_owned(),
                 }),
-                (_, Some(seq)) => out.accepted.push(Accepted {
+                (_, Some(h)) => out.accepted.push(Accepted {
                     ts_ms: d.message.ts().0,
-                    seq: seq.0,
+                    seq: h.seq.0,
+                    epoch: h.epoch.0,
+                    schema: h.schema,
                     topic: d.topic,
                     message: d.message,
                     payload: String::from_utf8_lossy(&delivery.payload),
@@ -103,8 +109,12 @@ pub const CLOCK_SKEW: &str = "clock_skew";
 /// that kept failing was split until this message alone failed.
 pub const UNPROCESSABLE: &str = "unprocessable";
 
+/// Reason code of a schema-1 message at a seq the store holds from another boot of its
+/// device: the device restarted its count without an epoch to say so.
+pub const SEQ_REUSED: &str = "seq_reused";
+
 /// The reasons ingest gives on top of [`protocol::DecodeError::REASONS`], sorted.
-pub const CLOUD_REASONS: [&str; 3] = [CLOCK_SKEW, UNPROCESSABLE, WRONG_DIRECTION];
+pub const CLOUD_REASONS: [&str; 4] = [CLOCK_SKEW, SEQ_REUSED, UNPROCESSABLE, WRONG_DIRECTION];
 
 /// Rejects accepted messages whose device time is more than `tolerance_ms` ahead of
 /// `now`, the receive time. Such a time cannot be true, and kept it would be the

@@ -25,6 +25,7 @@ use protocol::state::State;
 use protocol::{Message, Timestamp};
 
 use super::decode::{Accepted, Rejection};
+use super::epochs::DeviceEpochs;
 use super::{OpenedTicket, PipelineSettings};
 use crate::ops::events::{CommandAnswered, DeviceScored, MessageAccepted};
 use crate::policy::{
@@ -32,7 +33,7 @@ use crate::policy::{
 };
 use crate::score::{decode_stored, rebuild_since, FeatureCache, Scored};
 use crate::store::dead_letters::DeadLetter;
-use crate::store::devices::{Arrivals, DeviceRow, Identity, Liveness, ScoreRow};
+use crate::store::devices::{Arrivals, DeviceRow, Identity, Liveness, NewEpoch, ScoreRow};
 use crate::store::features::FeatureState;
 use crate::store::messages::{NewMessage, StoredMessage};
 use crate::store::outbox::{AnsweredCommand, NewCommand};
@@ -45,6 +46,9 @@ use crate::tickets::{ticket_ref, Evidence, EvidenceFeature, TicketState, Tier};
 pub struct Snapshot {
     /// The `devices` rows; a device never seen is absent.
     pub devices: HashMap<String, DeviceRow>,
+    /// The epochs the store knows, of devices with a message of another epoch than
+    /// their current one.
+    pub known_epochs: HashMap<String, Vec<u32>>,
     /// Stored feature states that can take the place of a cached one that is not in
     /// step with the store (see [`usable_state`]), with the messages since.
     pub states: HashMap<String, StoredState>,
@@ -131,6 +135,9 @@ pub struct Report {
     pub accepted: Vec<MessageAccepted>,
     /// Redeliveries dropped.
     pub duplicates: u64,
+    /// Devices that restarted their seq count under a new epoch: device, the new
+    /// epoch, restarts.
+    pub seq_resets: Vec<(String, u32, u64)>,
     /// One per score.
     pub scored: Vec<DeviceScored>,
     /// One per answer.
@@ -159,6 +166,8 @@ pub struct BatchPlan<'a> {
     pub messages: Vec<NewMessage<'a>>,
     /// Per device: its new messages, counted.
     pub arrivals: Vec<Arrivals<'a>>,
+    /// Epochs seen for the first time.
+    pub epochs: Vec<NewEpoch<'a>>,
     /// Per device (as `arrivals`): the message count the store must hold afterwards.
     pub counts_after: Vec<u64>,
     /// Liveness as the batch leaves it, per device whose state changed.
@@ -190,6 +199,7 @@ pub fn observe<'a>(
     fresh: &'a [Accepted<'a>],
     duplicates: u64,
     snapshot: &Snapshot,
+    epochs: &HashMap<String, DeviceEpochs>,
     cache: &mut FeatureCache,
     model: &ModelArtifact,
     policy: &PolicyConfig,
@@ -206,7 +216,11 @@ pub fn observe<'a>(
     for group in fresh.chunk_by(|a, b| a.device() == b.device()) {
         let device = group[0].device();
         let row = snapshot.devices.get(device).copied().unwrap_or_default();
-        plan.arrive(group, &row, settings.export_telemetry);
+        let ep = epochs
+            .get(device)
+            .cloned()
+            .unwrap_or_else(|| super::epochs::judge(Some(&row), &[], group));
+        plan.arrive(group, &row, &ep, settings.export_telemetry);
         plan.liveness.extend(liveness(group, row.state_ms, now));
         plan.answer(group, &snapshot.commands, &mut tickets);
         let stored = snapshot
@@ -224,26 +238,70 @@ pub fn observe<'a>(
 }
 
 impl<'a> BatchPlan<'a> {
-    /// One device's fresh messages: rows, accounting, and their report.
-    fn arrive(&mut self, group: &'a [Accepted<'a>], row: &DeviceRow, export: bool) {
+    /// One device's fresh messages: rows, accounting (within the epoch `ep` leaves
+    /// current), and their report.
+    fn arrive(
+        &mut self,
+        group: &'a [Accepted<'a>],
+        row: &DeviceRow,
+        ep: &DeviceEpochs,
+        export: bool,
+    ) {
         let (device, tenant) = (group[0].device(), group[0].topic.tenant.as_str());
         let n = group.len() as u64;
+        let current = || group.iter().filter(|a| a.epoch == ep.current);
+        let kept = |seq| {
+            if ep.was_current(ep.current) {
+                Some(seq)
+            } else {
+                None
+            }
+        };
         self.arrivals.push(Arrivals {
             device_id: device,
             tenant,
             n,
-            min_seq: group.iter().map(|a| a.seq).min().unwrap_or(0),
-            max_seq: group.iter().map(|a| a.seq).max().unwrap_or(0),
+            epoch: ep.current,
+            other_epochs: n - current().count() as u64,
+            resets: ep.resets,
+            min_seq: current()
+                .map(|a| a.seq)
+                .chain(kept(row.stats.min_seq))
+                .min()
+                .unwrap_or(0),
+            max_seq: current()
+                .map(|a| a.seq)
+                .chain(kept(row.stats.max_seq))
+                .max()
+                .unwrap_or(0),
             first_ts_ms: group.iter().map(|a| a.ts_ms).min().unwrap_or(0),
             last_ts_ms: group.iter().map(|a| a.ts_ms).max().unwrap_or(0),
         });
         self.counts_after.push(row.stats.count + n);
-        let mut newest_seq = (row.stats.count > 0).then_some(row.stats.max_seq);
+        self.epochs
+            .extend(ep.new.iter().map(|&(epoch, first_seq)| NewEpoch {
+                device_id: device,
+                epoch,
+                first_seq,
+            }));
+        if ep.resets > 0 {
+            self.report
+                .seq_resets
+                .push((device.to_owned(), ep.current, ep.resets));
+        }
+        // Order is judged within an epoch, from the stored high-water mark of the
+        // current one.
+        let mut newest: Vec<(u32, u64)> = ep
+            .before
+            .map(|e| (e, row.stats.max_seq))
+            .into_iter()
+            .collect();
         for (i, a) in group.iter().enumerate() {
             self.messages.push(NewMessage {
                 arrival: row.stats.count + i as u64 + 1,
                 device_id: device,
                 seq: a.seq,
+                epoch: a.epoch,
                 tenant,
                 channel: a.topic.channel.as_str(),
                 ts_ms: a.ts_ms,
@@ -254,9 +312,12 @@ impl<'a> BatchPlan<'a> {
             self.report.accepted.push(MessageAccepted {
                 channel: a.topic.channel,
                 lag_s: self.now.0.saturating_sub(a.ts_ms) as f64 / 1000.0,
-                out_of_order: newest_seq.is_some_and(|s| a.seq < s),
+                out_of_order: newest.iter().any(|&(e, s)| e == a.epoch && a.seq < s),
             });
-            newest_seq = Some(newest_seq.map_or(a.seq, |s| s.max(a.seq)));
+            match newest.iter_mut().find(|(e, _)| *e == a.epoch) {
+                Some((_, s)) => *s = (*s).max(a.seq),
+                None => newest.push((a.epoch, a.seq)),
+            }
         }
     }
 

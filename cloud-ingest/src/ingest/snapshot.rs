@@ -8,6 +8,7 @@ use protocol::{Message, Timestamp};
 use sqlx::AnyConnection;
 
 use super::decode::Accepted;
+use super::epochs;
 use super::plan::{self, Candidate, DeviceContext, Snapshot};
 use crate::policy::PolicyConfig;
 use crate::score::FeatureCache;
@@ -24,6 +25,18 @@ pub async fn devices(
     let groups: Vec<&[Accepted<'_>]> = fresh.chunk_by(|a, b| a.device() == b.device()).collect();
     let ids: Vec<&str> = groups.iter().map(|g| g[0].device()).collect();
     let rows = devices::snapshot(c, backend, &ids).await?;
+    // Another epoch than a device's current one is rare (a reset, or a late message of
+    // an earlier run): only then are its known epochs read.
+    let other: Vec<&str> = groups
+        .iter()
+        .filter(|g| epochs::needs_known(rows.get(g[0].device()), g))
+        .map(|g| g[0].device())
+        .collect();
+    let known_epochs = if other.is_empty() {
+        HashMap::new()
+    } else {
+        devices::known_epochs(c, &other).await?
+    };
     let count = |device: &str| rows.get(device).map_or(0, |r| r.stats.count);
     // Devices the cache is out of step with: their stored state, or failing that (none
     // yet, another feature schema) their messages.
@@ -73,6 +86,7 @@ pub async fn devices(
     };
     Ok(Snapshot {
         devices: rows,
+        known_epochs,
         states,
         histories,
         commands,

@@ -93,3 +93,101 @@ async fn a_message_whose_dead_letter_is_refused_too_is_dropped_loudly_not_retrie
         .render()
         .contains("fleet_ingest_messages_dropped_total 1"));
 }
+
+/// A heartbeat of `epoch` and boot (epoch 0: schema 1).
+fn heartbeat_of(device: &str, epoch: u32, boot: &str, seq: u64) -> Delivery {
+    let mut hb = examples::heartbeat();
+    hb.device_id = DeviceId::new(device).unwrap();
+    hb.seq = Seq(seq);
+    hb.epoch = protocol::Epoch(epoch);
+    hb.schema = if epoch == 0 { 1 } else { 2 };
+    hb.boot_id = protocol::ids::BootId::new(boot).unwrap();
+    hb.ts_ms = Timestamp(SystemClock.now().0 - 3_600_000 + seq * 1000);
+    let m = Message::Heartbeat(hb);
+    Delivery {
+        topic: m.topic(&examples::tenant()).to_string(),
+        payload: m.encode(&Limits::default()).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn a_device_that_restarts_its_count_is_heard_and_a_schema_1_reuse_is_kept_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("fleet.db").display());
+    let store = Store::open(&url, 2, SqliteSync::Normal).await.unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let mut pipeline = Pipeline::new(
+        store.clone(),
+        Arc::new(ModelSlot::load(None).unwrap()),
+        PolicyConfig::default(),
+        PipelineSettings::default(),
+        metrics.clone(),
+        Arc::new(SystemClock),
+    );
+    let run = |epoch, boot: &'static str, seqs: std::ops::RangeInclusive<u64>| {
+        seqs.map(move |s| heartbeat_of("dev-a", epoch, boot, s))
+            .collect::<Vec<_>>()
+    };
+    // Epoch 41 up to seq 10, then the state is lost: epoch 77 from seq 1 again.
+    assert_eq!(pipeline.process(&run(41, "b1", 1..=10)).await.accepted, 10);
+    let after = pipeline.process(&run(77, "b2", 1..=5)).await;
+    assert_eq!(
+        (after.accepted, after.duplicates),
+        (5, 0),
+        "the new messages are kept"
+    );
+    // A redelivery of the old epoch is still a repeat, in its own epoch.
+    let again = pipeline.process(&run(41, "b1", 3..=4)).await;
+    assert_eq!((again.accepted, again.duplicates), (0, 2));
+    let s = store.device_status("dev-a").await.unwrap().unwrap();
+    assert_eq!((s.epoch, s.seq_resets), (77, 1));
+    assert_eq!(
+        (s.stats.count, s.stats.min_seq, s.stats.max_seq, s.missing),
+        (15, 1, 5, 0)
+    );
+    let epochs: Vec<(u32, u64)> = store
+        .seq_epochs("dev-a")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(e, first, _)| (e, first))
+        .collect();
+    assert_eq!(epochs, [(41, 1), (77, 1)]);
+    assert_eq!(store.message_count().await.unwrap(), 15);
+
+    // A schema-1 device has no epoch: reusing seqs from another boot is caught by the
+    // stored boot id, kept as dead letters; a true redelivery is still a repeat.
+    let old = |boot: &'static str, seqs| {
+        run(0, boot, seqs)
+            .into_iter()
+            .map(|d| Delivery {
+                topic: d.topic.replace("dev-a", "dev-s"),
+                payload: String::from_utf8(d.payload)
+                    .unwrap()
+                    .replace("dev-a", "dev-s")
+                    .into_bytes(),
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(pipeline.process(&old("x1", 1..=5)).await.accepted, 5);
+    let reused = pipeline.process(&old("y2", 4..=7)).await;
+    assert_eq!(
+        (reused.accepted, reused.rejected, reused.duplicates),
+        (2, 2, 0)
+    );
+    let repeat = pipeline.process(&old("x1", 2..=2)).await;
+    assert_eq!((repeat.accepted, repeat.duplicates), (0, 1));
+    let letters = store.dead_letters().await.unwrap();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert!(letters
+        .iter()
+        .all(|(_, reason, detail)| reason == decode::SEQ_REUSED && detail.contains("boot x1")));
+    let s = store.device_status("dev-s").await.unwrap().unwrap();
+    assert_eq!((s.epoch, s.seq_resets, s.stats.count), (0, 0, 7));
+    let text = metrics.render();
+    assert!(text.contains("fleet_ingest_seq_resets_total 1"), "{text}");
+    assert!(
+        text.contains(r#"fleet_ingest_messages_rejected_total{reason="seq_reused"} 2"#),
+        "{text}"
+    );
+}

@@ -95,6 +95,28 @@ impl Emit for DuplicatesDropped {
     }
 }
 
+/// A device restarted its seq count under a new epoch: it lost its persisted state.
+#[derive(Debug, Clone, Copy)]
+pub struct SeqRestarted<'a> {
+    /// The device.
+    pub device: &'a str,
+    /// Its new epoch.
+    pub epoch: u32,
+    /// Restarts in the batch (one, but for a device that reset twice in it).
+    pub resets: u64,
+}
+
+impl Emit for SeqRestarted<'_> {
+    fn emit(self, m: &Metrics) {
+        tracing::warn!(
+            device = self.device,
+            epoch = self.epoch,
+            "device restarted its seq count under a new epoch (its state was lost); its new messages are kept"
+        );
+        m.seq_resets.inc_by(self.resets);
+    }
+}
+
 /// A device was scored.
 #[derive(Debug, Clone, Copy)]
 pub struct DeviceScored {

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub rejected: Family<Label, Counter>,
     /// Redelivered messages dropped by deduplication.
     pub duplicates: Counter,
+    /// Devices' restarts of their seq count under a new epoch.
+    pub seq_resets: Counter,
     /// Messages that arrived after a higher seq of their device.
     pub out_of_order: Counter,
     /// Seconds from a message's device time to its ingestion (ingest clock).
@@ -103,7 +105,13 @@ impl Metrics {
         let duplicates = register(
             &mut r,
             "duplicates",
-            "Redeliveries dropped by (device, seq) deduplication",
+            "Redeliveries dropped by (device, epoch, seq) deduplication",
+            Counter::default(),
+        );
+        let seq_resets = register(
+            &mut r,
+            "seq_resets",
+            "Devices that restarted their seq count under a new epoch (lost state)",
             Counter::default(),
         );
         let out_of_order = register(
@@ -258,7 +266,10 @@ impl Metrics {
             Counter::default(),
         );
         // Every rejection reason shows from the start, at zero.
-        for reason in protocol::DecodeError::REASONS {
+        for reason in protocol::DecodeError::REASONS
+            .iter()
+            .chain(&crate::ingest::decode::CLOUD_REASONS)
+        {
             let _ = rejected.get_or_create(&label("reason", reason));
         }
         for tier in crate::tickets::Tier::ALL {
@@ -270,6 +281,7 @@ impl Metrics {
             accepted,
             rejected,
             duplicates,
+            seq_resets,
             out_of_order,
             lag_seconds,
             scores,

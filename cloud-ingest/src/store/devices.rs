@@ -9,23 +9,27 @@ use sqlx::{AnyConnection, Row};
 use super::{push_placeholders, Backend, Store, StoreError, CHUNK};
 
 /// A device's sequence accounting.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SeqStats {
-    /// Distinct messages accepted.
+    /// Distinct messages accepted, of every epoch.
     pub count: u64,
-    /// Lowest seq seen.
+    /// How many of them came before the current epoch.
+    pub before_epoch: u64,
+    /// Lowest seq seen in the current epoch.
     pub min_seq: u64,
-    /// Highest seq seen.
+    /// Highest seq seen in the current epoch.
     pub max_seq: u64,
 }
 
 impl SeqStats {
-    /// Seqs between the lowest and highest that have not arrived (yet).
+    /// Seqs of the current epoch between its lowest and highest that have not arrived
+    /// (yet).
     pub fn missing(&self) -> u64 {
-        if self.count == 0 {
+        let n = self.count.saturating_sub(self.before_epoch);
+        if n == 0 {
             return 0;
         }
-        (self.max_seq - self.min_seq + 1).saturating_sub(self.count)
+        (self.max_seq - self.min_seq + 1).saturating_sub(n)
     }
 }
 
@@ -38,9 +42,11 @@ pub struct DeviceRow {
     pub state_ms: Option<u64>,
     /// Purchase time, ms (the age feature counts from it).
     pub purchased_ms: Option<u64>,
-    /// The highest seq retention has pruned: anything at or below it that the store
-    /// does not hold is a repeat of a pruned message.
+    /// The highest seq of the current epoch retention has pruned: anything of that
+    /// epoch at or below it that the store does not hold is a repeat of a pruned message.
     pub pruned_seq: Option<u64>,
+    /// The current epoch (0 for schema 1).
+    pub epoch: u32,
 }
 
 /// The rows of `devices` (distinct ids); a device never seen is absent. On PostgreSQL
@@ -54,7 +60,8 @@ pub async fn snapshot(
     let mut out = HashMap::with_capacity(devices.len());
     for chunk in devices.chunks(CHUNK) {
         let mut sql = String::from(
-            "SELECT device_id, msg_count, min_seq, max_seq, state_ms, purchased_ms, pruned_seq
+            "SELECT device_id, msg_count, min_seq, max_seq, state_ms, purchased_ms, pruned_seq,
+                epoch, epoch_first_count
              FROM devices WHERE device_id IN ",
         );
         push_placeholders(&mut sql, 1, chunk.len());
@@ -71,17 +78,24 @@ pub async fn snapshot(
                 DeviceRow {
                     stats: SeqStats {
                         count: r.try_get::<i64, _>(1)? as u64,
+                        before_epoch: r.try_get::<i64, _>(8)? as u64,
                         min_seq: r.try_get::<i64, _>(2)? as u64,
                         max_seq: r.try_get::<i64, _>(3)? as u64,
                     },
                     state_ms: r.try_get::<Option<i64>, _>(4)?.map(|v| v as u64),
                     purchased_ms: r.try_get::<Option<i64>, _>(5)?.map(|v| v as u64),
                     pruned_seq: r.try_get::<Option<i64>, _>(6)?.map(|v| v as u64),
+                    epoch: epoch(r.try_get::<i64, _>(7)?)?,
                 },
             );
         }
     }
     Ok(out)
+}
+
+/// A stored epoch, which the protocol keeps within 32 bits.
+fn epoch(v: i64) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("epoch {v} is not 32-bit")))
 }
 
 /// New messages of one device in a batch.
@@ -93,9 +107,17 @@ pub struct Arrivals<'a> {
     pub tenant: &'a str,
     /// How many new messages.
     pub n: u64,
-    /// Their lowest seq.
+    /// The device's epoch after the batch; when it differs from the stored one, the
+    /// seq accounting starts again from this batch's messages of it.
+    pub epoch: u32,
+    /// How many of the new messages are of another epoch than `epoch`.
+    pub other_epochs: u64,
+    /// Times the batch saw the device restart its count.
+    pub resets: u64,
+    /// The lowest seq of `epoch` after the batch (the stored one when the batch has
+    /// none lower).
     pub min_seq: u64,
-    /// Their highest seq.
+    /// The highest seq of `epoch` likewise.
     pub max_seq: u64,
     /// Their earliest device time.
     pub first_ts_ms: u64,
@@ -113,17 +135,29 @@ pub async fn count_arrivals(
     let mut out = HashMap::with_capacity(arrivals.len());
     for chunk in arrivals.chunks(CHUNK) {
         let mut sql = String::from(
-            "INSERT INTO devices (device_id, tenant, first_seen_ms, last_seen_ms, min_seq, max_seq, msg_count) VALUES ",
+            "INSERT INTO devices (device_id, tenant, first_seen_ms, last_seen_ms, min_seq, max_seq,
+                msg_count, epoch, epoch_first_count, seq_resets) VALUES ",
         );
-        push_placeholders(&mut sql, chunk.len(), 7);
+        push_placeholders(&mut sql, chunk.len(), 10);
+        // Every SET expression reads the row as it was: a new epoch restarts the
+        // accounting (and the pruned watermark, which was the old epoch's).
         sql.push_str(
             " ON CONFLICT (device_id) DO UPDATE SET
             last_seen_ms = CASE WHEN excluded.last_seen_ms > devices.last_seen_ms
                            THEN excluded.last_seen_ms ELSE devices.last_seen_ms END,
-            min_seq = CASE WHEN excluded.min_seq < devices.min_seq OR devices.msg_count = 0
+            min_seq = CASE WHEN excluded.epoch <> devices.epoch THEN excluded.min_seq
+                      WHEN excluded.min_seq < devices.min_seq OR devices.msg_count = 0
                       THEN excluded.min_seq ELSE devices.min_seq END,
-            max_seq = CASE WHEN excluded.max_seq > devices.max_seq
+            max_seq = CASE WHEN excluded.epoch <> devices.epoch THEN excluded.max_seq
+                      WHEN excluded.max_seq > devices.max_seq
                       THEN excluded.max_seq ELSE devices.max_seq END,
+            epoch_first_count = CASE WHEN excluded.epoch <> devices.epoch
+                      THEN devices.msg_count + excluded.epoch_first_count
+                      ELSE devices.epoch_first_count + excluded.epoch_first_count END,
+            pruned_seq = CASE WHEN excluded.epoch <> devices.epoch THEN NULL
+                      ELSE devices.pruned_seq END,
+            seq_resets = devices.seq_resets + excluded.seq_resets,
+            epoch = excluded.epoch,
             msg_count = devices.msg_count + excluded.msg_count
          RETURNING device_id, msg_count",
         );
@@ -136,7 +170,10 @@ pub async fn count_arrivals(
                 .bind(a.last_ts_ms as i64)
                 .bind(a.min_seq as i64)
                 .bind(a.max_seq as i64)
-                .bind(a.n as i64);
+                .bind(a.n as i64)
+                .bind(i64::from(a.epoch))
+                .bind(a.other_epochs as i64)
+                .bind(a.resets as i64);
         }
         for r in q.fetch_all(&mut *c).await? {
             out.insert(r.try_get(0)?, r.try_get::<i64, _>(1)? as u64);
@@ -230,30 +267,141 @@ pub async fn set_score(c: &mut AnyConnection, s: &ScoreRow) -> Result<(), StoreE
     Ok(())
 }
 
+/// What the store says about a device's connection and its messages.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceStatus {
+    /// The device.
+    pub device_id: String,
+    /// Whether its latest state is a birth.
+    pub online: bool,
+    /// Sequence accounting.
+    #[serde(flatten)]
+    pub stats: SeqStats,
+    /// Seqs of the current epoch that have not arrived (yet).
+    pub missing: u64,
+    /// Its current epoch (0: schema 1).
+    pub epoch: u32,
+    /// Times it restarted its seq count under a new epoch.
+    pub seq_resets: u64,
+}
+
+const STATUS: &str = "SELECT device_id, online, msg_count, epoch_first_count, min_seq, max_seq,
+    epoch, seq_resets FROM devices";
+
+fn status(r: &sqlx::any::AnyRow) -> Result<DeviceStatus, StoreError> {
+    let stats = SeqStats {
+        count: r.try_get::<i64, _>(2)? as u64,
+        before_epoch: r.try_get::<i64, _>(3)? as u64,
+        min_seq: r.try_get::<i64, _>(4)? as u64,
+        max_seq: r.try_get::<i64, _>(5)? as u64,
+    };
+    Ok(DeviceStatus {
+        device_id: r.try_get(0)?,
+        online: r.try_get::<i64, _>(1)? != 0,
+        missing: stats.missing(),
+        stats,
+        epoch: epoch(r.try_get::<i64, _>(6)?)?,
+        seq_resets: r.try_get::<i64, _>(7)? as u64,
+    })
+}
+
 impl Store {
-    /// A device's liveness and sequence accounting: (online, stats).
-    pub async fn device_status(
-        &self,
-        device: &str,
-    ) -> Result<Option<(bool, SeqStats)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT online, msg_count, min_seq, max_seq FROM devices WHERE device_id = $1",
+    /// A device's liveness and sequence accounting.
+    pub async fn device_status(&self, device: &str) -> Result<Option<DeviceStatus>, StoreError> {
+        let sql = format!("{STATUS} WHERE device_id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(device)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(status).transpose()
+    }
+
+    /// Every device's liveness and sequence accounting, by id.
+    pub async fn device_statuses(&self) -> Result<Vec<DeviceStatus>, StoreError> {
+        let sql = format!("{STATUS} ORDER BY device_id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(status).collect()
+    }
+
+    /// The epochs a device has used, oldest first: (epoch, first seq, first received).
+    pub async fn seq_epochs(&self, device: &str) -> Result<Vec<(u32, u64, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT epoch, first_seq, received_ms FROM seq_epochs WHERE device_id = $1
+             ORDER BY received_ms, first_seq",
         )
         .bind(device)
-        .fetch_optional(self.pool())
+        .fetch_all(self.pool())
         .await?;
-        row.map(|r| {
-            Ok((
-                r.try_get::<i64, _>(0)? != 0,
-                SeqStats {
-                    count: r.try_get::<i64, _>(1)? as u64,
-                    min_seq: r.try_get::<i64, _>(2)? as u64,
-                    max_seq: r.try_get::<i64, _>(3)? as u64,
-                },
-            ))
-        })
-        .transpose()
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    epoch(r.try_get::<i64, _>(0)?)?,
+                    r.try_get::<i64, _>(1)? as u64,
+                    r.try_get::<i64, _>(2)? as u64,
+                ))
+            })
+            .collect()
     }
+}
+
+/// The epochs the store knows for `devices`, per device.
+pub async fn known_epochs(
+    c: &mut AnyConnection,
+    devices: &[&str],
+) -> Result<HashMap<String, Vec<u32>>, StoreError> {
+    let mut out: HashMap<String, Vec<u32>> = HashMap::new();
+    for chunk in devices.chunks(CHUNK) {
+        let mut sql = String::from("SELECT device_id, epoch FROM seq_epochs WHERE device_id IN ");
+        push_placeholders(&mut sql, 1, chunk.len());
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for d in chunk {
+            q = q.bind(d.to_string());
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            out.entry(r.try_get(0)?)
+                .or_default()
+                .push(epoch(r.try_get::<i64, _>(1)?)?);
+        }
+    }
+    Ok(out)
+}
+
+/// A device's epoch seen for the first time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewEpoch<'a> {
+    /// The device.
+    pub device_id: &'a str,
+    /// The epoch.
+    pub epoch: u32,
+    /// The seq of its first message to arrive.
+    pub first_seq: u64,
+}
+
+/// Records epochs seen for the first time, dated `at_ms`.
+pub async fn record_epochs(
+    c: &mut AnyConnection,
+    epochs: &[NewEpoch<'_>],
+    at_ms: u64,
+) -> Result<(), StoreError> {
+    for chunk in epochs.chunks(CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO seq_epochs (device_id, epoch, first_seq, received_ms) VALUES ",
+        );
+        push_placeholders(&mut sql, chunk.len(), 4);
+        sql.push_str(" ON CONFLICT (device_id, epoch) DO NOTHING");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in chunk {
+            q = q
+                .bind(e.device_id.to_owned())
+                .bind(i64::from(e.epoch))
+                .bind(e.first_seq as i64)
+                .bind(at_ms as i64);
+        }
+        q.execute(&mut *c).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -264,8 +412,16 @@ mod tests {
     fn missing_seqs_are_the_gaps_between_lowest_and_highest() {
         let s = SeqStats {
             count: 8,
+            before_epoch: 0,
             min_seq: 1,
             max_seq: 10,
+        };
+        assert_eq!(s.missing(), 2);
+        // After a reset only the current epoch's messages count against its range.
+        let s = SeqStats {
+            count: 108,
+            before_epoch: 100,
+            ..s
         };
         assert_eq!(s.missing(), 2);
         assert_eq!(

@@ -1,4 +1,4 @@
-//! `messages`: every accepted device message, keyed on `(device, seq)` (the dedup
+//! `messages`: every accepted device message, keyed on `(device, epoch, seq)` (the dedup
 //! record), the source a device's feature state is rebuilt from, and the InfluxDB
 //! exporter's buffer (`export_pending`).
 
@@ -15,6 +15,8 @@ pub struct NewMessage<'a> {
     pub device_id: &'a str,
     /// Its seq.
     pub seq: u64,
+    /// Its epoch (0 for schema 1).
+    pub epoch: u32,
     /// Its tenant.
     pub tenant: &'a str,
     /// Its channel.
@@ -31,34 +33,83 @@ pub struct NewMessage<'a> {
     pub arrival: u64,
 }
 
-/// A `(device, seq)` key.
-pub type MessageKey = (String, u64);
+/// A `(device, epoch, seq)` key.
+pub type MessageKey = (String, u32, u64);
 
-/// The keys the store holds within `ranges` (device, lowest seq, highest seq). One
+/// Seqs of one device and epoch that the store may hold: (device, epoch, lowest seq,
+/// highest seq).
+pub type SeqRange<'a> = (&'a str, u32, u64, u64);
+
+/// The keys the store holds within `ranges`. One
 /// statement per [`CHUNK`] ranges, each an index range scan on both databases (a row-value
 /// `IN` list would make SQLite scan the whole table).
 pub async fn known(
     c: &mut AnyConnection,
-    ranges: &[(&str, u64, u64)],
+    ranges: &[SeqRange<'_>],
 ) -> Result<HashSet<MessageKey>, StoreError> {
     use std::fmt::Write;
     let mut out = HashSet::new();
     for chunk in ranges.chunks(CHUNK) {
-        let mut sql = String::from("SELECT device_id, seq FROM messages WHERE ");
+        let mut sql = String::from("SELECT device_id, epoch, seq FROM messages WHERE ");
         for i in 0..chunk.len() {
-            let (d, lo, hi) = (3 * i + 1, 3 * i + 2, 3 * i + 3);
+            let (d, e, lo, hi) = (4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4);
             let or = if i == 0 { "" } else { " OR " };
             let _ = write!(
                 sql,
-                "{or}(device_id = ${d} AND seq BETWEEN ${lo} AND ${hi})"
+                "{or}(device_id = ${d} AND epoch = ${e} AND seq BETWEEN ${lo} AND ${hi})"
             );
         }
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (device, lo, hi) in chunk {
-            q = q.bind(device.to_string()).bind(*lo as i64).bind(*hi as i64);
+        for (device, epoch, lo, hi) in chunk {
+            q = q
+                .bind(device.to_string())
+                .bind(i64::from(*epoch))
+                .bind(*lo as i64)
+                .bind(*hi as i64);
         }
         for r in q.fetch_all(&mut *c).await? {
-            out.insert((r.try_get(0)?, r.try_get::<i64, _>(1)? as u64));
+            out.insert(key(&r, 0)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The `(device_id, epoch, seq)` key in a row's columns from `at` on.
+fn key(r: &sqlx::any::AnyRow, at: usize) -> Result<MessageKey, StoreError> {
+    let epoch = r.try_get::<i64, _>(at + 1)?;
+    Ok((
+        r.try_get(at)?,
+        u32::try_from(epoch).map_err(|_| StoreError::Corrupt(format!("epoch {epoch}")))?,
+        r.try_get::<i64, _>(at + 2)? as u64,
+    ))
+}
+
+/// The boot ids of stored messages (schema 1 tells a reused seq from a repeat by them):
+/// each key's, read from its payload; keys not stored are absent.
+pub async fn boot_ids(
+    c: &mut AnyConnection,
+    keys: &[MessageKey],
+) -> Result<std::collections::HashMap<MessageKey, String>, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct Boot {
+        boot_id: String,
+    }
+    let mut out = std::collections::HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(CHUNK) {
+        let mut sql = String::from(
+            "SELECT device_id, epoch, seq, payload FROM messages WHERE (device_id, epoch, seq) IN (",
+        );
+        push_placeholders(&mut sql, chunk.len(), 3);
+        sql.push(')');
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (d, e, s) in chunk {
+            q = q.bind(d.clone()).bind(i64::from(*e)).bind(*s as i64);
+        }
+        for r in q.fetch_all(&mut *c).await? {
+            let payload: String = r.try_get(3)?;
+            let boot: Boot = serde_json::from_str(&payload)
+                .map_err(|e| StoreError::Corrupt(format!("a stored message: {e}")))?;
+            out.insert(key(&r, 0)?, boot.boot_id);
         }
     }
     Ok(out)
@@ -73,15 +124,18 @@ pub async fn insert(
     let mut fresh = HashSet::with_capacity(rows.len());
     for chunk in rows.chunks(CHUNK) {
         let mut sql = String::from(
-            "INSERT INTO messages (device_id, seq, tenant, channel, ts_ms, received_ms, payload,
-                export_pending, arrival) VALUES ",
+            "INSERT INTO messages (device_id, epoch, seq, tenant, channel, ts_ms, received_ms,
+                payload, export_pending, arrival) VALUES ",
         );
-        push_placeholders(&mut sql, chunk.len(), 9);
-        sql.push_str(" ON CONFLICT (device_id, seq) DO NOTHING RETURNING device_id, seq");
+        push_placeholders(&mut sql, chunk.len(), 10);
+        sql.push_str(
+            " ON CONFLICT (device_id, epoch, seq) DO NOTHING RETURNING device_id, epoch, seq",
+        );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for m in chunk {
             q = q
                 .bind(m.device_id.to_owned())
+                .bind(i64::from(m.epoch))
                 .bind(m.seq as i64)
                 .bind(m.tenant.to_owned())
                 .bind(m.channel.to_owned())
@@ -92,7 +146,7 @@ pub async fn insert(
                 .bind(m.arrival as i64);
         }
         for r in q.fetch_all(&mut *c).await? {
-            fresh.insert((r.try_get(0)?, r.try_get::<i64, _>(1)? as u64));
+            fresh.insert(key(&r, 0)?);
         }
     }
     Ok(fresh)
@@ -184,6 +238,8 @@ pub async fn recent_telemetry(
 pub struct PendingExport {
     /// The device.
     pub device_id: String,
+    /// Its epoch.
+    pub epoch: u32,
     /// Its seq.
     pub seq: u64,
     /// Its tenant.
@@ -205,10 +261,10 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<PendingExport>, StoreError> {
         let sql = format!(
-            "UPDATE messages SET export_pending = $1 WHERE (device_id, seq) IN (
-                SELECT device_id, seq FROM messages
+            "UPDATE messages SET export_pending = $1 WHERE (device_id, epoch, seq) IN (
+                SELECT device_id, epoch, seq FROM messages
                 WHERE export_pending <> 0 AND export_pending < $2 LIMIT $3{})
-             RETURNING device_id, seq, tenant, channel, payload",
+             RETURNING device_id, epoch, seq, tenant, channel, payload",
             self.skip_locked()
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -219,12 +275,14 @@ impl Store {
             .await?;
         rows.iter()
             .map(|r| {
+                let (device_id, epoch, seq) = key(r, 0)?;
                 Ok(PendingExport {
-                    device_id: r.try_get(0)?,
-                    seq: r.try_get::<i64, _>(1)? as u64,
-                    tenant: r.try_get(2)?,
-                    channel: r.try_get(3)?,
-                    payload: r.try_get(4)?,
+                    device_id,
+                    epoch,
+                    seq,
+                    tenant: r.try_get(3)?,
+                    channel: r.try_get(4)?,
+                    payload: r.try_get(5)?,
                 })
             })
             .collect()
@@ -240,22 +298,24 @@ impl Store {
     }
 
     /// Clears the exporter's mark on messages it wrote, in one transaction.
-    pub async fn mark_exported(&self, keys: &[(String, u64)]) -> Result<(), StoreError> {
+    pub async fn mark_exported(&self, keys: &[MessageKey]) -> Result<(), StoreError> {
         self.set_export_mark(keys, 0).await
     }
 
     /// Gives back claimed messages an export could not write: waiting again.
-    pub async fn release_exports(&self, keys: &[(String, u64)]) -> Result<(), StoreError> {
+    pub async fn release_exports(&self, keys: &[MessageKey]) -> Result<(), StoreError> {
         self.set_export_mark(keys, 1).await
     }
 
-    async fn set_export_mark(&self, keys: &[(String, u64)], mark: i64) -> Result<(), StoreError> {
+    async fn set_export_mark(&self, keys: &[MessageKey], mark: i64) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        for (device, seq) in keys {
+        for (device, epoch, seq) in keys {
             sqlx::query(
-                "UPDATE messages SET export_pending = $3 WHERE device_id = $1 AND seq = $2",
+                "UPDATE messages SET export_pending = $4
+                 WHERE device_id = $1 AND epoch = $2 AND seq = $3",
             )
             .bind(device)
+            .bind(i64::from(*epoch))
             .bind(*seq as i64)
             .bind(mark)
             .execute(&mut *tx)
@@ -274,8 +334,9 @@ impl Store {
         Ok(n as u64)
     }
 
-    /// Every accepted (device, seq), sorted.
-    pub async fn message_keys(&self) -> Result<Vec<MessageKey>, StoreError> {
+    /// Every accepted (device, seq), sorted (a device that restarted its count has a
+    /// seq once per epoch that used it).
+    pub async fn message_keys(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let rows = sqlx::query("SELECT device_id, seq FROM messages ORDER BY device_id, seq")
             .fetch_all(self.pool())
             .await?;

@@ -25,7 +25,7 @@ impl Store {
         let mut tx = self.begin().await?;
         // A range on the received_ms index; the channel test is only a filter on it.
         let sql = format!(
-            "SELECT device_id, seq FROM messages
+            "SELECT device_id, epoch, seq FROM messages
              WHERE received_ms < $1 AND export_pending = 0{} LIMIT $2",
             if telemetry_only {
                 " AND channel IN ('heartbeat', 'event')"
@@ -38,33 +38,36 @@ impl Store {
             .bind(limit as i64)
             .fetch_all(&mut *tx)
             .await?;
-        let mut keys: Vec<(String, i64)> = Vec::with_capacity(rows.len());
+        let mut keys: Vec<(String, i64, i64)> = Vec::with_capacity(rows.len());
         for r in &rows {
-            keys.push((r.try_get(0)?, r.try_get(1)?));
+            keys.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
         }
-        let mut watermark: HashMap<&str, i64> = HashMap::new();
-        for (d, s) in &keys {
-            let w = watermark.entry(d.as_str()).or_insert(*s);
+        let mut watermark: HashMap<(&str, i64), i64> = HashMap::new();
+        for (d, e, s) in &keys {
+            let w = watermark.entry((d.as_str(), *e)).or_insert(*s);
             *w = (*w).max(*s);
         }
-        for (device, seq) in &watermark {
+        // The watermark is the current epoch's: an earlier epoch's pruned seqs say
+        // nothing about the seqs the device uses now.
+        for ((device, epoch), seq) in &watermark {
             sqlx::query(
                 "UPDATE devices SET pruned_seq = CASE
                     WHEN pruned_seq IS NULL OR pruned_seq < $2 THEN $2 ELSE pruned_seq END
-                 WHERE device_id = $1",
+                 WHERE device_id = $1 AND epoch = $3",
             )
             .bind(*device)
             .bind(*seq)
+            .bind(*epoch)
             .execute(&mut *tx)
             .await?;
         }
         for chunk in keys.chunks(CHUNK) {
-            let mut sql = String::from("DELETE FROM messages WHERE (device_id, seq) IN (");
-            push_placeholders(&mut sql, chunk.len(), 2);
+            let mut sql = String::from("DELETE FROM messages WHERE (device_id, epoch, seq) IN (");
+            push_placeholders(&mut sql, chunk.len(), 3);
             sql.push(')');
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (d, s) in chunk {
-                q = q.bind(d.as_str()).bind(*s);
+            for (d, e, s) in chunk {
+                q = q.bind(d.as_str()).bind(*e).bind(*s);
             }
             q.execute(&mut *tx).await?;
         }

@@ -9,7 +9,7 @@ use protocol::{examples, Envelope, Limits, Message};
 
 use super::*;
 use crate::ingest::decode::{self, Delivery};
-use crate::ingest::dedup;
+use crate::ingest::{dedup, epochs};
 use crate::policy::Hold;
 use crate::store::devices::SeqStats;
 
@@ -45,7 +45,7 @@ fn ack(device: &str, seq: u64, command: &str, status: AckStatus) -> Message {
     };
     let env = Envelope::new(
         DeviceId::new(device).unwrap(),
-        Seq(seq),
+        (examples::EPOCH, Seq(seq)),
         examples::birth().boot_id,
         Timestamp(T0 + seq * MIN),
         body,
@@ -104,6 +104,7 @@ impl Run {
             fresh,
             0,
             snapshot,
+            &crate::ingest::epochs::judge_batch(fresh, &snapshot.devices, &snapshot.known_epochs),
             &mut self.cache,
             &self.model,
             &self.policy,
@@ -170,23 +171,52 @@ fn repeats_are_dropped_and_each_device_keeps_its_arrival_order() {
 fn what_the_store_holds_is_dropped_too_and_counted() {
     let batch = deliveries(&[hb("dev-a", 1, T0), hb("dev-a", 2, T0 + MIN)]);
     let (fresh, _) = accept(&batch);
-    let known = [("dev-a".to_owned(), 1)].into_iter().collect();
-    let rows = HashMap::new();
-    let (left, dropped) = dedup::against_store(&fresh, &known, &rows);
-    assert_eq!(dropped, 1);
-    assert_eq!(left.iter().map(|a| a.seq).collect::<Vec<_>>(), [2]);
-    let (all, none) = dedup::against_store(&fresh, &Default::default(), &rows);
-    assert_eq!((all.len(), none), (2, 0));
-    // Retention pruned dev-a up to seq 1: a redelivery of it is still a repeat.
-    let pruned = HashMap::from([(
+    let boot = examples::heartbeat().boot_id.as_str().to_owned();
+    let e = examples::EPOCH.0;
+    let stored = |boot: &str| HashMap::from([(("dev-a".to_owned(), e, 1), boot.to_owned())]);
+    let rows = HashMap::from([(
         "dev-a".to_owned(),
         DeviceRow {
-            pruned_seq: Some(1),
+            epoch: e,
+            stats: SeqStats {
+                count: 1,
+                before_epoch: 0,
+                min_seq: 1,
+                max_seq: 1,
+            },
             ..DeviceRow::default()
         },
     )]);
-    let (left, dropped) = dedup::against_store(&fresh, &Default::default(), &pruned);
-    assert_eq!((left.len(), dropped), (1, 1));
+    let epochs = epochs::judge_batch(&fresh, &rows, &HashMap::new());
+    let d = dedup::against_store(&fresh, &stored(&boot), &rows, &epochs);
+    assert_eq!((d.repeats, d.reused.len()), (1, 0));
+    assert_eq!(d.fresh.iter().map(|a| a.seq).collect::<Vec<_>>(), [2]);
+    let d = dedup::against_store(&fresh, &HashMap::new(), &rows, &epochs);
+    assert_eq!((d.fresh.len(), d.repeats), (2, 0));
+    // The same key stored from another boot: not a repeat but a reused seq, rejected.
+    let d = dedup::against_store(&fresh, &stored("boot-before-the-reset"), &rows, &epochs);
+    assert_eq!((d.fresh.len(), d.repeats, d.reused.len()), (1, 0, 1));
+    assert_eq!(d.reused[0].reason, decode::SEQ_REUSED);
+    assert!(
+        d.reused[0].detail.contains("boot-before-the-reset"),
+        "{}",
+        d.reused[0].detail
+    );
+    // Retention pruned dev-a up to seq 1: a redelivery of it is still a repeat.
+    let mut pruned = rows.clone();
+    pruned.get_mut("dev-a").unwrap().pruned_seq = Some(1);
+    let d = dedup::against_store(&fresh, &HashMap::new(), &pruned, &epochs);
+    assert_eq!((d.fresh.len(), d.repeats), (1, 1));
+    // ...but the watermark is the current epoch's: under a new epoch seq 1 is new.
+    let mut reset = pruned.clone();
+    reset.get_mut("dev-a").unwrap().epoch = e + 1;
+    let epochs = epochs::judge_batch(
+        &fresh,
+        &reset,
+        &HashMap::from([("dev-a".into(), vec![e + 1])]),
+    );
+    let d = dedup::against_store(&fresh, &HashMap::new(), &reset, &epochs);
+    assert_eq!((d.fresh.len(), d.repeats), (2, 0));
 }
 
 #[test]
@@ -199,6 +229,7 @@ fn out_of_order_counts_against_what_the_store_saw_before() {
     let (fresh, _) = accept(&batch);
     let mut snapshot = Snapshot::default();
     let stats = SeqStats {
+        before_epoch: 0,
         count: 10,
         min_seq: 1,
         max_seq: 10,
@@ -206,6 +237,7 @@ fn out_of_order_counts_against_what_the_store_saw_before() {
     snapshot.devices.insert(
         "dev-a".into(),
         DeviceRow {
+            epoch: examples::EPOCH.0,
             stats,
             ..DeviceRow::default()
         },
@@ -240,6 +272,7 @@ fn liveness_follows_arrival_dated_on_receipt_with_the_identity_of_the_last_birth
     snapshot.devices.insert(
         "dev-b".into(),
         DeviceRow {
+            epoch: examples::EPOCH.0,
             state_ms: Some(now + MIN),
             ..DeviceRow::default()
         },
@@ -248,6 +281,7 @@ fn liveness_follows_arrival_dated_on_receipt_with_the_identity_of_the_last_birth
     snapshot.devices.insert(
         "dev-a".into(),
         DeviceRow {
+            epoch: examples::EPOCH.0,
             state_ms: Some(T0 + 9_000 * MIN),
             ..DeviceRow::default()
         },
@@ -297,6 +331,7 @@ fn a_device_is_scored_once_per_batch_and_only_on_telemetry() {
     let (fresh2, _) = accept(&again);
     let mut snapshot = Snapshot::default();
     let stats = SeqStats {
+        before_epoch: 0,
         count: 1,
         min_seq: 1,
         max_seq: 1,
@@ -304,6 +339,7 @@ fn a_device_is_scored_once_per_batch_and_only_on_telemetry() {
     snapshot.devices.insert(
         "dev-b".into(),
         DeviceRow {
+            epoch: examples::EPOCH.0,
             stats,
             ..DeviceRow::default()
         },
@@ -329,6 +365,7 @@ fn a_cache_out_of_step_is_rebuilt_from_the_stored_history_and_the_batch() {
     let (fresh, _) = accept(&batch);
     let mut snapshot = Snapshot::default();
     let stats = SeqStats {
+        before_epoch: 0,
         count: 1,
         min_seq: 1,
         max_seq: 1,
@@ -336,6 +373,7 @@ fn a_cache_out_of_step_is_rebuilt_from_the_stored_history_and_the_batch() {
     snapshot.devices.insert(
         "dev-a".into(),
         DeviceRow {
+            epoch: examples::EPOCH.0,
             stats,
             ..DeviceRow::default()
         },
@@ -385,7 +423,9 @@ fn a_cache_out_of_step_is_rebuilt_from_the_stored_history_and_the_batch() {
     let next = deliveries(&[hb("dev-a", 4, T0 + 180 * MIN)]);
     let (fresh, _) = accept(&next);
     let row = |count| DeviceRow {
+        epoch: examples::EPOCH.0,
         stats: SeqStats {
+            before_epoch: 0,
             count,
             min_seq: 1,
             max_seq: count,
@@ -646,6 +686,7 @@ fn a_payload_over_the_limit_is_kept_as_a_bounded_excerpt() {
         &[],
         0,
         &Snapshot::default(),
+        &HashMap::new(),
         &mut run.cache,
         &run.model,
         &run.policy,
@@ -678,7 +719,9 @@ fn only_seqs_the_store_may_hold_are_looked_up() {
     ]);
     let (fresh, _) = accept(&batch);
     let row = |max_seq| DeviceRow {
+        epoch: examples::EPOCH.0,
         stats: SeqStats {
+            before_epoch: 0,
             count: max_seq,
             min_seq: 1,
             max_seq,
@@ -686,14 +729,19 @@ fn only_seqs_the_store_may_hold_are_looked_up() {
         ..DeviceRow::default()
     };
     let mut rows = HashMap::from([("dev-a".to_owned(), row(10)), ("dev-c".to_owned(), row(19))]);
+    let e = examples::EPOCH.0;
+    let epochs = epochs::judge_batch(&fresh, &rows, &HashMap::new());
     assert_eq!(
-        dedup::maybe_stored(&fresh, &rows),
-        [("dev-a", 3, 9)],
+        dedup::maybe_stored(&fresh, &rows, &epochs),
+        [("dev-a", e, 3, 9)],
         "dev-a's live seqs, new dev-b and dev-c's next seq need no lookup"
     );
     // Pruned up to seq 5: seq 3 is known a repeat without a lookup.
     rows.get_mut("dev-a").unwrap().pruned_seq = Some(5);
-    assert_eq!(dedup::maybe_stored(&fresh, &rows), [("dev-a", 9, 9)]);
+    assert_eq!(
+        dedup::maybe_stored(&fresh, &rows, &epochs),
+        [("dev-a", e, 9, 9)]
+    );
 }
 
 #[test]
@@ -735,4 +783,132 @@ fn an_answer_without_received_implies_it() {
         let path: Vec<TicketState> = moves.iter().map(|m| m.0).collect();
         assert_eq!(path, [TicketState::Offered, end], "{status:?}");
     }
+}
+
+/// A heartbeat of `epoch` (0: a schema-1 message, which carries none).
+fn hb_in(epoch: u32, device: &str, seq: u64, ts: u64) -> Message {
+    let mut env = at(examples::heartbeat(), device, seq, ts);
+    env.epoch = protocol::Epoch(epoch);
+    if epoch == 0 {
+        env.schema = 1;
+    }
+    Message::Heartbeat(env)
+}
+
+fn stored_row(epoch: u32, count: u64, max_seq: u64) -> DeviceRow {
+    DeviceRow {
+        epoch,
+        stats: SeqStats {
+            count,
+            before_epoch: 0,
+            min_seq: 1,
+            max_seq,
+        },
+        ..DeviceRow::default()
+    }
+}
+
+#[test]
+fn a_device_that_lost_its_state_starts_a_new_epoch_and_its_messages_are_new() {
+    // dev-a counted to 500 in epoch 7, lost its state and counts from 1 in epoch 9; a
+    // late redelivery of epoch 7 (seq 499) arrives among the new messages.
+    let batch = deliveries(&[
+        hb_in(9, "dev-a", 1, T0),
+        hb_in(7, "dev-a", 499, T0 + MIN),
+        hb_in(9, "dev-a", 2, T0 + 2 * MIN),
+    ]);
+    let (fresh, _) = accept(&batch);
+    let rows = HashMap::from([("dev-a".to_owned(), stored_row(7, 500, 500))]);
+    assert!(epochs::needs_known(rows.get("dev-a"), &fresh));
+    let known = HashMap::from([("dev-a".to_owned(), vec![7])]);
+    let judged = epochs::judge_batch(&fresh, &rows, &known);
+    let ep = &judged["dev-a"];
+    assert_eq!((ep.before, ep.current, ep.resets), (Some(7), 9, 1));
+    assert_eq!(ep.new, [(9, 1)]);
+    // Seqs 1 and 2 are at or below the old high-water mark, but of a new epoch: no
+    // lookup. The late one of epoch 7 is looked up in its own epoch.
+    assert_eq!(
+        dedup::maybe_stored(&fresh, &rows, &judged),
+        [("dev-a", 7, 499, 499)]
+    );
+
+    let mut run = Run::new(false);
+    let snapshot = Snapshot {
+        devices: rows,
+        known_epochs: known,
+        ..Snapshot::default()
+    };
+    let plan = run.observe(&fresh, &snapshot);
+    let rows: Vec<(u32, u64)> = plan.messages.iter().map(|m| (m.epoch, m.seq)).collect();
+    assert_eq!(rows, [(9, 1), (7, 499), (9, 2)], "all three are stored");
+    let a = &plan.arrivals[0];
+    assert_eq!(
+        (a.epoch, a.min_seq, a.max_seq, a.other_epochs, a.resets),
+        (9, 1, 2, 1, 1),
+        "the accounting starts again from the new epoch's messages"
+    );
+    assert_eq!(plan.counts_after, [503]);
+    assert_eq!(plan.epochs.len(), 1);
+    assert_eq!((plan.epochs[0].epoch, plan.epochs[0].first_seq), (9, 1));
+    assert_eq!(plan.report.seq_resets, [("dev-a".to_owned(), 9, 1)]);
+    let late: Vec<bool> = plan
+        .report
+        .accepted
+        .iter()
+        .map(|e| e.out_of_order)
+        .collect();
+    assert_eq!(
+        late,
+        [false, true, false],
+        "order is judged within an epoch: 499 is behind epoch 7's 500, 1 and 2 are in order"
+    );
+}
+
+#[test]
+fn a_first_epoch_is_no_reset_and_old_epochs_never_become_current_again() {
+    let judge = |row: Option<DeviceRow>, known: &[u32], msgs: &[Message]| {
+        let batch = deliveries(msgs);
+        let (fresh, _) = accept(&batch);
+        epochs::judge(row.as_ref(), known, &fresh)
+    };
+    // A new device: its first epoch is recorded, not counted.
+    let ep = judge(None, &[], &[hb_in(5, "dev-a", 1, T0)]);
+    assert_eq!(
+        (ep.before, ep.current, ep.resets, ep.new.clone()),
+        (None, 5, 0, vec![(5, 1)])
+    );
+    // A schema-1 device updated to schema 2: from epoch 0 to its first, no reset.
+    let ep = judge(
+        Some(stored_row(0, 40, 40)),
+        &[0],
+        &[hb_in(5, "dev-a", 41, T0)],
+    );
+    assert_eq!((ep.current, ep.resets), (5, 0));
+    // Registered by the operator but never heard: a new device too.
+    let ep = judge(Some(stored_row(0, 0, 0)), &[], &[hb_in(5, "dev-a", 1, T0)]);
+    assert_eq!((ep.before, ep.current, ep.resets), (None, 5, 0));
+    // Current is 9; a late message of known epoch 7 changes nothing.
+    let ep = judge(
+        Some(stored_row(9, 10, 10)),
+        &[7, 9],
+        &[hb_in(7, "dev-a", 3, T0)],
+    );
+    assert_eq!((ep.current, ep.resets, ep.new.len()), (9, 0, 0));
+    // Two resets in one batch count twice; the last new epoch is current.
+    let ep = judge(
+        Some(stored_row(9, 10, 10)),
+        &[9],
+        &[
+            hb_in(11, "dev-a", 1, T0),
+            hb_in(9, "dev-a", 11, T0),
+            hb_in(12, "dev-a", 1, T0),
+        ],
+    );
+    assert_eq!((ep.current, ep.resets), (12, 2));
+    assert_eq!(ep.new, [(11, 1), (12, 1)]);
+    // Schema 1 keeps epoch 0 throughout: nothing to judge.
+    let row = stored_row(0, 10, 10);
+    let batch = deliveries(&[hb_in(0, "dev-a", 11, T0)]);
+    let (fresh, _) = accept(&batch);
+    assert!(!epochs::needs_known(Some(&row), &fresh));
 }
