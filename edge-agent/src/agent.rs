@@ -772,4 +772,125 @@ mod tests {
             "answered once"
         );
     }
+
+    #[test]
+    fn an_epoch_is_chosen_when_the_count_starts_and_kept_across_reboots() {
+        let mut hw = Fake {
+            cause: ResetCause::PowerOn,
+            soc: 50.0,
+            storage_ok: true,
+        };
+        let (a, msgs) = Agent::boot(
+            identity(),
+            None,
+            Settings::default(),
+            &mut hw,
+            Timestamp(T0),
+        );
+        let epoch = a.state().epoch();
+        assert!(!epoch.is_none());
+        let Message::Event(e) = &msgs[0] else {
+            panic!("{msgs:?}")
+        };
+        assert_eq!((e.epoch, e.schema), (epoch, protocol::SCHEMA_VERSION));
+        let (a, _) = Agent::boot(
+            identity(),
+            Some(a.state().clone()),
+            Settings::default(),
+            &mut hw,
+            Timestamp(T0 + 1000),
+        );
+        assert_eq!(a.state().epoch(), epoch, "a reboot keeps the epoch");
+        // A state file from before epochs: the count goes on, under a first epoch.
+        let mut old = serde_json::to_value(a.state()).unwrap();
+        old.as_object_mut().unwrap().remove("epoch").unwrap();
+        let old: AgentState = serde_json::from_value(old).unwrap();
+        assert!(old.epoch().is_none());
+        let next = old.next_seq();
+        let (a, msgs) = Agent::boot(
+            identity(),
+            Some(old),
+            Settings::default(),
+            &mut hw,
+            Timestamp(T0 + 2000),
+        );
+        assert!(!a.state().epoch().is_none());
+        assert_eq!(msgs[0].seq(), Some(next));
+    }
+
+    #[test]
+    fn a_withdrawn_offer_is_gone_and_an_answered_one_is_not_taken_back() {
+        let mut hw = Fake {
+            cause: ResetCause::PowerOn,
+            soc: 50.0,
+            storage_ok: true,
+        };
+        let (mut a, _) = Agent::boot(
+            identity(),
+            None,
+            Settings::default(),
+            &mut hw,
+            Timestamp(T0),
+        );
+        let now = Timestamp(T0 + 1000);
+        let offer = |ticket: &str| Offer {
+            ticket: TicketRef::new(ticket).unwrap(),
+            kind: OfferKind::Inspection,
+            title: "Free battery check".into(),
+            message: "We noticed".into(),
+            quote: None,
+            extra: None,
+            respond_by_ts_ms: None,
+        };
+        let withdraw = |id: &str, offer: &str, ticket: &str| {
+            command(
+                id,
+                CommandBody::Withdraw(protocol::command::Withdrawal {
+                    offer: CommandId::new(offer).unwrap(),
+                    ticket: TicketRef::new(ticket).unwrap(),
+                    reason: protocol::command::WithdrawReason::Superseded,
+                }),
+                None,
+            )
+        };
+        a.handle_command(
+            now,
+            &command("o1", CommandBody::Offer(offer("T-1")), None),
+            &mut hw,
+        );
+        let out = a.handle_command(now, &withdraw("w1", "o1", "T-1"), &mut hw);
+        assert_eq!(ack_status(&out), AckStatus::Done);
+        assert_eq!(out.withdrawn, Some(CommandId::new("o1").unwrap()));
+        assert!(
+            a.answer_offer(now, &CommandId::new("o1").unwrap(), true)
+                .is_none(),
+            "a withdrawn offer takes no answer"
+        );
+        // Redelivered: answered as before, nothing withdrawn twice.
+        let again = a.handle_command(now, &withdraw("w1", "o1", "T-1"), &mut hw);
+        assert_eq!(
+            (ack_status(&again), again.withdrawn),
+            (AckStatus::Done, None)
+        );
+        // Answered before the withdraw arrived: refused, saying how it was answered.
+        a.handle_command(
+            now,
+            &command("o2", CommandBody::Offer(offer("T-2")), None),
+            &mut hw,
+        );
+        a.answer_offer(now, &CommandId::new("o2").unwrap(), true)
+            .unwrap();
+        let out = a.handle_command(now, &withdraw("w2", "o2", "T-2"), &mut hw);
+        assert_eq!(
+            (ack_status(&out), out.withdrawn.clone()),
+            (AckStatus::Rejected, None)
+        );
+        let Message::Ack(ack) = &out.messages[0] else {
+            unreachable!()
+        };
+        assert!(ack.body.detail.as_deref().unwrap().contains("accepted"));
+        // Never held: done, idempotently.
+        let out = a.handle_command(now, &withdraw("w3", "o9", "T-9"), &mut hw);
+        assert_eq!((ack_status(&out), out.withdrawn), (AckStatus::Done, None));
+    }
 }

@@ -57,6 +57,9 @@ pub async fn apply(
             continue;
         };
         o.command.ticket_id = Some(id);
+        if let Some(w) = &o.withdraw {
+            outbox::queue_command(c, w).await?;
+        }
         outbox::queue_command(c, &o.command).await?;
         if let Some(evidence) = &o.announced {
             let body =

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use models::artifact::ModelArtifact;
 use models::history::{snapshot_version, DeviceHistory};
-use protocol::command::{AckStatus, OfferKind};
+use protocol::command::{AckStatus, OfferKind, WithdrawReason};
 use protocol::state::State;
 use protocol::{Message, Timestamp};
 
@@ -102,6 +102,8 @@ pub struct Candidate {
     pub problem: Problem,
     /// The tier a ticket would have before the device's terms are known.
     pub tier: Tier,
+    /// The schema of the device's latest message: its commands are written in it.
+    pub schema: u32,
 }
 
 /// A device's answer to a command.
@@ -122,6 +124,9 @@ pub struct Opening {
     pub ticket: NewTicket,
     /// The offer command (its ticket id is set once the ticket has one).
     pub command: NewCommand,
+    /// The withdrawal of the offer this one supersedes, queued before it (schema-2
+    /// devices only); the offer waits for its answer.
+    pub withdraw: Option<NewCommand>,
     /// The evidence again, for the webhook announcement, when webhooks are configured.
     pub announced: Option<Evidence>,
     /// The summary for progress output (id set likewise).
@@ -230,7 +235,8 @@ pub fn observe<'a>(
         plan.follow(cache, group, &row, snapshot.states.get(device), stored);
         if group.iter().any(Accepted::is_telemetry) {
             if let Some(scored) = cache.score(device, model, settings.explain_top) {
-                plan.score(cache, &group[0], scored, model, policy);
+                let schema = group.last().map_or(1, |a| a.schema);
+                plan.score(cache, &group[0], scored, model, policy, schema);
             }
         }
     }
@@ -366,6 +372,7 @@ impl<'a> BatchPlan<'a> {
         scored: Scored,
         model: &ModelArtifact,
         policy: &PolicyConfig,
+        schema: u32,
     ) {
         let device = first.device();
         let score = scored.explanation.score;
@@ -400,6 +407,7 @@ impl<'a> BatchPlan<'a> {
                 problem: p.problem,
                 tier: p.tier,
                 scored,
+                schema,
             });
         }
     }
@@ -617,9 +625,9 @@ pub fn decide(
             }
         }
         ctx.open.retain(|t| t.state.is_open());
-        let existing = ctx.open.iter().find(|t| t.problem == c.problem).copied();
+        let existing = ctx.open.iter().find(|t| t.problem == c.problem).cloned();
         // Already open for this problem: nothing new unless it must escalate.
-        if existing.is_some_and(|t| t.tier >= c.tier) {
+        if existing.as_ref().is_some_and(|t| t.tier >= c.tier) {
             continue;
         }
         let terms = terms_of(&ctx.registration, now);
@@ -638,7 +646,7 @@ pub fn decide(
                 continue;
             }
         };
-        if let Some(t) = existing {
+        if let Some(t) = &existing {
             // What the customer has accepted stands: a service team works it, and the
             // stronger signal is theirs to see in the device's scores.
             if t.tier >= p.tier || !t.state.is_unanswered() {
@@ -651,7 +659,17 @@ pub fn decide(
             &c.device,
             settings.excerpt_messages,
         );
-        let opening = match opening(&c, &p, &ctx.registration, &excerpt, model, settings, now) {
+        let superseded = existing.as_ref().map(|t| t.ticket_ref.as_str());
+        let opening = match opening(
+            &c,
+            &p,
+            &ctx.registration,
+            &excerpt,
+            superseded,
+            model,
+            settings,
+            now,
+        ) {
             Ok(o) => o,
             Err(e) => {
                 plan.report.unofferable.push(e);
@@ -706,6 +724,7 @@ fn opening(
     p: &policy::Plan,
     reg: &Registration,
     excerpt: &[&str],
+    superseded: Option<&str>,
     model: &ModelArtifact,
     settings: &PipelineSettings,
     now: Timestamp,
@@ -732,7 +751,33 @@ fn opening(
         p,
         now,
         settings.offer_valid_hours,
+        c.schema,
     )?;
+    // A device that reads schema 2 is told the old offer is gone before it gets the
+    // new one; a schema-1 device cannot be (docs/protocol.md §12).
+    let withdraw = match superseded {
+        Some(old) if c.schema >= protocol::envelope::EPOCH_SCHEMA => {
+            let w = offer::withdraw_command(
+                &c.device,
+                &c.tenant,
+                old,
+                WithdrawReason::Superseded,
+                now,
+                settings.offer_valid_hours,
+            )?;
+            Some(NewCommand {
+                command_id: w.command_id.as_str().to_owned(),
+                ticket_id: None,
+                device_id: c.device.clone(),
+                topic: w.topic,
+                payload: w.payload,
+                created_ms: now.0,
+                expires_ms: Some(w.expires.0),
+                after_command: None,
+            })
+        }
+        _ => None,
+    };
     let why = top
         .iter()
         .filter(|f| f.contribution > 0.0)
@@ -765,7 +810,9 @@ fn opening(
             payload: command.payload,
             created_ms: now.0,
             expires_ms: Some(command.expires.0),
+            after_command: withdraw.as_ref().map(|w| w.command_id.clone()),
         },
+        withdraw,
         announced: (!settings.webhooks.is_empty()).then(|| evidence.clone()),
         summary: OpenedTicket {
             id: 0,

@@ -2,7 +2,9 @@
 //! to the device.
 
 use protocol::codec::EncodeError;
-use protocol::command::{Command, CommandBody, Money, Offer, OfferKind};
+use protocol::command::{
+    Command, CommandBody, Money, Offer, OfferKind, WithdrawReason, Withdrawal,
+};
 use protocol::ids::{CommandId, DeviceId, IdError, TenantId, TicketRef};
 use protocol::{Channel, Timestamp, Topic};
 
@@ -53,6 +55,7 @@ pub fn offer_command(
     plan: &Plan,
     now: Timestamp,
     valid_hours: u32,
+    schema: u32,
 ) -> Result<QueuedCommand, OfferError> {
     let id = |what, error| OfferError::Id {
         device: device.to_owned(),
@@ -62,7 +65,7 @@ pub fn offer_command(
     let device_id = DeviceId::new(device).map_err(|e| id("device id", e))?;
     let tenant = TenantId::new(tenant).map_err(|e| id("tenant", e))?;
     let command_id =
-        CommandId::new(format!("offer-{ticket_ref}")).map_err(|e| id("command id", e))?;
+        CommandId::new(offer_command_id(ticket_ref)).map_err(|e| id("command id", e))?;
     let ticket = TicketRef::new(ticket_ref).map_err(|e| id("ticket", e))?;
     let expires = Timestamp(now.0 + u64::from(valid_hours) * 3_600_000);
     let (title, message) = offer_text(plan);
@@ -83,15 +86,61 @@ pub fn offer_command(
         command_id.clone(),
         now,
         CommandBody::Offer(offer),
+    )
+    .for_schema(schema);
+    cmd.expires_ts_ms = Some(expires);
+    queued(cmd, tenant, expires)
+}
+
+/// The command id of a ticket's offer.
+pub fn offer_command_id(ticket_ref: &str) -> String {
+    format!("offer-{ticket_ref}")
+}
+
+/// The `withdraw` (schema 2) of the offer of ticket `ticket_ref`, valid as long as an
+/// offer: sent before the offer that supersedes it.
+pub fn withdraw_command(
+    device: &str,
+    tenant: &str,
+    ticket_ref: &str,
+    reason: WithdrawReason,
+    now: Timestamp,
+    valid_hours: u32,
+) -> Result<QueuedCommand, OfferError> {
+    let id = |what, error| OfferError::Id {
+        device: device.to_owned(),
+        what,
+        error,
+    };
+    let device_id = DeviceId::new(device).map_err(|e| id("device id", e))?;
+    let tenant = TenantId::new(tenant).map_err(|e| id("tenant", e))?;
+    let command_id =
+        CommandId::new(format!("withdraw-{ticket_ref}")).map_err(|e| id("command id", e))?;
+    let offer = CommandId::new(offer_command_id(ticket_ref)).map_err(|e| id("command id", e))?;
+    let ticket = TicketRef::new(ticket_ref).map_err(|e| id("ticket", e))?;
+    let expires = Timestamp(now.0 + u64::from(valid_hours) * 3_600_000);
+    let mut cmd = Command::new(
+        device_id,
+        command_id,
+        now,
+        CommandBody::Withdraw(Withdrawal {
+            offer,
+            ticket,
+            reason,
+        }),
     );
     cmd.expires_ts_ms = Some(expires);
+    queued(cmd, tenant, expires)
+}
+
+fn queued(cmd: Command, tenant: TenantId, expires: Timestamp) -> Result<QueuedCommand, OfferError> {
     let payload = protocol::codec::encode(&cmd).map_err(|error| OfferError::Encode {
-        device: device.to_owned(),
+        device: cmd.device_id.as_str().to_owned(),
         error,
     })?;
     Ok(QueuedCommand {
-        command_id,
-        topic: Topic::new(tenant, device_id, Channel::Command).to_string(),
+        command_id: cmd.command_id.clone(),
+        topic: Topic::new(tenant, cmd.device_id, Channel::Command).to_string(),
         // Encoded JSON is UTF-8.
         payload: String::from_utf8_lossy(&payload).into_owned(),
         expires,

@@ -430,4 +430,29 @@ mod tests {
             "a device never seen misses nothing"
         );
     }
+
+    /// docs/ingest.md shows a line of `cloud-ingest devices`: it is what the type writes.
+    #[test]
+    fn the_documented_device_line_is_a_device_status() {
+        let doc = include_str!("../../../docs/ingest.md");
+        let line = doc
+            .lines()
+            .find(|l| l.starts_with(r#"{"device_id":"dev-000123""#))
+            .expect("docs/ingest.md shows a device line");
+        let stats = SeqStats {
+            count: 1042,
+            before_epoch: 0,
+            min_seq: 1,
+            max_seq: 1042,
+        };
+        let status = super::DeviceStatus {
+            device_id: "dev-000123".into(),
+            online: true,
+            stats,
+            missing: stats.missing(),
+            epoch: 2_718_281_828,
+            seq_resets: 0,
+        };
+        assert_eq!(serde_json::to_string(&status).unwrap(), line);
+    }
 }

@@ -27,13 +27,15 @@ pub struct NewCommand {
     pub created_ms: u64,
     /// When it lapses (ingest clock).
     pub expires_ms: Option<u64>,
+    /// A command that must be answered (or lapse) before this one is sent.
+    pub after_command: Option<String>,
 }
 
 /// Queues a command (sent by the command worker).
 pub async fn queue_command(c: &mut AnyConnection, cmd: &NewCommand) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO commands (command_id, ticket_id, device_id, topic, payload, created_ms,
-            expires_ms, next_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, 0)",
+            expires_ms, after_command, next_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0)",
     )
     .bind(cmd.command_id.as_str())
     .bind(cmd.ticket_id)
@@ -42,6 +44,7 @@ pub async fn queue_command(c: &mut AnyConnection, cmd: &NewCommand) -> Result<()
     .bind(cmd.payload.as_str())
     .bind(cmd.created_ms as i64)
     .bind(cmd.expires_ms.map(|v| v as i64))
+    .bind(cmd.after_command.as_deref())
     .execute(c)
     .await?;
     Ok(())
@@ -181,7 +184,8 @@ impl Store {
     /// first: each claimed send is counted and its next one scheduled by `next_after`
     /// (given the sends so far) before the caller publishes it, in one transaction that
     /// other replicas skip (PostgreSQL) or wait for (SQLite's single writer), so no two
-    /// replicas make the same send. Commands past their expiry come back unclaimed, for
+    /// replicas make the same send. A command queued after another waits until that
+    /// one is answered or has lapsed. Commands past their expiry come back unclaimed, for
     /// [`expire_command`].
     pub async fn claim_commands(
         &self,
@@ -192,7 +196,10 @@ impl Store {
         let mut tx = self.begin_claim().await?;
         let sql = format!(
             "SELECT command_id, ticket_id, topic, payload, attempts, expires_ms FROM commands
-             WHERE status IS NULL AND next_ms <= $1 ORDER BY created_ms LIMIT $2{}",
+             WHERE status IS NULL AND next_ms <= $1
+               AND (after_command IS NULL OR NOT EXISTS (SELECT 1 FROM commands w
+                    WHERE w.command_id = commands.after_command AND w.status IS NULL))
+             ORDER BY created_ms LIMIT $2{}",
             self.skip_locked()
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -325,5 +332,97 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteSync;
+
+    fn command(id: &str, after: Option<&str>, expires_ms: u64) -> NewCommand {
+        NewCommand {
+            command_id: id.into(),
+            ticket_id: None,
+            device_id: "dev-a".into(),
+            topic: "fleet/acme/dev-a/cmd".into(),
+            payload: "{}".into(),
+            created_ms: 1_000,
+            expires_ms: Some(expires_ms),
+            after_command: after.map(str::to_owned),
+        }
+    }
+
+    async fn claimed(store: &Store, now: u64) -> Vec<String> {
+        let due = store.claim_commands(now, 10, |_| 0).await.unwrap();
+        due.into_iter().map(|d| d.command_id).collect()
+    }
+
+    /// An offer that supersedes another goes out only once the device has answered the
+    /// withdraw of the old one, or the withdraw has lapsed.
+    #[tokio::test]
+    async fn a_command_queued_after_another_waits_for_its_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("o.db").display());
+        let store = Store::open(&url, 2, SqliteSync::Normal).await.unwrap();
+        queue_command(
+            &mut store.pool().acquire().await.unwrap(),
+            &command("withdraw-T-1", None, 1_000_000),
+        )
+        .await
+        .unwrap();
+        queue_command(
+            &mut store.pool().acquire().await.unwrap(),
+            &command("offer-T-2", Some("withdraw-T-1"), 1_000_000),
+        )
+        .await
+        .unwrap();
+        assert_eq!(claimed(&store, 2_000).await, ["withdraw-T-1"]);
+        assert_eq!(
+            claimed(&store, 3_000).await,
+            ["withdraw-T-1"],
+            "resent while unanswered; the offer still waits"
+        );
+        record_answer(
+            &mut store.pool().acquire().await.unwrap(),
+            "dev-a",
+            "withdraw-T-1",
+            AckStatus::Done,
+            4_000,
+        )
+        .await
+        .unwrap();
+        assert_eq!(claimed(&store, 5_000).await, ["offer-T-2"]);
+
+        record_answer(
+            &mut store.pool().acquire().await.unwrap(),
+            "dev-a",
+            "offer-T-2",
+            AckStatus::Received,
+            5_100,
+        )
+        .await
+        .unwrap();
+
+        // A withdraw that lapses unanswered releases its offer too.
+        queue_command(
+            &mut store.pool().acquire().await.unwrap(),
+            &command("withdraw-T-3", None, 6_000),
+        )
+        .await
+        .unwrap();
+        queue_command(
+            &mut store.pool().acquire().await.unwrap(),
+            &command("offer-T-4", Some("withdraw-T-3"), 1_000_000),
+        )
+        .await
+        .unwrap();
+        assert_eq!(claimed(&store, 5_500).await, ["withdraw-T-3"]);
+        assert!(
+            expire_command(&mut store.pool().acquire().await.unwrap(), "withdraw-T-3")
+                .await
+                .unwrap()
+        );
+        assert_eq!(claimed(&store, 7_000).await, ["offer-T-4"]);
     }
 }

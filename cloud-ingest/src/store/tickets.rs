@@ -86,10 +86,12 @@ pub async fn open(c: &mut AnyConnection, t: &NewTicket) -> Result<Option<i64>, S
 }
 
 /// An open ticket, as a decision about its device sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenTicket {
     /// Row id.
     pub id: i64,
+    /// Its reference (its offer's command id is made from it).
+    pub ticket_ref: String,
     /// The problem.
     pub problem: Problem,
     /// Where it stands.
@@ -106,7 +108,7 @@ pub async fn open_for(
     let mut out: HashMap<String, Vec<OpenTicket>> = HashMap::new();
     for chunk in devices.chunks(CHUNK) {
         let mut sql = String::from(
-            "SELECT device_id, id, problem, state, tier FROM tickets
+            "SELECT device_id, id, problem, state, tier, ticket_ref FROM tickets
              WHERE state IN ('opened', 'offered', 'accepted', 'in_progress') AND device_id IN ",
         );
         push_placeholders(&mut sql, 1, chunk.len());
@@ -120,6 +122,7 @@ pub async fn open_for(
                 problem: parse(&r.try_get::<String, _>(2)?)?,
                 state: parse(&r.try_get::<String, _>(3)?)?,
                 tier: parse(&r.try_get::<String, _>(4)?)?,
+                ticket_ref: r.try_get(5)?,
             });
         }
     }

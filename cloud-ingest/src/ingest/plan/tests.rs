@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use models::artifact::ModelArtifact;
-use protocol::command::{AckStatus, CommandAck, OfferKind};
+use protocol::command::{AckStatus, CommandAck, OfferKind, WithdrawReason};
 use protocol::ids::{CommandId, DeviceId, Seq, Timestamp};
 use protocol::{examples, Envelope, Limits, Message};
 
@@ -517,6 +517,7 @@ fn an_open_ticket_for_the_problem_or_a_recent_close_holds_the_decision() {
     let open = DeviceContext {
         open: vec![OpenTicket {
             id: 3,
+            ticket_ref: "T-3".into(),
             problem,
             state: TicketState::Offered,
             tier: Tier::High,
@@ -531,6 +532,7 @@ fn an_open_ticket_for_the_problem_or_a_recent_close_holds_the_decision() {
     let tip = DeviceContext {
         open: vec![OpenTicket {
             id: 4,
+            ticket_ref: "T-4".into(),
             problem,
             state: TicketState::Offered,
             tier: Tier::Low,
@@ -538,11 +540,45 @@ fn an_open_ticket_for_the_problem_or_a_recent_close_holds_the_decision() {
         ..DeviceContext::default()
     };
     let mut p = plan.clone();
-    run.decide(&mut p, &HashMap::from([("dev-a".to_owned(), tip)]));
+    run.decide(&mut p, &HashMap::from([("dev-a".to_owned(), tip.clone())]));
     assert_eq!(p.openings.len(), 1);
     assert_eq!(
         (p.moves[0].ticket_id, p.moves[0].to),
         (4, TicketState::Cancelled)
+    );
+    // The device is told first: a withdraw of the old offer, which the new one waits for.
+    let o = &p.openings[0];
+    let w = o
+        .withdraw
+        .as_ref()
+        .expect("a schema-2 device gets a withdraw");
+    let decoded = protocol::decode(&w.topic, w.payload.as_bytes(), &Limits::default()).unwrap();
+    match decoded.message {
+        Message::Command(cmd) => match cmd.body {
+            protocol::command::CommandBody::Withdraw(wd) => {
+                assert_eq!(wd.offer.as_str(), "offer-T-4");
+                assert_eq!(wd.ticket.as_str(), "T-4");
+                assert_eq!(wd.reason, WithdrawReason::Superseded);
+                assert_eq!(cmd.expires_ts_ms.map(|t| t.0), w.expires_ms);
+            }
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        o.command.after_command.as_deref(),
+        Some(w.command_id.as_str())
+    );
+    // A schema-1 device cannot read a withdraw: its offer goes alone, in schema 1.
+    let mut old = plan.clone();
+    old.candidates[0].schema = 1;
+    run.decide(&mut old, &HashMap::from([("dev-a".to_owned(), tip)]));
+    let o = &old.openings[0];
+    assert!(o.withdraw.is_none() && o.command.after_command.is_none());
+    assert!(
+        o.command.payload.starts_with(r#"{"schema":1,"#),
+        "{}",
+        o.command.payload
     );
 
     // One the customer accepted stands: no cancellation, and no second offer.
@@ -550,6 +586,7 @@ fn an_open_ticket_for_the_problem_or_a_recent_close_holds_the_decision() {
         let accepted = DeviceContext {
             open: vec![OpenTicket {
                 id: 5,
+                ticket_ref: "T-5".into(),
                 problem,
                 state,
                 tier: Tier::Low,
@@ -627,6 +664,7 @@ fn a_decline_in_the_same_batch_counts_as_a_recent_close() {
     let ctx = DeviceContext {
         open: vec![OpenTicket {
             id: 5,
+            ticket_ref: "T-5".into(),
             problem,
             state: TicketState::Offered,
             tier: Tier::Low,
