@@ -1,6 +1,8 @@
 //! Service tickets: the states a ticket moves through, the legal moves between them,
 //! and the evidence frozen into a ticket when it opens.
 
+pub mod sla;
+
 use std::fmt;
 use std::str::FromStr;
 
