@@ -21,6 +21,7 @@
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod desk;
 pub mod effects;
 pub mod ingest;
 pub mod ops;

@@ -53,6 +53,19 @@ enum Command {
         )]
         store: String,
     },
+    /// Manage the desk's users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+        /// Store URL: sqlite://PATH or postgres://...
+        #[arg(
+            long,
+            global = true,
+            env = "FLEET_STORE_URL",
+            default_value = "sqlite://data/fleet.db"
+        )]
+        store: String,
+    },
     /// List the devices in a store as JSON lines: liveness, message counts, gaps, the
     /// current sequence epoch and how often the device restarted its count.
     Devices {
@@ -64,6 +77,20 @@ enum Command {
         )]
         store: String,
     },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Add a user and print its API token (shown only once).
+    Add {
+        /// The user's name: 1 to 64 ASCII letters, digits, '.', '_' or '-'.
+        name: String,
+        /// agent (service desk), recycler (recycling desk), analyst (read all), admin.
+        #[arg(long)]
+        role: String,
+    },
+    /// List the users as JSON lines.
+    List,
 }
 
 #[cfg(feature = "demo")]
@@ -272,6 +299,31 @@ async fn main() -> anyhow::Result<()> {
             let store = Store::open(&store, 2, SqliteSync::Full).await?;
             for t in store.tickets().await? {
                 println!("{}", serde_json::to_string(&t)?);
+            }
+            store.close().await;
+        }
+        Command::Users { command, store } => {
+            let store = Store::open(&store, 2, SqliteSync::Full).await?;
+            match command {
+                UsersCommand::Add { name, role } => {
+                    let role: cloud_ingest::desk::auth::Role = role.parse().map_err(|e| {
+                        anyhow::anyhow!("--role: {e}; use agent, recycler, analyst or admin")
+                    })?;
+                    let (user, token) = store
+                        .add_user(&name, role, "cli", SystemClock.now().0)
+                        .await
+                        .with_context(|| format!("adding user {name:?}"))?;
+                    eprintln!(
+                        "added {} ({}); its API token, shown only now:",
+                        user.name, user.role
+                    );
+                    println!("{token}");
+                }
+                UsersCommand::List => {
+                    for u in store.users().await? {
+                        println!("{}", serde_json::to_string(&u)?);
+                    }
+                }
             }
             store.close().await;
         }

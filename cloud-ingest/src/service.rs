@@ -62,6 +62,28 @@ pub fn mqtt_settings(config: &Config) -> anyhow::Result<MqttSettings> {
     })
 }
 
+/// On a store without users, creates `admin` and prints its token once: the desk is
+/// reachable from the first start, and the token is never shown again.
+async fn first_admin(store: &Store, now_ms: u64) -> anyhow::Result<()> {
+    if !store
+        .users()
+        .await
+        .context("reading the desk's users")?
+        .is_empty()
+    {
+        return Ok(());
+    }
+    let (user, token) = store
+        .add_user("admin", crate::desk::auth::Role::Admin, "setup", now_ms)
+        .await
+        .context("creating the first admin")?;
+    eprintln!(
+        "created desk user {:?} (role admin); its API token, shown only now:\n  {token}\n         add people with `cloud-ingest users add NAME --role agent`",
+        user.name
+    );
+    Ok(())
+}
+
 /// Runs ingest until `stop` turns true (or a batch cannot be committed).
 pub async fn run(
     config: Config,
@@ -77,6 +99,7 @@ pub async fn run(
     )
     .await
     .with_context(|| format!("opening the store {}", redact(&config.store.url)))?;
+    first_admin(&store, clock.now().0).await?;
     let model =
         Arc::new(ModelSlot::load(config.model.path.as_deref()).context("loading the risk model")?);
     tracing::info!(model = %model.current().version, store = %redact(&config.store.url), "cloud-ingest starting");
@@ -118,6 +141,7 @@ pub async fn run(
             store: store.clone(),
             model: model.clone(),
             metrics: metrics.clone(),
+            clock: clock.clone(),
         };
         let bound = start_http(&mut workers, addr, health, workers_stop.clone()).await;
         if let (Some(a), Some(slot)) = (bound, &observers.http_bound) {

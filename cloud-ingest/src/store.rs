@@ -25,6 +25,7 @@ pub mod outbox;
 pub mod registry;
 pub mod retention;
 pub mod tickets;
+pub mod users;
 
 use std::str::FromStr;
 

@@ -2,6 +2,7 @@
 //! and the evidence frozen into a ticket when it opens.
 
 pub mod sla;
+pub mod work;
 
 use std::fmt;
 use std::str::FromStr;

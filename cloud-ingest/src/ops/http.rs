@@ -1,4 +1,4 @@
-//! `/healthz` and `/metrics`.
+//! The HTTP listener: `/healthz`, `/metrics`, and the desk's API (`/api/v1`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,20 +26,27 @@ pub struct Health {
     pub model: Arc<ModelSlot>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
+    /// The service clock.
+    pub clock: Arc<dyn protocol::clock::Clock>,
 }
 
 /// The router.
 pub fn router(health: Health) -> Router {
+    let desk = crate::desk::api::router(crate::desk::api::DeskState {
+        store: health.store.clone(),
+        clock: health.clock.clone(),
+    });
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .with_state(health)
+        .merge(desk)
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
-                "no such endpoint: try /healthz or /metrics\n",
+                "no such endpoint: try /healthz, /metrics or /api/v1 (docs/desk.md)\n",
             )
         })
-        .with_state(health)
 }
 
 async fn healthz(State(h): State<Health>) -> impl IntoResponse {

@@ -50,8 +50,9 @@ pub struct NewTicket {
 pub async fn open(c: &mut AnyConnection, t: &NewTicket) -> Result<Option<i64>, StoreError> {
     let row = sqlx::query(
         "INSERT INTO tickets (ticket_ref, device_id, tenant, customer_id, problem, state, tier,
-            offer_kind, quote_minor, currency, opened_ms, due_ms, risk, model_version, evidence)
-         VALUES ($1, $2, $3, $4, $5, 'opened', $6, $7, $8, $9, $10, $11, $12, $13, $14)
+            offer_kind, quote_minor, currency, opened_ms, due_ms, risk, model_version, evidence,
+            sla_window_ms)
+         VALUES ($1, $2, $3, $4, $5, 'opened', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          ON CONFLICT DO NOTHING RETURNING id",
     )
     .bind(t.ticket_ref.as_str())
@@ -68,6 +69,7 @@ pub async fn open(c: &mut AnyConnection, t: &NewTicket) -> Result<Option<i64>, S
     .bind(t.risk)
     .bind(t.model_version.as_str())
     .bind(t.evidence.as_str())
+    .bind(t.due_ms.saturating_sub(t.opened_ms) as i64)
     .fetch_optional(&mut *c)
     .await?;
     let Some(row) = row else { return Ok(None) };
@@ -191,7 +193,8 @@ pub async fn apply_move(c: &mut AnyConnection, m: &TicketMove) -> Result<(), Sto
     m.from.move_to(m.to)?;
     let closed = (!m.to.is_open()).then_some(m.at_ms as i64);
     let done = sqlx::query(
-        "UPDATE tickets SET state = $2, closed_ms = COALESCE($3, closed_ms) WHERE id = $1 AND state = $4",
+        "UPDATE tickets SET state = $2, closed_ms = COALESCE($3, closed_ms), version = version + 1
+         WHERE id = $1 AND state = $4",
     )
     .bind(m.ticket_id)
     .bind(m.to.as_str())
@@ -355,5 +358,393 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
             .collect()
+    }
+}
+
+/// What the service desk's queue shows of a ticket.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct QueueItem {
+    /// Row id.
+    pub id: i64,
+    /// Public reference.
+    pub ticket_ref: String,
+    /// The device.
+    pub device_id: String,
+    /// Its model, from its birth.
+    pub model: Option<String>,
+    /// Its manufacturing batch.
+    pub batch: Option<String>,
+    /// The problem (the ticket's category).
+    pub problem: Problem,
+    /// Where it stands.
+    pub state: TicketState,
+    /// Priority tier.
+    pub tier: Tier,
+    /// The remedy offered.
+    pub offer_kind: OfferKind,
+    /// Who has it.
+    pub assignee: Option<String>,
+    /// The risk that opened it.
+    pub risk: f64,
+    /// When it opened.
+    pub opened_ms: i64,
+    /// When it is due (completed pauses counted in).
+    pub due_ms: i64,
+    /// The window its tier gave, ms.
+    pub sla_window_ms: i64,
+    /// Start of a pause in force.
+    pub sla_paused_ms: Option<i64>,
+    /// When it closed.
+    pub closed_ms: Option<i64>,
+    /// How it ended, and the confirmed fault's category.
+    pub outcome: Option<String>,
+    /// The confirmed fault's category.
+    pub outcome_category: Option<String>,
+    /// Bumped by every change.
+    pub version: i64,
+}
+
+/// The queue's filters; `None` is any. Without a state, only open tickets are listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueFilter {
+    /// Tier.
+    pub tier: Option<Tier>,
+    /// State.
+    pub state: Option<TicketState>,
+    /// SLA state, at `now_ms`.
+    pub sla: Option<crate::tickets::sla::SlaState>,
+    /// Problem.
+    pub problem: Option<Problem>,
+    /// Device model.
+    pub model: Option<String>,
+    /// Device batch.
+    pub batch: Option<String>,
+    /// Assignee (`""`: nobody).
+    pub assignee: Option<String>,
+}
+
+/// A page of the queue, most urgent first, with the open tickets' counts per tier.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct QueuePage {
+    /// This page's tickets.
+    pub items: Vec<QueueItem>,
+    /// Tickets matching the filters, in all.
+    pub total: u64,
+    /// Open tickets per tier (unfiltered), highest tier first.
+    pub open_by_tier: Vec<(Tier, u64)>,
+}
+
+const QUEUE_COLS: &str = "t.id, t.ticket_ref, t.device_id, d.model, d.batch, t.problem, t.state,
+    t.tier, t.offer_kind, t.assignee, t.risk, t.opened_ms, t.due_ms, t.sla_window_ms,
+    t.sla_paused_ms, t.closed_ms, t.outcome, t.outcome_category, t.version";
+
+fn queue_item(r: &AnyRow) -> Result<QueueItem, StoreError> {
+    let kind: String = r.try_get(8)?;
+    Ok(QueueItem {
+        id: r.try_get(0)?,
+        ticket_ref: r.try_get(1)?,
+        device_id: r.try_get(2)?,
+        model: r.try_get(3)?,
+        batch: r.try_get(4)?,
+        problem: parse(&r.try_get::<String, _>(5)?)?,
+        state: parse(&r.try_get::<String, _>(6)?)?,
+        tier: parse(&r.try_get::<String, _>(7)?)?,
+        offer_kind: OfferKind::from_name(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown offer kind {kind:?}")))?,
+        assignee: r.try_get(9)?,
+        risk: r.try_get(10)?,
+        opened_ms: r.try_get(11)?,
+        due_ms: r.try_get(12)?,
+        sla_window_ms: r.try_get::<Option<i64>, _>(13)?.unwrap_or(0),
+        sla_paused_ms: r.try_get(14)?,
+        closed_ms: r.try_get(15)?,
+        outcome: r.try_get(16)?,
+        outcome_category: r.try_get(17)?,
+        version: r.try_get(18)?,
+    })
+}
+
+/// A bound value of a built query.
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+impl Store {
+    /// A page of the queue (`page` from 0), most urgent first: running clocks by due
+    /// time, then paused ones. SLA states are read from the clock's summary columns as
+    /// [`crate::tickets::sla::state_of`] reads them.
+    pub async fn queue(
+        &self,
+        f: &QueueFilter,
+        now_ms: u64,
+        page: u32,
+        per_page: u32,
+    ) -> Result<QueuePage, StoreError> {
+        use crate::tickets::sla::SlaState;
+        let mut wh: Vec<String> = Vec::new();
+        let mut args: Vec<Arg> = Vec::new();
+        let bind = |args: &mut Vec<Arg>, a: Arg| {
+            args.push(a);
+            format!("${}", args.len())
+        };
+        match f.state {
+            Some(s) => {
+                let p = bind(&mut args, Arg::Text(s.as_str().into()));
+                wh.push(format!("t.state = {p}"));
+            }
+            None => wh.push("t.state IN ('opened', 'offered', 'accepted', 'in_progress')".into()),
+        }
+        for (col, v) in [
+            ("t.tier", f.tier.map(|t| t.as_str().to_owned())),
+            ("t.problem", f.problem.map(|p| p.as_str().to_owned())),
+            ("d.model", f.model.clone()),
+            ("d.batch", f.batch.clone()),
+        ] {
+            if let Some(v) = v {
+                let p = bind(&mut args, Arg::Text(v));
+                wh.push(format!("{col} = {p}"));
+            }
+        }
+        match f.assignee.as_deref() {
+            Some("") => wh.push("t.assignee IS NULL".into()),
+            Some(a) => {
+                let p = bind(&mut args, Arg::Text(a.into()));
+                wh.push(format!("t.assignee = {p}"));
+            }
+            None => {}
+        }
+        if let Some(sla) = f.sla {
+            let now = bind(&mut args, Arg::Int(now_ms as i64));
+            wh.push(match sla {
+                SlaState::Breached => format!(
+                    "((t.sla_paused_ms IS NULL AND t.due_ms < {now})
+                      OR (t.sla_paused_ms IS NOT NULL AND t.due_ms < t.sla_paused_ms))"
+                ),
+                SlaState::Paused => {
+                    "(t.sla_paused_ms IS NOT NULL AND t.due_ms >= t.sla_paused_ms)".into()
+                }
+                SlaState::AtRisk => format!(
+                    "(t.sla_paused_ms IS NULL AND t.due_ms >= {now}
+                      AND (t.due_ms - {now}) * 4 <= t.sla_window_ms)"
+                ),
+                SlaState::OnTime => format!(
+                    "(t.sla_paused_ms IS NULL AND (t.due_ms - {now}) * 4 > t.sla_window_ms)"
+                ),
+                SlaState::Met => format!(
+                    "(t.closed_ms IS NOT NULL AND t.closed_ms <= t.due_ms AND {now} = {now})"
+                ),
+            });
+        }
+        let from = format!(
+            "FROM tickets t LEFT JOIN devices d ON d.device_id = t.device_id WHERE {}",
+            wh.join(" AND ")
+        );
+        let run = |sql: String, args: &[Arg]| {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for a in args {
+                q = match a {
+                    Arg::Text(s) => q.bind(s.clone()),
+                    Arg::Int(i) => q.bind(*i),
+                };
+            }
+            q
+        };
+        let total: i64 = run(format!("SELECT COUNT(*) {from}"), &args)
+            .fetch_one(self.pool())
+            .await?
+            .try_get(0)?;
+        let sql = format!(
+            "SELECT {QUEUE_COLS} {from}
+             ORDER BY CASE WHEN t.sla_paused_ms IS NULL THEN 0 ELSE 1 END, t.due_ms, t.id
+             LIMIT {} OFFSET {}",
+            per_page,
+            u64::from(page) * u64::from(per_page)
+        );
+        let rows = run(sql, &args).fetch_all(self.pool()).await?;
+        let items = rows.iter().map(queue_item).collect::<Result<Vec<_>, _>>()?;
+        let by_tier = sqlx::query(
+            "SELECT tier, COUNT(*) FROM tickets
+             WHERE state IN ('opened', 'offered', 'accepted', 'in_progress') GROUP BY tier",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let mut open_by_tier: Vec<(Tier, u64)> = Tier::ALL.iter().rev().map(|&t| (t, 0)).collect();
+        for r in &by_tier {
+            let tier: Tier = parse(&r.try_get::<String, _>(0)?)?;
+            let n: i64 = r.try_get(1)?;
+            if let Some(e) = open_by_tier.iter_mut().find(|e| e.0 == tier) {
+                e.1 = n as u64;
+            }
+        }
+        Ok(QueuePage {
+            items,
+            total: total as u64,
+            open_by_tier,
+        })
+    }
+
+    /// One ticket as the queue shows it.
+    pub async fn queue_item(&self, id: i64) -> Result<Option<QueueItem>, StoreError> {
+        let sql = format!(
+            "SELECT {QUEUE_COLS} FROM tickets t LEFT JOIN devices d ON d.device_id = t.device_id
+             WHERE t.id = $1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(queue_item).transpose()
+    }
+
+    /// A ticket's log, oldest first.
+    pub async fn ticket_log(&self, id: i64) -> Result<Vec<LogEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at_ms, kind, from_state, to_state, actor, note FROM ticket_events
+             WHERE ticket_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LogEntry {
+                    at_ms: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    from: r.try_get(2)?,
+                    to: r.try_get(3)?,
+                    actor: r.try_get(4)?,
+                    note: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Applies a desk change decided on the ticket at `version`, with its event and
+    /// audit entry, in one transaction; the new version, or [`StoreError::Conflict`]
+    /// when the ticket changed meanwhile.
+    pub async fn apply_desk_change(
+        &self,
+        seen: Seen,
+        change: &crate::tickets::work::Change,
+        user: &str,
+        action: &str,
+        at_ms: u64,
+    ) -> Result<i64, StoreError> {
+        let Seen {
+            id,
+            version,
+            state: from,
+        } = seen;
+        let mut tx = self.begin().await?;
+        let before = self.queue_item_in(&mut tx, id).await?;
+        let closed = (!change.to.is_open() && from.is_open()).then_some(at_ms as i64);
+        let done = sqlx::query(
+            "UPDATE tickets SET state = $3, assignee = COALESCE($4, assignee),
+                outcome = COALESCE($5, outcome), outcome_category = COALESCE($6, outcome_category),
+                due_ms = $7, sla_paused_ms = $8, closed_ms = COALESCE($9, closed_ms),
+                version = version + 1
+             WHERE id = $1 AND version = $2",
+        )
+        .bind(id)
+        .bind(version)
+        .bind(change.to.as_str())
+        .bind(change.assignee.as_deref())
+        .bind(change.outcome.map(|(o, _)| o.as_str()))
+        .bind(change.outcome.and_then(|(_, c)| c).map(|c| c.as_str()))
+        .bind(change.sla.due_ms as i64)
+        .bind(change.sla.paused_since_ms.map(|v| v as i64))
+        .bind(closed)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict(format!(
+                "ticket {id} changed since version {version}"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO ticket_events (ticket_id, at_ms, from_state, to_state, actor, note, kind)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(at_ms as i64)
+        .bind(from.as_str())
+        .bind(change.to.as_str())
+        .bind(user)
+        .bind(change.note.as_deref())
+        .bind(change.kind)
+        .execute(&mut *tx)
+        .await?;
+        let after = self.queue_item_in(&mut tx, id).await?;
+        super::users::audit(
+            &mut tx,
+            &super::users::AuditEntry {
+                at_ms: at_ms as i64,
+                user_name: user.to_owned(),
+                action: format!("ticket.{action}"),
+                subject: format!("ticket:{id}"),
+                before: before.map(|b| serde_json::to_string(&b).expect("serialises")),
+                after: after.map(|a| serde_json::to_string(&a).expect("serialises")),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(version + 1)
+    }
+
+    async fn queue_item_in(
+        &self,
+        c: &mut AnyConnection,
+        id: i64,
+    ) -> Result<Option<QueueItem>, StoreError> {
+        let sql = format!(
+            "SELECT {QUEUE_COLS} FROM tickets t LEFT JOIN devices d ON d.device_id = t.device_id
+             WHERE t.id = $1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(c)
+            .await?;
+        row.as_ref().map(queue_item).transpose()
+    }
+}
+
+/// A ticket as a desk action saw it: a change applies only if it is still so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    /// The ticket.
+    pub id: i64,
+    /// Its version.
+    pub version: i64,
+    /// Its state.
+    pub state: TicketState,
+}
+
+/// One entry of a ticket's log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogEntry {
+    /// When.
+    pub at_ms: i64,
+    /// `move`, `assign`, `note`, `pause`, `resume`, `sla_breached`.
+    pub kind: String,
+    /// The state before.
+    pub from: Option<String>,
+    /// The state after.
+    pub to: String,
+    /// Who.
+    pub actor: String,
+    /// What was said (a pause's reason).
+    pub note: Option<String>,
+}
+
+impl Store {
+    /// A ticket's frozen evidence (JSON).
+    pub async fn ticket_evidence(&self, id: i64) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT evidence FROM tickets WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| r.try_get(0).map_err(StoreError::from))
+            .transpose()
     }
 }

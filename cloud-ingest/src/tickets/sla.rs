@@ -1,5 +1,6 @@
-//! SLA clocks: how long a ticket's tier gives the service team, and where a ticket
-//! stands against it, computed from the ticket's event log alone, so every replica and
+//! SLA clocks: where a ticket stands against the window its tier gives the service
+//! team (`policy.*_due_hours`, frozen into the ticket when it opens), computed from the
+//! ticket's event log alone, so every replica and
 //! every restart sees the same state. Pure.
 //!
 //! The clock starts when the ticket opens and stops when it closes. Pausing (waiting
@@ -13,61 +14,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Tier, UnknownName};
-
-/// The window each tier gives, hours (`[sla]` in the configuration).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SlaPolicy {
-    /// High tier (safety, high value).
-    pub high_hours: u32,
-    /// Medium tier.
-    pub medium_hours: u32,
-    /// Low tier.
-    pub low_hours: u32,
-}
-
-impl Default for SlaPolicy {
-    fn default() -> Self {
-        SlaPolicy {
-            high_hours: 4,
-            medium_hours: 24,
-            low_hours: 72,
-        }
-    }
-}
-
-impl SlaPolicy {
-    /// The window of `tier`, ms.
-    pub fn window_ms(&self, tier: Tier) -> u64 {
-        let hours = match tier {
-            Tier::High => self.high_hours,
-            Tier::Medium => self.medium_hours,
-            Tier::Low => self.low_hours,
-        };
-        u64::from(hours) * 3_600_000
-    }
-
-    /// Every window must be at least an hour and at most a year, ordered by tier.
-    pub fn validate(&self) -> Result<(), String> {
-        for (name, h) in [
-            ("high_hours", self.high_hours),
-            ("medium_hours", self.medium_hours),
-            ("low_hours", self.low_hours),
-        ] {
-            if !(1..=8_760).contains(&h) {
-                return Err(format!("sla.{name} = {h}: must be 1 to 8760 hours"));
-            }
-        }
-        if !(self.high_hours <= self.medium_hours && self.medium_hours <= self.low_hours) {
-            return Err(format!(
-                "sla: a higher tier cannot have a longer window (high {} h, medium {} h, low {} h)",
-                self.high_hours, self.medium_hours, self.low_hours
-            ));
-        }
-        Ok(())
-    }
-}
+use super::UnknownName;
 
 /// Why a ticket's clock is paused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -199,6 +146,8 @@ pub struct SlaClock {
     pub remaining_ms: i64,
     /// Time spent paused, ms.
     pub paused_ms: u64,
+    /// Of that, the pause in force so far, ms.
+    pub current_pause_ms: u64,
     /// The pause in force, with its start.
     pub paused: Option<(PauseReason, u64)>,
     /// When the window was used up, if it was.
@@ -293,6 +242,7 @@ pub fn clock(opened_ms: u64, window_ms: u64, events: &[ClockEvent], now_ms: u64)
         due_ms,
         remaining_ms,
         paused_ms: paused_ms + current_pause,
+        current_pause_ms: current_pause,
         paused: pause,
         breached_at_ms: breached_at,
     }
@@ -325,8 +275,7 @@ mod tests {
 
     #[test]
     fn a_running_clock_goes_on_time_at_risk_breached() {
-        let w = SlaPolicy::default().window_ms(Tier::High);
-        assert_eq!(w, 4 * H);
+        let w = 4 * H;
         let at = |h: f64| clock(T0, w, &[], T0 + (h * H as f64) as u64);
         assert_eq!(at(0.0).state, SlaState::OnTime);
         assert_eq!(at(2.9).state, SlaState::OnTime);
@@ -427,19 +376,57 @@ mod tests {
         );
         assert_eq!(can_resume(&paused, false), Ok(()));
     }
+}
 
+/// The state a clock's summary (the ticket's `due_ms`, `sla_paused_ms` and
+/// `sla_window_ms` columns) gives at `now_ms`, for an open ticket: what the queue
+/// filters on, the same as [`clock`] reads from the log.
+pub fn state_of(
+    due_ms: u64,
+    paused_since_ms: Option<u64>,
+    window_ms: u64,
+    now_ms: u64,
+) -> SlaState {
+    match paused_since_ms {
+        Some(since) if due_ms < since => SlaState::Breached,
+        Some(_) => SlaState::Paused,
+        None if due_ms < now_ms => SlaState::Breached,
+        None if (due_ms - now_ms).saturating_mul(4) <= window_ms => SlaState::AtRisk,
+        None => SlaState::OnTime,
+    }
+}
+
+#[cfg(test)]
+mod summary {
+    use super::*;
+
+    const H: u64 = 3_600_000;
+    const T0: u64 = 1_795_334_400_000;
+
+    /// The queue's reading of the columns agrees with the log's at every hour.
     #[test]
-    fn the_policy_is_validated() {
-        assert!(SlaPolicy::default().validate().is_ok());
-        let bad = SlaPolicy {
-            high_hours: 48,
-            ..SlaPolicy::default()
-        };
-        assert!(bad.validate().unwrap_err().contains("longer window"));
-        let zero = SlaPolicy {
-            high_hours: 0,
-            ..SlaPolicy::default()
-        };
-        assert!(zero.validate().unwrap_err().contains("high_hours"));
+    fn the_summary_reads_as_the_log_does() {
+        let w = 8 * H;
+        let events = [
+            ClockEvent::Paused {
+                at_ms: T0 + 2 * H,
+                reason: PauseReason::WaitingForCustomer,
+            },
+            ClockEvent::Resumed { at_ms: T0 + 5 * H },
+            ClockEvent::Paused {
+                at_ms: T0 + 13 * H,
+                reason: PauseReason::WaitingForParts,
+            },
+        ];
+        for hour in 0..20 {
+            let now = T0 + hour * H;
+            let c = clock(T0, w, &events, now);
+            let cols = crate::tickets::work::SlaColumns::of(&c);
+            assert_eq!(
+                state_of(cols.due_ms, cols.paused_since_ms, w, now),
+                c.state,
+                "hour {hour}: {c:?}"
+            );
+        }
     }
 }

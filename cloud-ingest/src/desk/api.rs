@@ -1,0 +1,614 @@
+//! The desk's JSON API under `/api/v1`: the service desk's queue, a ticket with its SLA
+//! clock and log, the actions that work it, users and the audit log. Every route is in
+//! [`ROUTES`] with what it requires, and the router is built from that table only, so
+//! no route can skip the check. Errors are `application/problem+json` with a detail a
+//! person can act on; a refused request changes nothing.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::{Json, Router};
+use protocol::clock::Clock;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{Access, Role, User};
+use crate::policy::Problem;
+use crate::store::tickets::{LogEntry, QueueFilter, QueueItem, Seen};
+use crate::store::{Store, StoreError};
+use crate::tickets::sla::{self, ClockEvent, PauseReason, SlaClock, SlaState};
+use crate::tickets::work::{self, Action, Standing};
+use crate::tickets::{TicketState, Tier};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct DeskState {
+    /// The store.
+    pub store: Store,
+    /// The service clock (SLA clocks and every recorded time).
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A route and what it requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The method.
+    pub method: &'static str,
+    /// The path, axum style (`:id`).
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+}
+
+/// Every route of the API.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "GET",
+        path: "/api/v1/me",
+        access: Access::Anyone,
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/tickets",
+        access: Access::ReadTickets,
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/tickets/:id",
+        access: Access::ReadTickets,
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/tickets/:id/actions",
+        access: Access::WorkTickets,
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/users",
+        access: Access::Admin,
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/users",
+        access: Access::Admin,
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/audit",
+        access: Access::ReadAll,
+    },
+];
+
+fn handler(r: &Route) -> MethodRouter<DeskState> {
+    let filter = |m| match m {
+        "GET" => MethodFilter::GET,
+        "POST" => MethodFilter::POST,
+        other => panic!("no method filter for {other}"),
+    };
+    let f = filter(r.method);
+    match (r.method, r.path) {
+        ("GET", "/api/v1/me") => on(f, me),
+        ("GET", "/api/v1/tickets") => on(f, list_tickets),
+        ("GET", "/api/v1/tickets/:id") => on(f, get_ticket),
+        ("POST", "/api/v1/tickets/:id/actions") => on(f, act),
+        ("GET", "/api/v1/users") => on(f, list_users),
+        ("POST", "/api/v1/users") => on(f, add_user),
+        ("GET", "/api/v1/audit") => on(f, audit),
+        (m, p) => panic!("route {m} {p} has no handler"),
+    }
+}
+
+/// The API's router, every route behind its access check.
+pub fn router(state: DeskState) -> Router {
+    let mut router: Router<DeskState> = Router::new();
+    // Routes sharing a path are merged into one method router per path.
+    let mut paths: Vec<&str> = ROUTES.iter().map(|r| r.path).collect();
+    paths.dedup();
+    for path in paths {
+        let mut mr: MethodRouter<DeskState> = MethodRouter::new();
+        for r in ROUTES.iter().filter(|r| r.path == path) {
+            let guard = middleware::from_fn_with_state((state.clone(), r.access), guard);
+            mr = mr.merge(handler(r).route_layer(guard));
+        }
+        router = router.route(path, mr);
+    }
+    router.with_state(state)
+}
+
+/// Signs the caller in from `Authorization: Bearer <token>` and checks the route's
+/// access: 401 without valid credentials, 403 with the wrong role.
+async fn guard(
+    State((state, access)): State<(DeskState, Access)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .map(str::to_owned);
+    let Some(token) = token else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "not signed in",
+            "send an API token as `Authorization: Bearer <token>` (`cloud-ingest users add` issues one)",
+        )
+        .into_response();
+    };
+    let user = match state.store.user_by_token(&token, state.clock.now().0).await {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unknown token",
+                "the token is not valid (mistyped, expired or its user disabled)",
+            )
+            .into_response()
+        }
+        Err(e) => return ApiError::store(e).into_response(),
+    };
+    if !user.role.may(access) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not allowed",
+            &format!(
+                "{} is signed in as {}, which may not {}",
+                user.name,
+                user.role,
+                match access {
+                    Access::Anyone => "do this",
+                    Access::ReadTickets => "read the service desk's tickets",
+                    Access::WorkTickets => "change tickets",
+                    Access::ReadAll => "read the audit log",
+                    Access::Admin => "manage users",
+                }
+            ),
+        )
+        .into_response();
+    }
+    req.extensions_mut().insert(user);
+    next.run(req).await
+}
+
+/// An error as `application/problem+json` (RFC 9457).
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    title: &'static str,
+    detail: String,
+    extra: Option<Value>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, title: &'static str, detail: &str) -> Self {
+        ApiError {
+            status,
+            title,
+            detail: detail.to_owned(),
+            extra: None,
+        }
+    }
+
+    fn bad(detail: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            title: "bad request",
+            detail: detail.into(),
+            extra: None,
+        }
+    }
+
+    fn store(e: StoreError) -> Self {
+        match e {
+            StoreError::Invalid(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", &m)
+            }
+            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", &m),
+            e => {
+                tracing::error!(error = %e, "desk request failed in the store");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store unavailable",
+                    "the store could not answer; nothing was changed, try again",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "type": "about:blank",
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if let (Some(Value::Object(extra)), Some(b)) = (self.extra, body.as_object_mut()) {
+            b.extend(extra);
+        }
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}
+
+type Answer = Result<Response, ApiError>;
+
+fn user_of(req_user: Option<axum::Extension<User>>) -> User {
+    req_user
+        .map(|u| u.0)
+        .expect("the guard signs every request in")
+}
+
+async fn me(u: Option<axum::Extension<User>>) -> Answer {
+    Ok(Json(user_of(u)).into_response())
+}
+
+/// The most a page holds.
+pub const MAX_PER_PAGE: u32 = 200;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    tier: Option<String>,
+    state: Option<String>,
+    sla: Option<String>,
+    category: Option<String>,
+    model: Option<String>,
+    batch: Option<String>,
+    assignee: Option<String>,
+    page: Option<u32>,
+    per_page: Option<u32>,
+}
+
+fn parsed<T: std::str::FromStr>(
+    name: &str,
+    v: Option<String>,
+    allowed: &[&str],
+) -> Result<Option<T>, ApiError> {
+    v.filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<T>().map_err(|_| {
+                ApiError::bad(format!(
+                    "{name} = {s:?} is not one of {}",
+                    allowed.join(", ")
+                ))
+            })
+        })
+        .transpose()
+}
+
+fn query<T: serde::de::DeserializeOwned + Default>(
+    q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
+    q.map(|Query(p)| p)
+        .map_err(|e| ApiError::bad(e.body_text()))
+}
+
+/// A queue item with its SLA state now.
+fn with_sla(item: &QueueItem, now_ms: u64) -> Value {
+    let state = if item.closed_ms.is_some() {
+        if item.closed_ms.unwrap_or(0) <= item.due_ms {
+            SlaState::Met
+        } else {
+            SlaState::Breached
+        }
+    } else {
+        sla::state_of(
+            item.due_ms as u64,
+            item.sla_paused_ms.map(|v| v as u64),
+            item.sla_window_ms as u64,
+            now_ms,
+        )
+    };
+    let mut v = serde_json::to_value(item).expect("an item serialises");
+    v["sla_state"] = json!(state);
+    v
+}
+
+async fn list_tickets(
+    State(s): State<DeskState>,
+    q: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let p = query(q)?;
+    let names = |all: &[&'static str]| all.to_vec();
+    let filter = QueueFilter {
+        tier: parsed::<Tier>("tier", p.tier, &names(&Tier::ALL.map(Tier::as_str)))?,
+        state: parsed::<TicketState>(
+            "state",
+            p.state,
+            &names(&TicketState::ALL.map(TicketState::as_str)),
+        )?,
+        sla: parsed::<SlaState>("sla", p.sla, &names(&SlaState::ALL.map(SlaState::as_str)))?,
+        problem: parsed::<Problem>(
+            "category",
+            p.category,
+            &names(&Problem::ALL.map(Problem::as_str)),
+        )?,
+        model: p.model.filter(|s| !s.is_empty()),
+        batch: p.batch.filter(|s| !s.is_empty()),
+        assignee: p.assignee,
+    };
+    let per_page = p.per_page.unwrap_or(50);
+    if !(1..=MAX_PER_PAGE).contains(&per_page) {
+        return Err(ApiError::bad(format!(
+            "per_page = {per_page}: must be 1 to {MAX_PER_PAGE}"
+        )));
+    }
+    let page = p.page.unwrap_or(0);
+    let now = s.clock.now().0;
+    let q = s
+        .store
+        .queue(&filter, now, page, per_page)
+        .await
+        .map_err(ApiError::store)?;
+    let by_tier: serde_json::Map<String, Value> = q
+        .open_by_tier
+        .iter()
+        .map(|(t, n)| (t.as_str().to_owned(), json!(n)))
+        .collect();
+    Ok(Json(json!({
+        "items": q.items.iter().map(|i| with_sla(i, now)).collect::<Vec<_>>(),
+        "page": page,
+        "per_page": per_page,
+        "total": q.total,
+        "open_by_tier": by_tier,
+    }))
+    .into_response())
+}
+
+/// The clock events in a ticket's log.
+fn clock_events(log: &[LogEntry]) -> Vec<ClockEvent> {
+    log.iter()
+        .filter_map(|e| {
+            let at_ms = e.at_ms as u64;
+            match e.kind.as_str() {
+                "pause" => Some(ClockEvent::Paused {
+                    at_ms,
+                    reason: e
+                        .note
+                        .as_deref()
+                        .and_then(|n| n.parse::<PauseReason>().ok())
+                        .unwrap_or(PauseReason::WaitingForCustomer),
+                }),
+                "resume" => Some(ClockEvent::Resumed { at_ms }),
+                _ if e.to.parse::<TicketState>().is_ok_and(|s| !s.is_open()) => {
+                    Some(ClockEvent::Closed { at_ms })
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+async fn load(s: &DeskState, id: i64) -> Result<(QueueItem, Vec<LogEntry>, SlaClock), ApiError> {
+    let item = s
+        .store
+        .queue_item(id)
+        .await
+        .map_err(ApiError::store)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such ticket",
+                &format!("there is no ticket {id}"),
+            )
+        })?;
+    let log = s.store.ticket_log(id).await.map_err(ApiError::store)?;
+    let clock = sla::clock(
+        item.opened_ms as u64,
+        item.sla_window_ms as u64,
+        &clock_events(&log),
+        s.clock.now().0,
+    );
+    Ok((item, log, clock))
+}
+
+fn ticket_id(
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<i64, ApiError> {
+    let Path(raw) = p.map_err(|e| ApiError::bad(e.body_text()))?;
+    raw.parse::<i64>()
+        .map_err(|_| ApiError::bad(format!("ticket id {raw:?} is not a number")))
+}
+
+fn detail(item: &QueueItem, log: &[LogEntry], clock: &SlaClock, evidence: Option<Value>) -> Value {
+    json!({
+        "ticket": item,
+        "sla": clock,
+        "log": log,
+        "evidence": evidence,
+    })
+}
+
+async fn get_ticket(
+    State(s): State<DeskState>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Answer {
+    let id = ticket_id(p)?;
+    let (item, log, clock) = load(&s, id).await?;
+    let evidence = s
+        .store
+        .ticket_evidence(id)
+        .await
+        .map_err(ApiError::store)?
+        .and_then(|e| serde_json::from_str(&e).ok());
+    Ok(Json(detail(&item, &log, &clock, evidence)).into_response())
+}
+
+async fn act(
+    State(s): State<DeskState>,
+    u: Option<axum::Extension<User>>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    body: Bytes,
+) -> Answer {
+    let user = user_of(u);
+    let id = ticket_id(p)?;
+    let mut v: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad(format!("the body is not JSON: {e}")))?;
+    let seen = match v.as_object_mut().map(|o| o.remove("version")) {
+        Some(Some(Value::Number(n))) => Some(
+            n.as_i64()
+                .ok_or_else(|| ApiError::bad("version must be an integer"))?,
+        ),
+        Some(Some(other)) => {
+            return Err(ApiError::bad(format!(
+                "version must be an integer, not {other}"
+            )))
+        }
+        _ => None,
+    };
+    let action: Action = serde_json::from_value(v).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not an action",
+            &format!(
+                "{e}; an action is {{\"action\": \"claim\" | \"assign\" (user) | \"start\" | \"pause\" (reason) | \"resume\" | \"note\" (text) | \"resolve\" (outcome, category?, note?)}}"
+            ),
+        )
+    })?;
+    let (item, _, clock) = load(&s, id).await?;
+    let current = |title: &'static str, detail: String, item: &QueueItem| ApiError {
+        status: StatusCode::CONFLICT,
+        title,
+        detail,
+        extra: Some(
+            json!({"current": {"state": item.state, "assignee": item.assignee, "version": item.version}}),
+        ),
+    };
+    if let Some(seen) = seen.filter(|&v| v != item.version) {
+        return Err(current(
+            "stale",
+            format!(
+                "the ticket is at version {}, not {seen}: reload it and decide again",
+                item.version
+            ),
+            &item,
+        ));
+    }
+    let users = s.store.users().await.map_err(ApiError::store)?;
+    let standing = Standing {
+        state: item.state,
+        problem: item.problem,
+        assignee: item.assignee.clone(),
+        clock,
+    };
+    let now = s.clock.now().0;
+    let change = work::decide(&standing, &action, &user.name, now, |n| {
+        users
+            .iter()
+            .any(|u| u.name == n && u.role.may(Access::WorkTickets))
+    })
+    .map_err(|e| {
+        if e.is_conflict() {
+            current("refused", e.to_string(), &item)
+        } else {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", &e.to_string())
+        }
+    })?;
+    match s
+        .store
+        .apply_desk_change(
+            Seen {
+                id,
+                version: item.version,
+                state: item.state,
+            },
+            &change,
+            &user.name,
+            action.name(),
+            now,
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(StoreError::Conflict(m)) => {
+            let (item, _, _) = load(&s, id).await?;
+            return Err(current(
+                "stale",
+                format!("{m}: reload it and decide again"),
+                &item,
+            ));
+        }
+        Err(e) => return Err(ApiError::store(e)),
+    }
+    let (item, log, clock) = load(&s, id).await?;
+    Ok(Json(detail(&item, &log, &clock, None)).into_response())
+}
+
+async fn list_users(State(s): State<DeskState>) -> Answer {
+    let users = s.store.users().await.map_err(ApiError::store)?;
+    Ok(Json(json!({ "items": users })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    name: String,
+    role: Role,
+}
+
+async fn add_user(
+    State(s): State<DeskState>,
+    u: Option<axum::Extension<User>>,
+    body: Bytes,
+) -> Answer {
+    let by = user_of(u);
+    let new: NewUser = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not a user",
+            &format!("{e}; a user is {{\"name\": \"ana\", \"role\": \"agent\" | \"recycler\" | \"analyst\" | \"admin\"}}"),
+        )
+    })?;
+    let (user, token) = s
+        .store
+        .add_user(&new.name, new.role, &by.name, s.clock.now().0)
+        .await
+        .map_err(ApiError::store)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"user": user, "token": token})),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    subject: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn audit(
+    State(s): State<DeskState>,
+    q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let p = query(q)?;
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad(format!("limit = {limit}: must be 1 to 1000")));
+    }
+    let items = s
+        .store
+        .audit_log(p.subject.as_deref(), limit)
+        .await
+        .map_err(ApiError::store)?;
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
+/// The method of a route, for callers that build requests from [`ROUTES`].
+pub fn method_of(r: &Route) -> Method {
+    r.method.parse().expect("routes use standard methods")
+}

@@ -1,0 +1,487 @@
+//! The service desk's API over HTTP, on SQLite and on PostgreSQL: every route's access
+//! check (generated from the route table), a ticket worked from claim to outcome with
+//! its SLA clock paused and resumed on an injected clock, concurrent claims, and bad
+//! input answered 4xx with a message and nothing changed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use cloud_ingest::desk::api::{self, DeskState, ROUTES};
+use cloud_ingest::desk::auth::Role;
+use cloud_ingest::policy::Problem;
+use cloud_ingest::store::tickets::{self, NewTicket};
+use cloud_ingest::store::{SqliteSync, Store};
+use cloud_ingest::tickets::{TicketState, Tier};
+use protocol::clock::{Clock, ManualClock};
+use protocol::command::OfferKind;
+use protocol::Timestamp;
+use serde_json::{json, Value};
+
+const H: u64 = 3_600_000;
+const T0: u64 = 1_795_334_400_000;
+
+struct Desk {
+    base: String,
+    store: Store,
+    clock: Arc<ManualClock>,
+    http: reqwest::Client,
+    /// Makes names unique in a shared database.
+    tag: String,
+}
+
+impl Desk {
+    async fn start(url: &str) -> Desk {
+        let store = Store::open(url, 4, SqliteSync::Normal).await.unwrap();
+        let clock = Arc::new(ManualClock::at(Timestamp(T0)));
+        let state = DeskState {
+            store: store.clone(),
+            clock: clock.clone() as Arc<dyn Clock>,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        Desk {
+            base: format!("http://{addr}"),
+            store,
+            clock,
+            http: reqwest::Client::new(),
+            tag: format!("{nanos:x}"),
+        }
+    }
+
+    async fn user(&self, name: &str, role: Role) -> (String, String) {
+        let name = format!("{name}-{}", self.tag);
+        let (_, token) = self.store.add_user(&name, role, "test", T0).await.unwrap();
+        (name, token)
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let problem = resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v == "application/problem+json");
+        let text = resp.text().await.unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: {text}"));
+        if status >= 400 {
+            assert!(problem, "{method} {path}: an error is problem+json: {text}");
+            assert!(
+                v["detail"].as_str().is_some_and(|d| !d.is_empty()),
+                "{text}"
+            );
+        }
+        (status, v)
+    }
+
+    /// A ticket the customer accepted, for a device of batch `batch`.
+    async fn accepted_ticket(&self, device: &str, batch: &str, tier: Tier) -> i64 {
+        let device = format!("{device}-{}", self.tag);
+        let mut tx = self.store.begin().await.unwrap();
+        sqlx::query(
+            "INSERT INTO devices (device_id, tenant, first_seen_ms, last_seen_ms, min_seq, max_seq,
+                model, batch) VALUES ($1, 'acme', $2, $2, 1, 1, 'phone-x2', $3)",
+        )
+        .bind(device.as_str())
+        .bind(T0 as i64)
+        .bind(batch)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        let window = match tier {
+            Tier::High => 4 * H,
+            Tier::Medium => 24 * H,
+            Tier::Low => 72 * H,
+        };
+        let id = tickets::open(
+            &mut tx,
+            &NewTicket {
+                ticket_ref: format!("T-{device}"),
+                device_id: device.clone(),
+                tenant: "acme".into(),
+                customer_id: None,
+                problem: Problem::Battery,
+                tier,
+                offer: OfferKind::Inspection,
+                quote_minor: None,
+                currency: None,
+                opened_ms: T0,
+                due_ms: T0 + window,
+                risk: 0.6,
+                model_version: "m1".into(),
+                evidence: r#"{"risk":0.6}"#.into(),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        for to in [TicketState::Offered, TicketState::Accepted] {
+            tickets::move_ticket(&mut tx, id, to, "device", None, T0)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+        id
+    }
+}
+
+async fn access_is_checked_on_every_route(url: &str) {
+    let desk = Desk::start(url).await;
+    let mut tokens = Vec::new();
+    for role in Role::ALL {
+        tokens.push((role, desk.user(role.as_str(), role).await.1));
+    }
+    for r in ROUTES {
+        let path = r.path.replace(":id", "1");
+        let body = (r.method == "POST").then(|| json!({}));
+        let (status, v) = desk.call(r.method, &path, None, body.clone()).await;
+        assert_eq!(status, 401, "{} {path} without a token: {v}", r.method);
+        let (status, _) = desk
+            .call(r.method, &path, Some("fleet_forged"), body.clone())
+            .await;
+        assert_eq!(status, 401, "{} {path} with a forged token", r.method);
+        for (role, token) in &tokens {
+            let (status, v) = desk.call(r.method, &path, Some(token), body.clone()).await;
+            if role.may(r.access) {
+                assert!(
+                    status != 401 && status != 403,
+                    "{role} on {} {path}: {status} {v}",
+                    r.method
+                );
+            } else {
+                assert_eq!(status, 403, "{role} on {} {path}: {v}", r.method);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn sqlite_access_is_checked_on_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    access_is_checked_on_every_route(&format!("sqlite://{}", dir.path().join("d.db").display()))
+        .await;
+}
+
+#[tokio::test]
+async fn postgres_access_is_checked_on_every_route() {
+    access_is_checked_on_every_route(&tests::services::postgres_url()).await;
+}
+
+async fn a_ticket_is_worked_from_claim_to_outcome(url: &str) {
+    let desk = Desk::start(url).await;
+    let (ana, ana_t) = desk.user("ana", Role::Agent).await;
+    let (_, bo_t) = desk.user("bo", Role::Agent).await;
+    let (_, lee_t) = desk.user("lee", Role::Analyst).await;
+    let batch = format!("b-{}", desk.tag);
+    let high = desk.accepted_ticket("dev-h", &batch, Tier::High).await;
+    let low = desk.accepted_ticket("dev-l", &batch, Tier::Low).await;
+
+    // The queue: most urgent first, filtered to this test's batch.
+    let q = |filters: &str| format!("/api/v1/tickets?batch={batch}{filters}");
+    let (s, v) = desk.call("GET", &q(""), Some(&lee_t), None).await;
+    assert_eq!(s, 200, "{v}");
+    let ids: Vec<i64> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [high, low], "the 4 h ticket before the 72 h one");
+    assert_eq!(v["total"], 2);
+    assert_eq!(v["items"][0]["sla_state"], "on_time");
+    let (_, v) = desk.call("GET", &q("&tier=low"), Some(&lee_t), None).await;
+    assert_eq!(v["total"], 1);
+    // Three hours on, the high ticket is in its last quarter.
+    desk.clock.set(Timestamp(T0 + 3 * H));
+    let (_, v) = desk
+        .call("GET", &q("&sla=at_risk"), Some(&lee_t), None)
+        .await;
+    assert_eq!(
+        (v["total"].as_u64(), v["items"][0]["id"].as_i64()),
+        (Some(1), Some(high))
+    );
+
+    // Two agents claim at once: exactly one wins.
+    let act = |t: &'static str, body: Value| {
+        let desk = &desk;
+        let t = if t == "ana" {
+            ana_t.clone()
+        } else {
+            bo_t.clone()
+        };
+        async move {
+            desk.call(
+                "POST",
+                &format!("/api/v1/tickets/{high}/actions"),
+                Some(&t),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (a, b) = tokio::join!(
+        act("ana", json!({"action": "claim"})),
+        act("bo", json!({"action": "claim"}))
+    );
+    let mut codes = [a.0, b.0];
+    codes.sort_unstable();
+    assert_eq!(codes, [200, 409], "{a:?} {b:?}");
+    let winner = if a.0 == 200 { "ana" } else { "bo" };
+    let (s, v) = act(winner, json!({"action": "start"})).await;
+    assert_eq!(
+        (s, v["ticket"]["state"].as_str()),
+        (200, Some("in_progress")),
+        "{v}"
+    );
+    let loser = if winner == "ana" { "bo" } else { "ana" };
+    let (s, v) = act(loser, json!({"action": "resolve", "outcome": "repaired"})).await;
+    assert_eq!(s, 409, "not the loser's ticket: {v}");
+    assert!(v["detail"].as_str().unwrap().contains("assigned to"), "{v}");
+
+    // Pause for parts at 3 h, resume at 10 h: the due time moves 7 h on.
+    let (s, v) = act(
+        winner,
+        json!({"action": "pause", "reason": "waiting_for_parts"}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["sla"]["state"].as_str()),
+        (200, Some("paused")),
+        "{v}"
+    );
+    desk.clock.set(Timestamp(T0 + 10 * H));
+    let (_, v) = desk
+        .call("GET", &q("&sla=paused"), Some(&lee_t), None)
+        .await;
+    assert_eq!(
+        v["total"], 1,
+        "paused, not breached, though 10 h have passed: {v}"
+    );
+    let (s, v) = act(
+        winner,
+        json!({"action": "pause", "reason": "waiting_for_customer"}),
+    )
+    .await;
+    assert_eq!(s, 409, "already paused: {v}");
+    let (s, v) = act(winner, json!({"action": "resume"})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["sla"]["due_ms"].as_u64(), Some(T0 + 11 * H));
+    assert_eq!(
+        v["ticket"]["due_ms"].as_u64(),
+        Some(T0 + 11 * H),
+        "the queue's column agrees"
+    );
+
+    // Bad input: 4xx with a message, nothing changed.
+    let version = v["ticket"]["version"].as_i64().unwrap();
+    for (body, code) in [
+        (json!({"action": "teleport"}), 422),
+        (json!({"action": "pause", "reason": "lunch"}), 422),
+        (json!({"action": "note", "text": ""}), 422),
+        (
+            json!({"action": "resolve", "outcome": "no_fault_found", "category": "thermal"}),
+            422,
+        ),
+        (json!({"action": "assign", "user": "nobody-at-all"}), 422),
+        (
+            json!({"action": "note", "text": "hi", "version": version - 1}),
+            409,
+        ),
+        (json!({"action": "note", "text": "hi", "version": "3"}), 400),
+    ] {
+        let (s, v) = act(winner, body.clone()).await;
+        assert_eq!(s, code, "{body}: {v}");
+    }
+    let (s, v) = desk
+        .call(
+            "POST",
+            &format!("/api/v1/tickets/{high}/actions"),
+            Some(&ana_t),
+            None,
+        )
+        .await;
+    assert_eq!(s, 400, "no body: {v}");
+    let (_, v) = desk
+        .call(
+            "GET",
+            &format!("/api/v1/tickets/{high}"),
+            Some(&lee_t),
+            None,
+        )
+        .await;
+    assert_eq!(
+        v["ticket"]["version"].as_i64(),
+        Some(version),
+        "nothing changed: {v}"
+    );
+    for bad in [
+        "&tier=urgent",
+        "&per_page=0",
+        "&per_page=201",
+        "&sla=late",
+        "&colour=red",
+        "&page=-1",
+    ] {
+        let (s, v) = desk.call("GET", &q(bad), Some(&lee_t), None).await;
+        assert_eq!(s, 400, "{bad}: {v}");
+    }
+    let (s, _) = desk
+        .call("GET", "/api/v1/tickets/999999999", Some(&lee_t), None)
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = desk
+        .call("GET", "/api/v1/tickets/abc", Some(&lee_t), None)
+        .await;
+    assert_eq!(s, 400);
+
+    // Resolved with its outcome; the category defaults to the ticket's problem.
+    let (s, v) = act(winner, json!({"action": "resolve", "outcome": "battery_replaced", "note": "new cell", "version": version})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["ticket"]["state"], "resolved");
+    assert_eq!(v["ticket"]["outcome"], "battery_replaced");
+    assert_eq!(v["ticket"]["outcome_category"], "battery");
+    assert_eq!(
+        v["sla"]["state"], "met",
+        "closed within its (moved) window: {v}"
+    );
+    let kinds: Vec<&str> = v["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["move", "move", "move", "assign", "move", "pause", "resume", "move"]
+    );
+    let (s, v) = act(
+        winner,
+        json!({"action": "pause", "reason": "waiting_for_parts"}),
+    )
+    .await;
+    assert_eq!(s, 409, "closed: {v}");
+
+    // Every change is in the audit log with who, before and after.
+    let (_, admin_t) = desk.user("root", Role::Admin).await;
+    let (s, v) = desk
+        .call(
+            "GET",
+            &format!("/api/v1/audit?subject=ticket:{high}"),
+            Some(&admin_t),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let actions: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "ticket.resolve",
+            "ticket.resume",
+            "ticket.pause",
+            "ticket.start",
+            "ticket.claim"
+        ]
+    );
+    let claim = &v["items"][4];
+    let winner_name = if winner == "ana" {
+        ana.clone()
+    } else {
+        format!("bo-{}", desk.tag)
+    };
+    assert_eq!(claim["user_name"].as_str(), Some(winner_name.as_str()));
+    assert!(claim["before"]
+        .as_str()
+        .unwrap()
+        .contains(r#""assignee":null"#));
+    assert!(claim["after"].as_str().unwrap().contains(&winner_name));
+
+    // The low ticket, never touched, breaches once its 72 h are gone.
+    desk.clock.set(Timestamp(T0 + 73 * H));
+    let (_, v) = desk
+        .call("GET", &q("&sla=breached"), Some(&lee_t), None)
+        .await;
+    assert_eq!(
+        (v["total"].as_u64(), v["items"][0]["id"].as_i64()),
+        (Some(1), Some(low)),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_a_ticket_is_worked_from_claim_to_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    a_ticket_is_worked_from_claim_to_outcome(&format!(
+        "sqlite://{}",
+        dir.path().join("d.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_a_ticket_is_worked_from_claim_to_outcome() {
+    a_ticket_is_worked_from_claim_to_outcome(&tests::services::postgres_url()).await;
+}
+
+#[tokio::test]
+async fn users_are_added_by_admins_with_checked_names_and_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let desk = Desk::start(&format!("sqlite://{}", dir.path().join("d.db").display())).await;
+    let (_, admin) = desk.user("root", Role::Admin).await;
+    let (s, v) = desk
+        .call(
+            "POST",
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"name": "ana", "role": "agent"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let token = v["token"].as_str().unwrap().to_owned();
+    let (s, v) = desk.call("GET", "/api/v1/me", Some(&token), None).await;
+    assert_eq!(
+        (s, v["name"].as_str(), v["role"].as_str()),
+        (200, Some("ana"), Some("agent"))
+    );
+    for (body, code) in [
+        (json!({"name": "ana", "role": "agent"}), 422),
+        (json!({"name": "a b", "role": "agent"}), 422),
+        (json!({"name": "cy", "role": "root"}), 422),
+        (json!({"name": "cy"}), 422),
+    ] {
+        let (s, v) = desk
+            .call("POST", "/api/v1/users", Some(&admin), Some(body.clone()))
+            .await;
+        assert_eq!(s, code, "{body}: {v}");
+    }
+    let (_, v) = desk.call("GET", "/api/v1/users", Some(&admin), None).await;
+    assert_eq!(
+        v["items"].as_array().unwrap().len(),
+        2,
+        "nothing added by the refused requests"
+    );
+}
