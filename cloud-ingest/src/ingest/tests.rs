@@ -22,6 +22,22 @@ fn heartbeat(device: &str, seq: u64) -> Delivery {
     }
 }
 
+/// A pipeline on a fresh SQLite store in `dir`, with its store and metrics.
+async fn sqlite_pipeline(dir: &tempfile::TempDir) -> (Store, Arc<Metrics>, Pipeline) {
+    let url = format!("sqlite://{}", dir.path().join("fleet.db").display());
+    let store = Store::open(&url, 2, SqliteSync::Normal).await.unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let pipeline = Pipeline::new(
+        store.clone(),
+        Arc::new(ModelSlot::load(None).unwrap()),
+        PolicyConfig::default(),
+        PipelineSettings::default(),
+        metrics.clone(),
+        Arc::new(SystemClock),
+    );
+    (store, metrics, pipeline)
+}
+
 /// The poisoned message of the test: dev-b's seq 7.
 fn dev_b_seq_7(d: &Delivery) -> bool {
     d.topic.contains("/dev-b/") && String::from_utf8_lossy(&d.payload).contains("\"seq\":7,")
@@ -30,17 +46,7 @@ fn dev_b_seq_7(d: &Delivery) -> bool {
 #[tokio::test]
 async fn a_batch_is_split_until_the_message_that_fails_alone_is_dead_lettered() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("fleet.db").display());
-    let store = Store::open(&url, 2, SqliteSync::Normal).await.unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let mut pipeline = Pipeline::new(
-        store.clone(),
-        Arc::new(ModelSlot::load(None).unwrap()),
-        PolicyConfig::default(),
-        PipelineSettings::default(),
-        metrics.clone(),
-        Arc::new(SystemClock),
-    );
+    let (store, metrics, mut pipeline) = sqlite_pipeline(&dir).await;
     pipeline.poison = Some(dev_b_seq_7);
     let batch: Vec<Delivery> = (1..=12)
         .flat_map(|k| [heartbeat("dev-a", k), heartbeat("dev-b", k)])
@@ -72,17 +78,7 @@ async fn a_batch_is_split_until_the_message_that_fails_alone_is_dead_lettered() 
 #[tokio::test]
 async fn a_message_whose_dead_letter_is_refused_too_is_dropped_loudly_not_retried_forever() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("fleet.db").display());
-    let store = Store::open(&url, 2, SqliteSync::Normal).await.unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let mut pipeline = Pipeline::new(
-        store.clone(),
-        Arc::new(ModelSlot::load(None).unwrap()),
-        PolicyConfig::default(),
-        PipelineSettings::default(),
-        metrics.clone(),
-        Arc::new(SystemClock),
-    );
+    let (store, metrics, mut pipeline) = sqlite_pipeline(&dir).await;
     pipeline.poison = Some(dev_b_seq_7);
     pipeline.refuse_dead_letters = true;
     let batch = [heartbeat("dev-a", 1), heartbeat("dev-b", 7)];
@@ -113,17 +109,7 @@ fn heartbeat_of(device: &str, epoch: u32, boot: &str, seq: u64) -> Delivery {
 #[tokio::test]
 async fn a_device_that_restarts_its_count_is_heard_and_a_schema_1_reuse_is_kept_aside() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("fleet.db").display());
-    let store = Store::open(&url, 2, SqliteSync::Normal).await.unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let mut pipeline = Pipeline::new(
-        store.clone(),
-        Arc::new(ModelSlot::load(None).unwrap()),
-        PolicyConfig::default(),
-        PipelineSettings::default(),
-        metrics.clone(),
-        Arc::new(SystemClock),
-    );
+    let (store, metrics, mut pipeline) = sqlite_pipeline(&dir).await;
     let run = |epoch, boot: &'static str, seqs: std::ops::RangeInclusive<u64>| {
         seqs.map(move |s| heartbeat_of("dev-a", epoch, boot, s))
             .collect::<Vec<_>>()

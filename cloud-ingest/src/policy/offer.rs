@@ -57,16 +57,8 @@ pub fn offer_command(
     valid_hours: u32,
     schema: u32,
 ) -> Result<QueuedCommand, OfferError> {
-    let id = |what, error| OfferError::Id {
-        device: device.to_owned(),
-        what,
-        error,
-    };
-    let device_id = DeviceId::new(device).map_err(|e| id("device id", e))?;
-    let tenant = TenantId::new(tenant).map_err(|e| id("tenant", e))?;
-    let command_id =
-        CommandId::new(offer_command_id(ticket_ref)).map_err(|e| id("command id", e))?;
-    let ticket = TicketRef::new(ticket_ref).map_err(|e| id("ticket", e))?;
+    let (device_id, tenant, command_id, ticket) =
+        ids(device, tenant, ticket_ref, offer_command_id)?;
     let expires = Timestamp(now.0 + u64::from(valid_hours) * 3_600_000);
     let (title, message) = offer_text(plan);
     let offer = Offer {
@@ -92,6 +84,27 @@ pub fn offer_command(
     queued(cmd, tenant, expires)
 }
 
+/// The ids of a command about ticket `ticket_ref` to `device`, checked: the device,
+/// the tenant, the command id made by `command_id` from the reference, and the ticket.
+fn ids(
+    device: &str,
+    tenant: &str,
+    ticket_ref: &str,
+    command_id: impl FnOnce(&str) -> String,
+) -> Result<(DeviceId, TenantId, CommandId, TicketRef), OfferError> {
+    let id = |what, error| OfferError::Id {
+        device: device.to_owned(),
+        what,
+        error,
+    };
+    Ok((
+        DeviceId::new(device).map_err(|e| id("device id", e))?,
+        TenantId::new(tenant).map_err(|e| id("tenant", e))?,
+        CommandId::new(command_id(ticket_ref)).map_err(|e| id("command id", e))?,
+        TicketRef::new(ticket_ref).map_err(|e| id("ticket", e))?,
+    ))
+}
+
 /// The command id of a ticket's offer.
 pub fn offer_command_id(ticket_ref: &str) -> String {
     format!("offer-{ticket_ref}")
@@ -107,17 +120,9 @@ pub fn withdraw_command(
     now: Timestamp,
     valid_hours: u32,
 ) -> Result<QueuedCommand, OfferError> {
-    let id = |what, error| OfferError::Id {
-        device: device.to_owned(),
-        what,
-        error,
-    };
-    let device_id = DeviceId::new(device).map_err(|e| id("device id", e))?;
-    let tenant = TenantId::new(tenant).map_err(|e| id("tenant", e))?;
-    let command_id =
-        CommandId::new(format!("withdraw-{ticket_ref}")).map_err(|e| id("command id", e))?;
-    let offer = CommandId::new(offer_command_id(ticket_ref)).map_err(|e| id("command id", e))?;
-    let ticket = TicketRef::new(ticket_ref).map_err(|e| id("ticket", e))?;
+    let (device_id, tenant, command_id, ticket) =
+        ids(device, tenant, ticket_ref, |t| format!("withdraw-{t}"))?;
+    let (_, _, offer, _) = ids(device, tenant.as_str(), ticket_ref, offer_command_id)?;
     let expires = Timestamp(now.0 + u64::from(valid_hours) * 3_600_000);
     let mut cmd = Command::new(
         device_id,
