@@ -381,6 +381,15 @@ impl Config {
         })
     }
 
+    /// The SLA breach recorder (announcing to every configured webhook).
+    pub fn breach_recorder(&self) -> crate::effects::breaches::BreachRecorder {
+        crate::effects::breaches::BreachRecorder {
+            webhooks: self.webhooks.iter().map(|w| w.url.clone()).collect(),
+            poll: Duration::from_secs(30),
+            batch: 100,
+        }
+    }
+
     /// The InfluxDB exporter, when `[influx]` is set.
     pub fn exporter(&self) -> Option<Exporter> {
         let influx = self.influx.as_ref()?;

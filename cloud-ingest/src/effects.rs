@@ -4,10 +4,12 @@
 //!
 //! - [`commands`]: offer commands to devices over MQTT, resent until answered;
 //! - [`webhooks`]: signed ticket announcements to outside systems ([`webhooks::WebhookBody`]);
-//! - [`export`]: raw telemetry to InfluxDB.
+//! - [`export`]: raw telemetry to InfluxDB;
+//! - [`breaches`]: SLA breaches, recorded once on the ticket and announced to webhooks.
 //!
 //! Every worker retries on [`protocol::retry::Backoff`].
 
+pub mod breaches;
 pub mod commands;
 pub mod export;
 pub mod webhooks;

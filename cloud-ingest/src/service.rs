@@ -117,6 +117,12 @@ pub async fn run(
         metrics.clone(),
         workers_stop.clone(),
     ));
+    workers.spawn(config.breach_recorder().run(
+        store.clone(),
+        clock.clone(),
+        metrics.clone(),
+        workers_stop.clone(),
+    ));
     if let Some(w) = config.webhook_worker() {
         workers.spawn(w.run(store.clone(), metrics.clone(), workers_stop.clone()));
     }

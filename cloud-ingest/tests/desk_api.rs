@@ -485,3 +485,86 @@ async fn users_are_added_by_admins_with_checked_names_and_roles() {
         "nothing added by the refused requests"
     );
 }
+
+async fn breaches_are_recorded_once_and_announced(url: &str) {
+    use cloud_ingest::effects::breaches::BreachRecorder;
+    use cloud_ingest::ops::metrics::Metrics;
+    let desk = Desk::start(url).await;
+    let (_, agent) = desk.user("ana", Role::Agent).await;
+    let batch = format!("b-{}", desk.tag);
+    let late = desk.accepted_ticket("dev-late", &batch, Tier::High).await;
+    let paused = desk.accepted_ticket("dev-paused", &batch, Tier::High).await;
+    let (s, v) = desk
+        .call(
+            "POST",
+            &format!("/api/v1/tickets/{paused}/actions"),
+            Some(&agent),
+            Some(json!({"action": "pause", "reason": "waiting_for_customer"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let recorder = BreachRecorder {
+        webhooks: vec![
+            "https://crm.example/a".into(),
+            "https://crm.example/b".into(),
+        ],
+        poll: std::time::Duration::from_secs(1),
+        batch: 1,
+    };
+    let metrics = Metrics::new();
+    // Before the window runs out: nothing.
+    desk.clock.set(Timestamp(T0 + 4 * H));
+    assert_eq!(
+        recorder
+            .check(&desk.store, desk.clock.as_ref(), &metrics)
+            .await
+            .unwrap(),
+        0
+    );
+    // After it: the running ticket breaches, the paused one does not; two recorders at
+    // once (two replicas) record it once.
+    desk.clock.set(Timestamp(T0 + 5 * H));
+    let (a, b) = tokio::join!(
+        recorder.check(&desk.store, desk.clock.as_ref(), &metrics),
+        recorder.check(&desk.store, desk.clock.as_ref(), &metrics)
+    );
+    assert_eq!(a.unwrap() + b.unwrap(), 1, "recorded once");
+    assert_eq!(
+        recorder
+            .check(&desk.store, desk.clock.as_ref(), &metrics)
+            .await
+            .unwrap(),
+        0
+    );
+    let hooks = desk.store.webhooks_of(late).await.unwrap();
+    assert_eq!(hooks.len(), 2, "one per endpoint: {hooks:?}");
+    let body: Value = serde_json::from_str(&hooks[0].1).unwrap();
+    assert_eq!(body["event"], "ticket.sla_breached");
+    assert_eq!(body["ticket"]["id"].as_i64(), Some(late));
+    assert_eq!(body["ticket"]["due_ms"].as_u64(), Some(T0 + 4 * H));
+    assert!(desk.store.webhooks_of(paused).await.unwrap().is_empty());
+    let log = desk.store.ticket_log(late).await.unwrap();
+    let last = log.last().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.at_ms as u64),
+        ("sla_breached", T0 + 4 * H)
+    );
+    assert!(metrics
+        .render()
+        .contains(r#"fleet_ingest_sla_breaches_total{tier="high"} 1"#));
+}
+
+#[tokio::test]
+async fn sqlite_breaches_are_recorded_once_and_announced() {
+    let dir = tempfile::tempdir().unwrap();
+    breaches_are_recorded_once_and_announced(&format!(
+        "sqlite://{}",
+        dir.path().join("d.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_breaches_are_recorded_once_and_announced() {
+    breaches_are_recorded_once_and_announced(&tests::services::postgres_url()).await;
+}

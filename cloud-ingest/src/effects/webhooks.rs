@@ -44,6 +44,9 @@ pub enum WebhookEvent {
     /// A proactive ticket opened.
     #[serde(rename = "ticket.opened")]
     TicketOpened,
+    /// A ticket's SLA window ran out (its `due_ms`) while it was open.
+    #[serde(rename = "ticket.sla_breached")]
+    TicketSlaBreached,
 }
 
 /// A ticket as outside systems see it.
@@ -102,7 +105,49 @@ impl TicketAnnouncement {
     }
 }
 
+impl TicketAnnouncement {
+    /// The announcement of a stored ticket (evidence that no longer reads is left
+    /// empty rather than holding the announcement back).
+    pub fn of_row(t: &crate::store::tickets::TicketRow) -> Self {
+        let evidence = serde_json::from_str(&t.evidence).unwrap_or_else(|_| Evidence {
+            risk: t.risk,
+            threshold: 0.0,
+            model_version: t.model_version.clone(),
+            scored_at_ms: 0,
+            top_features: Vec::new(),
+            safety: Vec::new(),
+            telemetry: Vec::new(),
+            reasoning: Vec::new(),
+        });
+        TicketAnnouncement {
+            id: t.id,
+            ticket_ref: t.ticket_ref.clone(),
+            device_id: t.device_id.clone(),
+            tenant: t.tenant.clone(),
+            customer_id: t.customer_id.clone(),
+            problem: t.problem,
+            state: t.state,
+            tier: t.tier,
+            offer: t.offer_kind,
+            quote_minor: t.quote_minor.map(|q| q as u64),
+            currency: t.currency.clone(),
+            opened_ms: t.opened_ms as u64,
+            due_ms: t.due_ms as u64,
+            evidence,
+        }
+    }
+}
+
 impl WebhookBody {
+    /// The announcement of a breached SLA: the ticket's `due_ms` is when it ran out.
+    pub fn sla_breached(ticket: TicketAnnouncement) -> Self {
+        WebhookBody {
+            version: WEBHOOK_VERSION,
+            event: WebhookEvent::TicketSlaBreached,
+            ticket,
+        }
+    }
+
     /// The announcement of a new ticket.
     pub fn opened(ticket: TicketAnnouncement) -> Self {
         WebhookBody {

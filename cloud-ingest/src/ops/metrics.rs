@@ -34,6 +34,8 @@ pub struct Metrics {
     pub risk: Histogram,
     /// Tickets opened, by tier.
     pub tickets: Family<Label, Counter>,
+    /// SLA breaches recorded, by tier.
+    pub sla_breaches: Family<Label, Counter>,
     /// Decisions to hold back, by reason.
     pub held: Family<Label, Counter>,
     /// Seconds per committed batch.
@@ -137,6 +139,12 @@ impl Metrics {
             &mut r,
             "tickets_opened",
             "Tickets opened, by tier",
+            Family::<Label, Counter>::default(),
+        );
+        let sla_breaches = register(
+            &mut r,
+            "sla_breaches",
+            "Tickets whose SLA window ran out while open, by tier (each counted once)",
             Family::<Label, Counter>::default(),
         );
         let held = register(
@@ -274,6 +282,7 @@ impl Metrics {
         }
         for tier in crate::tickets::Tier::ALL {
             let _ = tickets.get_or_create(&label("tier", tier.as_str()));
+            let _ = sla_breaches.get_or_create(&label("tier", tier.as_str()));
         }
         Metrics {
             registry: r,
@@ -287,6 +296,7 @@ impl Metrics {
             scores,
             risk,
             tickets,
+            sla_breaches,
             held,
             batch_seconds,
             commands_sent,

@@ -335,6 +335,20 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A ticket's webhook deliveries, queued or done: (url, body), oldest first.
+    pub async fn webhooks_of(&self, ticket_id: i64) -> Result<Vec<(String, String)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT url, body FROM webhook_outbox WHERE ticket_id = $1 ORDER BY id")
+                .bind(ticket_id)
+                .fetch_all(self.pool())
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -306,7 +306,14 @@ pub struct TicketRow {
     pub model_version: String,
     /// The evidence, JSON.
     pub evidence: String,
+    /// The device's tenant.
+    pub tenant: String,
 }
+
+/// The columns [`ticket_row`] reads.
+const TICKET_COLS: &str = "id, ticket_ref, device_id, customer_id, problem, state, tier,
+    offer_kind, quote_minor, currency, opened_ms, due_ms, closed_ms, risk, model_version,
+    evidence, tenant";
 
 fn ticket_row(r: &AnyRow) -> Result<TicketRow, StoreError> {
     let kind: String = r.try_get(7)?;
@@ -328,19 +335,17 @@ fn ticket_row(r: &AnyRow) -> Result<TicketRow, StoreError> {
         risk: r.try_get(13)?,
         model_version: r.try_get(14)?,
         evidence: r.try_get(15)?,
+        tenant: r.try_get(16)?,
     })
 }
 
 impl Store {
     /// Every ticket, oldest first.
     pub async fn tickets(&self) -> Result<Vec<TicketRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, ticket_ref, device_id, customer_id, problem, state, tier, offer_kind,
-                quote_minor, currency, opened_ms, due_ms, closed_ms, risk, model_version, evidence
-             FROM tickets ORDER BY id",
-        )
-        .fetch_all(self.pool())
-        .await?;
+        let sql = format!("SELECT {TICKET_COLS} FROM tickets ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(ticket_row).collect()
     }
 
@@ -746,5 +751,58 @@ impl Store {
             .await?;
         row.map(|r| r.try_get(0).map_err(StoreError::from))
             .transpose()
+    }
+}
+
+/// Open tickets whose SLA window has run out at `$1`, with no breach recorded: the
+/// same reading as `tickets::sla::state_of` gives `breached`.
+const BREACHED: &str = "sla_breached_ms IS NULL
+    AND state IN ('opened', 'offered', 'accepted', 'in_progress')
+    AND ((sla_paused_ms IS NULL AND due_ms < $1)
+         OR (sla_paused_ms IS NOT NULL AND due_ms < sla_paused_ms))";
+
+impl Store {
+    /// Records up to `limit` SLA breaches not yet recorded at `now_ms`, each once across
+    /// replicas (the claim re-checks that none is recorded): the breach time on the
+    /// ticket (its due time), a `sla_breached` event, and a webhook to each of `urls`
+    /// with the body `announce` makes; the tickets, in one transaction.
+    pub async fn record_breaches(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        urls: &[String],
+        announce: impl Fn(&TicketRow) -> String,
+    ) -> Result<Vec<TicketRow>, StoreError> {
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "UPDATE tickets SET sla_breached_ms = due_ms, version = version + 1
+             WHERE {BREACHED} AND id IN (SELECT id FROM tickets WHERE {BREACHED}
+                ORDER BY due_ms LIMIT $2)
+             RETURNING {TICKET_COLS}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms as i64)
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        let breached = rows.iter().map(ticket_row).collect::<Result<Vec<_>, _>>()?;
+        for t in &breached {
+            sqlx::query(
+                "INSERT INTO ticket_events (ticket_id, at_ms, from_state, to_state, actor, note, kind)
+                 VALUES ($1, $2, $3, $3, 'sla', $4, 'sla_breached')",
+            )
+            .bind(t.id)
+            .bind(t.due_ms)
+            .bind(t.state.as_str())
+            .bind(format!("{} tier window ran out", t.tier))
+            .execute(&mut *tx)
+            .await?;
+            let body = announce(t);
+            for url in urls {
+                super::outbox::queue_webhook(&mut tx, t.id, url, &body).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(breached)
     }
 }
