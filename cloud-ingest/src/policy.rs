@@ -15,7 +15,7 @@ use crate::tradein;
 pub mod offer;
 
 /// The kind of problem a ticket is about: one open ticket per device and problem.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Problem {
     /// Battery wear: capacity fade, brown-outs, fast drain.

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::policy::Problem;
 
 /// Where a ticket stands. The customer sees these stages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TicketState {
     /// Opened by the policy; the offer is on its way to the device.
@@ -151,7 +151,19 @@ impl UnknownName {
 }
 
 /// How fast a ticket must be answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
     /// Handled by a self-service tip.

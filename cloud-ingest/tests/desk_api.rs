@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use cloud_ingest::desk::api::{self, DeskState, ROUTES};
-use cloud_ingest::desk::auth::Role;
+use cloud_ingest::desk::auth::{Access, Role};
 use cloud_ingest::policy::Problem;
 use cloud_ingest::store::tickets::{self, NewTicket};
 use cloud_ingest::store::{SqliteSync, Store};
@@ -153,6 +153,11 @@ async fn access_is_checked_on_every_route(url: &str) {
     for r in ROUTES {
         let path = r.path.replace(":id", "1");
         let body = (r.method == "POST").then(|| json!({}));
+        if r.access == Access::Public {
+            let (status, v) = desk.call(r.method, &path, None, body).await;
+            assert_eq!(status, 200, "{} {path} is public: {v}", r.method);
+            continue;
+        }
         let (status, v) = desk.call(r.method, &path, None, body.clone()).await;
         assert_eq!(status, 401, "{} {path} without a token: {v}", r.method);
         let (status, _) = desk
@@ -567,4 +572,55 @@ async fn sqlite_breaches_are_recorded_once_and_announced() {
 #[tokio::test]
 async fn postgres_breaches_are_recorded_once_and_announced() {
     breaches_are_recorded_once_and_announced(&tests::services::postgres_url()).await;
+}
+
+/// The OpenAPI document describes exactly the routes the router serves.
+#[tokio::test]
+async fn the_openapi_document_lists_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let desk = Desk::start(&format!("sqlite://{}", dir.path().join("d.db").display())).await;
+    let (s, doc) = desk.call("GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(s, 200);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let mut documented: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.to_uppercase(), path.clone()))
+        })
+        .collect();
+    documented.sort();
+    let mut served: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method.to_owned(), r.path.replace(":id", "{id}")))
+        .collect();
+    served.sort();
+    assert_eq!(documented, served);
+    // Every protected route says it needs the bearer token.
+    for r in ROUTES.iter().filter(|r| r.access != Access::Public) {
+        let op = &doc["paths"][r.path.replace(":id", "{id}")][r.method.to_lowercase()];
+        assert_eq!(
+            op["security"][0]["bearer"],
+            json!([]),
+            "{} {}",
+            r.method,
+            r.path
+        );
+        assert!(
+            op["responses"]["401"].is_object(),
+            "{} {}",
+            r.method,
+            r.path
+        );
+    }
+    assert!(doc["components"]["schemas"]["Action"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }

@@ -14,15 +14,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use protocol::clock::Clock;
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use super::auth::{Access, Role, User};
 use crate::policy::Problem;
 use crate::store::tickets::{LogEntry, QueueFilter, QueueItem, Seen};
+use crate::store::users::AuditEntry;
 use crate::store::{Store, StoreError};
 use crate::tickets::sla::{self, ClockEvent, PauseReason, SlaClock, SlaState};
-use crate::tickets::work::{self, Action, Standing};
+use crate::tickets::work::{self, Action, Outcome, Standing};
 use crate::tickets::{TicketState, Tier};
 
 /// What the handlers share.
@@ -47,6 +51,11 @@ pub struct Route {
 
 /// Every route of the API.
 pub const ROUTES: &[Route] = &[
+    Route {
+        method: "GET",
+        path: "/api/v1/openapi.json",
+        access: Access::Public,
+    },
     Route {
         method: "GET",
         path: "/api/v1/me",
@@ -92,6 +101,7 @@ fn handler(r: &Route) -> MethodRouter<DeskState> {
     };
     let f = filter(r.method);
     match (r.method, r.path) {
+        ("GET", "/api/v1/openapi.json") => on(f, openapi),
         ("GET", "/api/v1/me") => on(f, me),
         ("GET", "/api/v1/tickets") => on(f, list_tickets),
         ("GET", "/api/v1/tickets/:id") => on(f, get_ticket),
@@ -127,6 +137,9 @@ async fn guard(
     mut req: Request,
     next: Next,
 ) -> Response {
+    if access == Access::Public {
+        return next.run(req).await;
+    }
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -163,7 +176,7 @@ async fn guard(
                 user.name,
                 user.role,
                 match access {
-                    Access::Anyone => "do this",
+                    Access::Public | Access::Anyone => "do this",
                     Access::ReadTickets => "read the service desk's tickets",
                     Access::WorkTickets => "change tickets",
                     Access::ReadAll => "read the audit log",
@@ -251,6 +264,9 @@ fn user_of(req_user: Option<axum::Extension<User>>) -> User {
         .expect("the guard signs every request in")
 }
 
+/// Who the token belongs to.
+#[utoipa::path(get, path = "/api/v1/me", security(("bearer" = [])),
+    responses((status = 200, body = User), (status = 401, body = ProblemDoc)))]
 async fn me(u: Option<axum::Extension<User>>) -> Answer {
     Ok(Json(user_of(u)).into_response())
 }
@@ -258,18 +274,82 @@ async fn me(u: Option<axum::Extension<User>>) -> Answer {
 /// The most a page holds.
 pub const MAX_PER_PAGE: u32 = 200;
 
-#[derive(Debug, Default, Deserialize)]
+/// The queue's filters and page.
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// `high`, `medium` or `low`.
     tier: Option<String>,
+    /// A ticket state; without it, open tickets only.
     state: Option<String>,
+    /// `on_time`, `at_risk`, `breached` or `paused`.
     sla: Option<String>,
+    /// The problem: `battery`, `thermal`, `storage`, `stability`, `connectivity`.
     category: Option<String>,
+    /// The device model.
     model: Option<String>,
+    /// The device's manufacturing batch.
     batch: Option<String>,
+    /// A user name; empty for unassigned tickets.
     assignee: Option<String>,
+    /// From 0.
     page: Option<u32>,
+    /// 1 to 200, default 50.
     per_page: Option<u32>,
+}
+
+/// A page of the queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketList {
+    /// The tickets, most urgent first.
+    pub items: Vec<ListedTicket>,
+    /// This page (from 0).
+    pub page: u32,
+    /// Its size.
+    pub per_page: u32,
+    /// Tickets matching the filters.
+    pub total: u64,
+    /// Open tickets per tier, unfiltered.
+    pub open_by_tier: BTreeMap<String, u64>,
+}
+
+/// A ticket in the queue with its SLA state now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListedTicket {
+    /// The ticket.
+    #[serde(flatten)]
+    pub ticket: QueueItem,
+    /// Its SLA state now.
+    pub sla_state: SlaState,
+}
+
+/// A ticket with its clock, log and evidence.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketDetail {
+    /// The ticket.
+    pub ticket: QueueItem,
+    /// Its SLA clock now, read from its log.
+    pub sla: SlaClock,
+    /// Its log, oldest first.
+    pub log: Vec<LogEntry>,
+    /// Why it opened, as frozen then (see docs/ingest.md, webhook body).
+    #[schema(value_type = Option<Object>)]
+    pub evidence: Option<Value>,
+}
+
+/// An error (RFC 9457), as `application/problem+json`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProblemDoc {
+    /// Always `about:blank`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong and what to do.
+    pub detail: String,
 }
 
 fn parsed<T: std::str::FromStr>(
@@ -297,7 +377,7 @@ fn query<T: serde::de::DeserializeOwned + Default>(
 }
 
 /// A queue item with its SLA state now.
-fn with_sla(item: &QueueItem, now_ms: u64) -> Value {
+fn with_sla(item: QueueItem, now_ms: u64) -> ListedTicket {
     let state = if item.closed_ms.is_some() {
         if item.closed_ms.unwrap_or(0) <= item.due_ms {
             SlaState::Met
@@ -312,11 +392,16 @@ fn with_sla(item: &QueueItem, now_ms: u64) -> Value {
             now_ms,
         )
     };
-    let mut v = serde_json::to_value(item).expect("an item serialises");
-    v["sla_state"] = json!(state);
-    v
+    ListedTicket {
+        ticket: item,
+        sla_state: state,
+    }
 }
 
+/// The service desk's queue.
+#[utoipa::path(get, path = "/api/v1/tickets", params(ListParams), security(("bearer" = [])),
+    responses((status = 200, body = TicketList), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc)))]
 async fn list_tickets(
     State(s): State<DeskState>,
     q: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
@@ -353,18 +438,17 @@ async fn list_tickets(
         .queue(&filter, now, page, per_page)
         .await
         .map_err(ApiError::store)?;
-    let by_tier: serde_json::Map<String, Value> = q
-        .open_by_tier
-        .iter()
-        .map(|(t, n)| (t.as_str().to_owned(), json!(n)))
-        .collect();
-    Ok(Json(json!({
-        "items": q.items.iter().map(|i| with_sla(i, now)).collect::<Vec<_>>(),
-        "page": page,
-        "per_page": per_page,
-        "total": q.total,
-        "open_by_tier": by_tier,
-    }))
+    Ok(Json(TicketList {
+        items: q.items.into_iter().map(|i| with_sla(i, now)).collect(),
+        page,
+        per_page,
+        total: q.total,
+        open_by_tier: q
+            .open_by_tier
+            .iter()
+            .map(|(t, n)| (t.as_str().to_owned(), *n))
+            .collect(),
+    })
     .into_response())
 }
 
@@ -423,15 +507,25 @@ fn ticket_id(
         .map_err(|_| ApiError::bad(format!("ticket id {raw:?} is not a number")))
 }
 
-fn detail(item: &QueueItem, log: &[LogEntry], clock: &SlaClock, evidence: Option<Value>) -> Value {
-    json!({
-        "ticket": item,
-        "sla": clock,
-        "log": log,
-        "evidence": evidence,
-    })
+fn detail(
+    ticket: QueueItem,
+    log: Vec<LogEntry>,
+    sla: SlaClock,
+    evidence: Option<Value>,
+) -> TicketDetail {
+    TicketDetail {
+        ticket,
+        sla,
+        log,
+        evidence,
+    }
 }
 
+/// A ticket with its SLA clock, log and evidence.
+#[utoipa::path(get, path = "/api/v1/tickets/{id}", params(("id" = i64, Path, description = "the ticket's id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = TicketDetail), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc), (status = 404, body = ProblemDoc)))]
 async fn get_ticket(
     State(s): State<DeskState>,
     p: Result<Path<String>, axum::extract::rejection::PathRejection>,
@@ -444,9 +538,16 @@ async fn get_ticket(
         .await
         .map_err(ApiError::store)?
         .and_then(|e| serde_json::from_str(&e).ok());
-    Ok(Json(detail(&item, &log, &clock, evidence)).into_response())
+    Ok(Json(detail(item, log, clock, evidence)).into_response())
 }
 
+/// Works a ticket: one action, optionally with the `version` it was decided on.
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/actions", params(("id" = i64, Path, description = "the ticket's id")),
+    request_body = Action, security(("bearer" = [])),
+    responses((status = 200, body = TicketDetail), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc), (status = 404, body = ProblemDoc),
+        (status = 409, description = "refused by the ticket's state, or stale", body = ProblemDoc),
+        (status = 422, body = ProblemDoc)))]
 async fn act(
     State(s): State<DeskState>,
     u: Option<axum::Extension<User>>,
@@ -544,21 +645,47 @@ async fn act(
         Err(e) => return Err(ApiError::store(e)),
     }
     let (item, log, clock) = load(&s, id).await?;
-    Ok(Json(detail(&item, &log, &clock, None)).into_response())
+    Ok(Json(detail(item, log, clock, None)).into_response())
 }
 
+/// A list of users.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserList {
+    /// By name.
+    pub items: Vec<User>,
+}
+
+/// The desk's users.
+#[utoipa::path(get, path = "/api/v1/users", security(("bearer" = [])),
+    responses((status = 200, body = UserList), (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc)))]
 async fn list_users(State(s): State<DeskState>) -> Answer {
-    let users = s.store.users().await.map_err(ApiError::store)?;
-    Ok(Json(json!({ "items": users })).into_response())
+    let items = s.store.users().await.map_err(ApiError::store)?;
+    Ok(Json(UserList { items }).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// A user to add.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewUser {
-    name: String,
-    role: Role,
+pub struct NewUser {
+    /// 1 to 64 ASCII letters, digits, `.`, `_` or `-`.
+    pub name: String,
+    /// The role.
+    pub role: Role,
 }
 
+/// A user added, with its token (shown only now).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AddedUser {
+    /// The user.
+    pub user: User,
+    /// Its API token.
+    pub token: String,
+}
+
+/// Adds a user.
+#[utoipa::path(post, path = "/api/v1/users", request_body = NewUser, security(("bearer" = [])),
+    responses((status = 201, body = AddedUser), (status = 401, body = ProblemDoc),
+        (status = 403, body = ProblemDoc), (status = 422, body = ProblemDoc)))]
 async fn add_user(
     State(s): State<DeskState>,
     u: Option<axum::Extension<User>>,
@@ -577,20 +704,31 @@ async fn add_user(
         .add_user(&new.name, new.role, &by.name, s.clock.now().0)
         .await
         .map_err(ApiError::store)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"user": user, "token": token})),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(AddedUser { user, token })).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Which audit entries.
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AuditParams {
+    /// Such as `ticket:12` or `user:ana`; all when absent.
     subject: Option<String>,
+    /// 1 to 1000, default 100.
     limit: Option<u32>,
 }
 
+/// Audit entries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditList {
+    /// Newest first.
+    pub items: Vec<AuditEntry>,
+}
+
+/// The audit log.
+#[utoipa::path(get, path = "/api/v1/audit", params(AuditParams), security(("bearer" = [])),
+    responses((status = 200, body = AuditList), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc)))]
 async fn audit(
     State(s): State<DeskState>,
     q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
@@ -605,7 +743,37 @@ async fn audit(
         .audit_log(p.subject.as_deref(), limit)
         .await
         .map_err(ApiError::store)?;
-    Ok(Json(json!({ "items": items })).into_response())
+    Ok(Json(AuditList { items }).into_response())
+}
+
+/// The OpenAPI document of this API, generated from the handlers and types.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Fleet service desk API", version = "1", description = "See docs/desk.md."),
+    paths(openapi, me, list_tickets, get_ticket, act, list_users, add_user, audit),
+    components(schemas(ProblemDoc, Action, Outcome, PauseReason, Problem, TicketState, Tier, SlaState, Role)),
+    modifiers(&Bearer)
+)]
+pub struct ApiDoc;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json",
+    responses((status = 200, description = "the OpenAPI 3.1 document", content_type = "application/json")))]
+async fn openapi() -> Answer {
+    Ok(Json(ApiDoc::openapi()).into_response())
 }
 
 /// The method of a route, for callers that build requests from [`ROUTES`].

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::tickets::UnknownName;
 
 /// A desk user's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Service desk: works tickets.
@@ -41,7 +41,7 @@ impl Role {
     pub fn may(self, access: Access) -> bool {
         use Role::*;
         match access {
-            Access::Anyone => true,
+            Access::Public | Access::Anyone => true,
             Access::ReadTickets => matches!(self, Agent | Analyst | Admin),
             Access::WorkTickets => matches!(self, Agent | Admin),
             Access::ReadAll => matches!(self, Analyst | Admin),
@@ -69,6 +69,8 @@ impl FromStr for Role {
 /// What a route requires of a signed-in user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
+    /// Anybody, signed in or not (the API's description).
+    Public,
     /// Any signed-in user.
     Anyone,
     /// Read the service desk's tickets and devices.
@@ -82,7 +84,7 @@ pub enum Access {
 }
 
 /// A signed-in user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct User {
     /// Row id.
     pub id: i64,

@@ -367,7 +367,7 @@ impl Store {
 }
 
 /// What the service desk's queue shows of a ticket.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct QueueItem {
     /// Row id.
     pub id: i64,
@@ -386,6 +386,7 @@ pub struct QueueItem {
     /// Priority tier.
     pub tier: Tier,
     /// The remedy offered.
+    #[schema(value_type = String)]
     pub offer_kind: OfferKind,
     /// Who has it.
     pub assignee: Option<String>,
@@ -726,7 +727,7 @@ pub struct Seen {
 }
 
 /// One entry of a ticket's log.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct LogEntry {
     /// When.
     pub at_ms: i64,

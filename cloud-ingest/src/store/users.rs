@@ -7,7 +7,7 @@ use super::{parse, Store, StoreError};
 use crate::desk::auth::{self, Role, User};
 
 /// One change a person made.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// When.
     pub at_ms: i64,

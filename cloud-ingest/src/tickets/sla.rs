@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::UnknownName;
 
 /// Why a ticket's clock is paused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PauseReason {
     /// The customer has to answer or bring the device.
@@ -81,7 +81,7 @@ pub enum ClockEvent {
 }
 
 /// Where a ticket stands against its SLA.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SlaState {
     /// Running, more than a quarter of the window left.
@@ -135,7 +135,7 @@ impl FromStr for SlaState {
 }
 
 /// A ticket's SLA clock as of some instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SlaClock {
     /// Where it stands.
     pub state: SlaState,
@@ -148,7 +148,8 @@ pub struct SlaClock {
     pub paused_ms: u64,
     /// Of that, the pause in force so far, ms.
     pub current_pause_ms: u64,
-    /// The pause in force, with its start.
+    /// The pause in force, with its start: `[reason, ms]`.
+    #[schema(value_type = Option<Vec<Object>>)]
     pub paused: Option<(PauseReason, u64)>,
     /// When the window was used up, if it was.
     pub breached_at_ms: Option<u64>,

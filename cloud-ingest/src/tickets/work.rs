@@ -13,7 +13,7 @@ use super::{TicketState, TransitionError, UnknownName};
 use crate::policy::Problem;
 
 /// How a ticket ended: the label its outcome gives the next model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The fault was confirmed (its category says which).
@@ -96,7 +96,7 @@ impl FromStr for Outcome {
 }
 
 /// Something a person does to a ticket. On the wire an object tagged by `action`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
     /// Take the ticket for oneself.
