@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, with the real services it needs.
 #
-# Installs what is missing from Debian's packages (Mosquitto, PostgreSQL,
+# Installs what is missing from Debian's packages (Mosquitto, PostgreSQL, Chromium and
+# chromium-driver,
 # VictoriaMetrics as the InfluxDB v2 write API), starts private instances of them on
 # loopback, on free non-default ports, with their data in a temporary directory,
 # exports their addresses as FLEET_TEST_* variables, checks what the server and the
@@ -38,6 +39,9 @@ command -v psql >/dev/null || missing+=(postgresql-client)
 command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
 command -v curl >/dev/null || missing+=(curl)
 command -v openssl >/dev/null || missing+=(openssl)
+# The desk's pages are tested in a real headless Chromium, driven over WebDriver.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     as_root apt-get update -qq
@@ -209,6 +213,8 @@ export FLEET_TEST_INFLUX_ORG=fleet
 export FLEET_TEST_INFLUX_BUCKET=telemetry
 export FLEET_TEST_INFLUX_TOKEN=test-token
 export FLEET_TEST_SERVICES_DIR="$WORK"
+export FLEET_TEST_CHROMIUM="$(command -v chromium)"
+export FLEET_TEST_CHROMEDRIVER="$(command -v chromedriver)"
 
 set +e
 (

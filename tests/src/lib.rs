@@ -2,10 +2,11 @@
 //! clients to talk to them.
 //!
 //! `scripts/test.sh` starts Mosquitto, PostgreSQL and VictoriaMetrics (the InfluxDB v2
-//! write API) on loopback and exports their addresses in `FLEET_TEST_*` variables. A
+//! write API) on loopback, installs Chromium and its driver, and exports their addresses in `FLEET_TEST_*` variables. A
 //! test that needs a service and finds no address, or cannot reach it, fails with a
 //! message naming the service and how to start it: it never passes or skips quietly.
 
+pub mod browser;
 pub mod faults;
 pub mod mqtt;
 pub mod services;

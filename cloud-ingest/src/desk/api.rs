@@ -21,12 +21,13 @@ use serde_json::{json, Value};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use super::auth::{Access, Role, User};
+use super::casework;
 use crate::policy::Problem;
-use crate::store::tickets::{LogEntry, QueueFilter, QueueItem, Seen};
+use crate::store::tickets::{LogEntry, QueueItem};
 use crate::store::users::AuditEntry;
 use crate::store::{Store, StoreError};
-use crate::tickets::sla::{self, ClockEvent, PauseReason, SlaClock, SlaState};
-use crate::tickets::work::{self, Action, Outcome, Standing};
+use crate::tickets::sla::{PauseReason, SlaClock, SlaState};
+use crate::tickets::work::{Action, Outcome};
 use crate::tickets::{TicketState, Tier};
 
 /// What the handlers share.
@@ -193,14 +194,39 @@ async fn guard(
 /// An error as `application/problem+json` (RFC 9457).
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    title: &'static str,
-    detail: String,
-    extra: Option<Value>,
+    pub(crate) status: StatusCode,
+    pub(crate) title: &'static str,
+    pub(crate) detail: String,
+    pub(crate) extra: Option<Value>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, title: &'static str, detail: &str) -> Self {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The short summary.
+    pub fn title(&self) -> &'static str {
+        self.title
+    }
+
+    /// What went wrong and what to do.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// A request whose content is refused (422).
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            title: "refused",
+            detail: detail.into(),
+            extra: None,
+        }
+    }
+
+    pub(crate) fn new(status: StatusCode, title: &'static str, detail: &str) -> Self {
         ApiError {
             status,
             title,
@@ -209,7 +235,7 @@ impl ApiError {
         }
     }
 
-    fn bad(detail: impl Into<String>) -> Self {
+    pub(crate) fn bad(detail: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             title: "bad request",
@@ -218,7 +244,7 @@ impl ApiError {
         }
     }
 
-    fn store(e: StoreError) -> Self {
+    pub(crate) fn store(e: StoreError) -> Self {
         match e {
             StoreError::Invalid(m) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", &m)
@@ -275,28 +301,28 @@ async fn me(u: Option<axum::Extension<User>>) -> Answer {
 pub const MAX_PER_PAGE: u32 = 200;
 
 /// The queue's filters and page.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct ListParams {
+pub struct ListParams {
     /// `high`, `medium` or `low`.
-    tier: Option<String>,
+    pub tier: Option<String>,
     /// A ticket state; without it, open tickets only.
-    state: Option<String>,
+    pub state: Option<String>,
     /// `on_time`, `at_risk`, `breached` or `paused`.
-    sla: Option<String>,
+    pub sla: Option<String>,
     /// The problem: `battery`, `thermal`, `storage`, `stability`, `connectivity`.
-    category: Option<String>,
+    pub category: Option<String>,
     /// The device model.
-    model: Option<String>,
+    pub model: Option<String>,
     /// The device's manufacturing batch.
-    batch: Option<String>,
+    pub batch: Option<String>,
     /// A user name; empty for unassigned tickets.
-    assignee: Option<String>,
+    pub assignee: Option<String>,
     /// From 0.
-    page: Option<u32>,
+    pub page: Option<u32>,
     /// 1 to 200, default 50.
-    per_page: Option<u32>,
+    pub per_page: Option<u32>,
 }
 
 /// A page of the queue.
@@ -352,50 +378,11 @@ pub struct ProblemDoc {
     pub detail: String,
 }
 
-fn parsed<T: std::str::FromStr>(
-    name: &str,
-    v: Option<String>,
-    allowed: &[&str],
-) -> Result<Option<T>, ApiError> {
-    v.filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<T>().map_err(|_| {
-                ApiError::bad(format!(
-                    "{name} = {s:?} is not one of {}",
-                    allowed.join(", ")
-                ))
-            })
-        })
-        .transpose()
-}
-
 fn query<T: serde::de::DeserializeOwned + Default>(
     q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
 ) -> Result<T, ApiError> {
     q.map(|Query(p)| p)
         .map_err(|e| ApiError::bad(e.body_text()))
-}
-
-/// A queue item with its SLA state now.
-fn with_sla(item: QueueItem, now_ms: u64) -> ListedTicket {
-    let state = if item.closed_ms.is_some() {
-        if item.closed_ms.unwrap_or(0) <= item.due_ms {
-            SlaState::Met
-        } else {
-            SlaState::Breached
-        }
-    } else {
-        sla::state_of(
-            item.due_ms as u64,
-            item.sla_paused_ms.map(|v| v as u64),
-            item.sla_window_ms as u64,
-            now_ms,
-        )
-    };
-    ListedTicket {
-        ticket: item,
-        sla_state: state,
-    }
 }
 
 /// The service desk's queue.
@@ -406,97 +393,7 @@ async fn list_tickets(
     State(s): State<DeskState>,
     q: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Answer {
-    let p = query(q)?;
-    let names = |all: &[&'static str]| all.to_vec();
-    let filter = QueueFilter {
-        tier: parsed::<Tier>("tier", p.tier, &names(&Tier::ALL.map(Tier::as_str)))?,
-        state: parsed::<TicketState>(
-            "state",
-            p.state,
-            &names(&TicketState::ALL.map(TicketState::as_str)),
-        )?,
-        sla: parsed::<SlaState>("sla", p.sla, &names(&SlaState::ALL.map(SlaState::as_str)))?,
-        problem: parsed::<Problem>(
-            "category",
-            p.category,
-            &names(&Problem::ALL.map(Problem::as_str)),
-        )?,
-        model: p.model.filter(|s| !s.is_empty()),
-        batch: p.batch.filter(|s| !s.is_empty()),
-        assignee: p.assignee,
-    };
-    let per_page = p.per_page.unwrap_or(50);
-    if !(1..=MAX_PER_PAGE).contains(&per_page) {
-        return Err(ApiError::bad(format!(
-            "per_page = {per_page}: must be 1 to {MAX_PER_PAGE}"
-        )));
-    }
-    let page = p.page.unwrap_or(0);
-    let now = s.clock.now().0;
-    let q = s
-        .store
-        .queue(&filter, now, page, per_page)
-        .await
-        .map_err(ApiError::store)?;
-    Ok(Json(TicketList {
-        items: q.items.into_iter().map(|i| with_sla(i, now)).collect(),
-        page,
-        per_page,
-        total: q.total,
-        open_by_tier: q
-            .open_by_tier
-            .iter()
-            .map(|(t, n)| (t.as_str().to_owned(), *n))
-            .collect(),
-    })
-    .into_response())
-}
-
-/// The clock events in a ticket's log.
-fn clock_events(log: &[LogEntry]) -> Vec<ClockEvent> {
-    log.iter()
-        .filter_map(|e| {
-            let at_ms = e.at_ms as u64;
-            match e.kind.as_str() {
-                "pause" => Some(ClockEvent::Paused {
-                    at_ms,
-                    reason: e
-                        .note
-                        .as_deref()
-                        .and_then(|n| n.parse::<PauseReason>().ok())
-                        .unwrap_or(PauseReason::WaitingForCustomer),
-                }),
-                "resume" => Some(ClockEvent::Resumed { at_ms }),
-                _ if e.to.parse::<TicketState>().is_ok_and(|s| !s.is_open()) => {
-                    Some(ClockEvent::Closed { at_ms })
-                }
-                _ => None,
-            }
-        })
-        .collect()
-}
-
-async fn load(s: &DeskState, id: i64) -> Result<(QueueItem, Vec<LogEntry>, SlaClock), ApiError> {
-    let item = s
-        .store
-        .queue_item(id)
-        .await
-        .map_err(ApiError::store)?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no such ticket",
-                &format!("there is no ticket {id}"),
-            )
-        })?;
-    let log = s.store.ticket_log(id).await.map_err(ApiError::store)?;
-    let clock = sla::clock(
-        item.opened_ms as u64,
-        item.sla_window_ms as u64,
-        &clock_events(&log),
-        s.clock.now().0,
-    );
-    Ok((item, log, clock))
+    Ok(Json(casework::queue(&s, query(q)?).await?).into_response())
 }
 
 fn ticket_id(
@@ -505,20 +402,6 @@ fn ticket_id(
     let Path(raw) = p.map_err(|e| ApiError::bad(e.body_text()))?;
     raw.parse::<i64>()
         .map_err(|_| ApiError::bad(format!("ticket id {raw:?} is not a number")))
-}
-
-fn detail(
-    ticket: QueueItem,
-    log: Vec<LogEntry>,
-    sla: SlaClock,
-    evidence: Option<Value>,
-) -> TicketDetail {
-    TicketDetail {
-        ticket,
-        sla,
-        log,
-        evidence,
-    }
 }
 
 /// A ticket with its SLA clock, log and evidence.
@@ -530,15 +413,7 @@ async fn get_ticket(
     State(s): State<DeskState>,
     p: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Answer {
-    let id = ticket_id(p)?;
-    let (item, log, clock) = load(&s, id).await?;
-    let evidence = s
-        .store
-        .ticket_evidence(id)
-        .await
-        .map_err(ApiError::store)?
-        .and_then(|e| serde_json::from_str(&e).ok());
-    Ok(Json(detail(item, log, clock, evidence)).into_response())
+    Ok(Json(casework::ticket(&s, ticket_id(p)?).await?).into_response())
 }
 
 /// Works a ticket: one action, optionally with the `version` it was decided on.
@@ -571,81 +446,11 @@ async fn act(
         _ => None,
     };
     let action: Action = serde_json::from_value(v).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "not an action",
-            &format!(
-                "{e}; an action is {{\"action\": \"claim\" | \"assign\" (user) | \"start\" | \"pause\" (reason) | \"resume\" | \"note\" (text) | \"resolve\" (outcome, category?, note?)}}"
-            ),
-        )
+        ApiError::unprocessable(format!(
+            "{e}; an action is {{\"action\": \"claim\" | \"assign\" (user) | \"start\" | \"pause\" (reason) | \"resume\" | \"note\" (text) | \"resolve\" (outcome, category?, note?)}}"
+        ))
     })?;
-    let (item, _, clock) = load(&s, id).await?;
-    let current = |title: &'static str, detail: String, item: &QueueItem| ApiError {
-        status: StatusCode::CONFLICT,
-        title,
-        detail,
-        extra: Some(
-            json!({"current": {"state": item.state, "assignee": item.assignee, "version": item.version}}),
-        ),
-    };
-    if let Some(seen) = seen.filter(|&v| v != item.version) {
-        return Err(current(
-            "stale",
-            format!(
-                "the ticket is at version {}, not {seen}: reload it and decide again",
-                item.version
-            ),
-            &item,
-        ));
-    }
-    let users = s.store.users().await.map_err(ApiError::store)?;
-    let standing = Standing {
-        state: item.state,
-        problem: item.problem,
-        assignee: item.assignee.clone(),
-        clock,
-    };
-    let now = s.clock.now().0;
-    let change = work::decide(&standing, &action, &user.name, now, |n| {
-        users
-            .iter()
-            .any(|u| u.name == n && u.role.may(Access::WorkTickets))
-    })
-    .map_err(|e| {
-        if e.is_conflict() {
-            current("refused", e.to_string(), &item)
-        } else {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", &e.to_string())
-        }
-    })?;
-    match s
-        .store
-        .apply_desk_change(
-            Seen {
-                id,
-                version: item.version,
-                state: item.state,
-            },
-            &change,
-            &user.name,
-            action.name(),
-            now,
-        )
-        .await
-    {
-        Ok(_) => {}
-        Err(StoreError::Conflict(m)) => {
-            let (item, _, _) = load(&s, id).await?;
-            return Err(current(
-                "stale",
-                format!("{m}: reload it and decide again"),
-                &item,
-            ));
-        }
-        Err(e) => return Err(ApiError::store(e)),
-    }
-    let (item, log, clock) = load(&s, id).await?;
-    Ok(Json(detail(item, log, clock, None)).into_response())
+    Ok(Json(casework::act(&s, &user, id, action, seen).await?).into_response())
 }
 
 /// A list of users.

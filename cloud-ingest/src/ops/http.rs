@@ -32,10 +32,11 @@ pub struct Health {
 
 /// The router.
 pub fn router(health: Health) -> Router {
-    let desk = crate::desk::api::router(crate::desk::api::DeskState {
+    let state = crate::desk::api::DeskState {
         store: health.store.clone(),
         clock: health.clock.clone(),
-    });
+    };
+    let desk = crate::desk::router(state);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -44,7 +45,7 @@ pub fn router(health: Health) -> Router {
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
-                "no such endpoint: try /healthz, /metrics or /api/v1 (docs/desk.md)\n",
+                "no such page: try /desk, /healthz, /metrics or /api/v1 (docs/desk.md)\n",
             )
         })
 }

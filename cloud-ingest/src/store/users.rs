@@ -95,6 +95,36 @@ impl Store {
         row.as_ref().map(user).transpose()
     }
 
+    /// Opens a browser session for `user` until `expires_ms`: a new token of its own,
+    /// stored hashed like any other; the token (the cookie's value).
+    pub async fn open_session(
+        &self,
+        user: &User,
+        now_ms: u64,
+        expires_ms: u64,
+    ) -> Result<String, StoreError> {
+        let token = auth::new_token();
+        sqlx::query(
+            "INSERT INTO api_tokens (token_hash, user_id, created_ms, expires_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(auth::token_hash(&token))
+        .bind(user.id)
+        .bind(now_ms as i64)
+        .bind(expires_ms as i64)
+        .execute(self.pool())
+        .await?;
+        Ok(token)
+    }
+
+    /// Ends a browser session (only one with an expiry: API tokens stay).
+    pub async fn close_session(&self, token: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1 AND expires_ms IS NOT NULL")
+            .bind(auth::token_hash(token))
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Every user, by name.
     pub async fn users(&self) -> Result<Vec<User>, StoreError> {
         let rows = sqlx::query("SELECT id, name, role FROM users ORDER BY name")

@@ -1,0 +1,256 @@
+//! The service desk's casework: reading the queue and a ticket, and acting on one.
+//! The API and the pages both call these, so they answer the same way; errors are
+//! [`ApiError`]s, which each renders in its own form.
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+use super::api::{
+    ApiError, DeskState, ListParams, ListedTicket, TicketDetail, TicketList, MAX_PER_PAGE,
+};
+use super::auth::{Access, User};
+use crate::policy::Problem;
+use crate::store::tickets::{LogEntry, QueueFilter, QueueItem, Seen};
+use crate::store::StoreError;
+use crate::tickets::sla::{self, ClockEvent, PauseReason, SlaClock, SlaState};
+use crate::tickets::work::{self, Action, Standing};
+use crate::tickets::{TicketState, Tier};
+
+/// A page of the queue.
+pub async fn queue(s: &DeskState, p: ListParams) -> Result<TicketList, ApiError> {
+    let names = |all: &[&'static str]| all.to_vec();
+    let filter = QueueFilter {
+        tier: parsed::<Tier>("tier", p.tier, &names(&Tier::ALL.map(Tier::as_str)))?,
+        state: parsed::<TicketState>(
+            "state",
+            p.state,
+            &names(&TicketState::ALL.map(TicketState::as_str)),
+        )?,
+        sla: parsed::<SlaState>("sla", p.sla, &names(&SlaState::ALL.map(SlaState::as_str)))?,
+        problem: parsed::<Problem>(
+            "category",
+            p.category,
+            &names(&Problem::ALL.map(Problem::as_str)),
+        )?,
+        model: p.model.filter(|s| !s.is_empty()),
+        batch: p.batch.filter(|s| !s.is_empty()),
+        assignee: p.assignee,
+    };
+    let per_page = p.per_page.unwrap_or(50);
+    if !(1..=MAX_PER_PAGE).contains(&per_page) {
+        return Err(ApiError::bad(format!(
+            "per_page = {per_page}: must be 1 to {MAX_PER_PAGE}"
+        )));
+    }
+    let page = p.page.unwrap_or(0);
+    let now = s.clock.now().0;
+    let q = s
+        .store
+        .queue(&filter, now, page, per_page)
+        .await
+        .map_err(ApiError::store)?;
+    Ok(TicketList {
+        items: q.items.into_iter().map(|i| with_sla(i, now)).collect(),
+        page,
+        per_page,
+        total: q.total,
+        open_by_tier: q
+            .open_by_tier
+            .iter()
+            .map(|(t, n)| (t.as_str().to_owned(), *n))
+            .collect(),
+    })
+}
+
+fn parsed<T: std::str::FromStr>(
+    name: &str,
+    v: Option<String>,
+    allowed: &[&str],
+) -> Result<Option<T>, ApiError> {
+    v.filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<T>().map_err(|_| {
+                ApiError::bad(format!(
+                    "{name} = {s:?} is not one of {}",
+                    allowed.join(", ")
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// A queue item with its SLA state now.
+fn with_sla(item: QueueItem, now_ms: u64) -> ListedTicket {
+    let state = if item.closed_ms.is_some() {
+        if item.closed_ms.unwrap_or(0) <= item.due_ms {
+            SlaState::Met
+        } else {
+            SlaState::Breached
+        }
+    } else {
+        sla::state_of(
+            item.due_ms as u64,
+            item.sla_paused_ms.map(|v| v as u64),
+            item.sla_window_ms as u64,
+            now_ms,
+        )
+    };
+    ListedTicket {
+        ticket: item,
+        sla_state: state,
+    }
+}
+
+/// The clock events in a ticket's log.
+fn clock_events(log: &[LogEntry]) -> Vec<ClockEvent> {
+    log.iter()
+        .filter_map(|e| {
+            let at_ms = e.at_ms as u64;
+            match e.kind.as_str() {
+                "pause" => Some(ClockEvent::Paused {
+                    at_ms,
+                    reason: e
+                        .note
+                        .as_deref()
+                        .and_then(|n| n.parse::<PauseReason>().ok())
+                        .unwrap_or(PauseReason::WaitingForCustomer),
+                }),
+                "resume" => Some(ClockEvent::Resumed { at_ms }),
+                _ if e.to.parse::<TicketState>().is_ok_and(|s| !s.is_open()) => {
+                    Some(ClockEvent::Closed { at_ms })
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// A ticket, its log, and its SLA clock read from the log now.
+async fn load(s: &DeskState, id: i64) -> Result<(QueueItem, Vec<LogEntry>, SlaClock), ApiError> {
+    let item = s
+        .store
+        .queue_item(id)
+        .await
+        .map_err(ApiError::store)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such ticket",
+                &format!("there is no ticket {id}"),
+            )
+        })?;
+    let log = s.store.ticket_log(id).await.map_err(ApiError::store)?;
+    let clock = sla::clock(
+        item.opened_ms as u64,
+        item.sla_window_ms as u64,
+        &clock_events(&log),
+        s.clock.now().0,
+    );
+    Ok((item, log, clock))
+}
+
+/// The answer about a ticket.
+fn detail(
+    ticket: QueueItem,
+    log: Vec<LogEntry>,
+    sla: SlaClock,
+    evidence: Option<Value>,
+) -> TicketDetail {
+    TicketDetail {
+        ticket,
+        sla,
+        log,
+        evidence,
+    }
+}
+
+/// A ticket with its SLA clock, log and evidence.
+pub async fn ticket(s: &DeskState, id: i64) -> Result<TicketDetail, ApiError> {
+    let (item, log, clock) = load(s, id).await?;
+    let evidence = s
+        .store
+        .ticket_evidence(id)
+        .await
+        .map_err(ApiError::store)?
+        .and_then(|e| serde_json::from_str(&e).ok());
+    Ok(detail(item, log, clock, evidence))
+}
+
+/// Carries out `action` by `user` on ticket `id`, if the ticket is still at version
+/// `seen` (when given) and the action is allowed from where the ticket stands; the
+/// ticket afterwards.
+pub async fn act(
+    s: &DeskState,
+    user: &User,
+    id: i64,
+    action: Action,
+    seen: Option<i64>,
+) -> Result<TicketDetail, ApiError> {
+    let (item, _, clock) = load(s, id).await?;
+    let current = |title: &'static str, detail: String, item: &QueueItem| ApiError {
+        status: StatusCode::CONFLICT,
+        title,
+        detail,
+        extra: Some(
+            json!({"current": {"state": item.state, "assignee": item.assignee, "version": item.version}}),
+        ),
+    };
+    if let Some(seen) = seen.filter(|&v| v != item.version) {
+        return Err(current(
+            "stale",
+            format!(
+                "the ticket is at version {}, not {seen}: reload it and decide again",
+                item.version
+            ),
+            &item,
+        ));
+    }
+    let users = s.store.users().await.map_err(ApiError::store)?;
+    let standing = Standing {
+        state: item.state,
+        problem: item.problem,
+        assignee: item.assignee.clone(),
+        clock,
+    };
+    let now = s.clock.now().0;
+    let change = work::decide(&standing, &action, &user.name, now, |n| {
+        users
+            .iter()
+            .any(|u| u.name == n && u.role.may(Access::WorkTickets))
+    })
+    .map_err(|e| {
+        if e.is_conflict() {
+            current("refused", e.to_string(), &item)
+        } else {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", &e.to_string())
+        }
+    })?;
+    match s
+        .store
+        .apply_desk_change(
+            Seen {
+                id,
+                version: item.version,
+                state: item.state,
+            },
+            &change,
+            &user.name,
+            action.name(),
+            now,
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(StoreError::Conflict(m)) => {
+            let (item, _, _) = load(s, id).await?;
+            return Err(current(
+                "stale",
+                format!("{m}: reload it and decide again"),
+                &item,
+            ));
+        }
+        Err(e) => return Err(ApiError::store(e)),
+    }
+    let (item, log, clock) = load(s, id).await?;
+    Ok(detail(item, log, clock, None))
+}

@@ -1,0 +1,153 @@
+//! A desk server on a store of its own, with an injected clock, and what the desk
+//! tests need: users, tickets, and calls that check every error is problem+json.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use cloud_ingest::desk::{self, api::DeskState, auth::Role};
+use cloud_ingest::policy::Problem;
+use cloud_ingest::store::tickets::{self, NewTicket};
+use cloud_ingest::store::{SqliteSync, Store};
+use cloud_ingest::tickets::{TicketState, Tier};
+use protocol::clock::{Clock, ManualClock};
+use protocol::command::OfferKind;
+use protocol::Timestamp;
+use serde_json::Value;
+
+pub const H: u64 = 3_600_000;
+pub const T0: u64 = 1_795_334_400_000;
+
+pub struct Desk {
+    pub base: String,
+    pub store: Store,
+    pub clock: Arc<ManualClock>,
+    pub http: reqwest::Client,
+    /// Makes names unique in a shared database.
+    pub tag: String,
+}
+
+impl Desk {
+    pub async fn start(url: &str) -> Desk {
+        let store = Store::open(url, 4, SqliteSync::Normal).await.unwrap();
+        let clock = Arc::new(ManualClock::at(Timestamp(T0)));
+        let state = DeskState {
+            store: store.clone(),
+            clock: clock.clone() as Arc<dyn Clock>,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, desk::router(state)).await });
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        Desk {
+            base: format!("http://{addr}"),
+            store,
+            clock,
+            http: reqwest::Client::new(),
+            tag: format!("{nanos:x}"),
+        }
+    }
+
+    pub async fn user(&self, name: &str, role: Role) -> (String, String) {
+        let name = format!("{name}-{}", self.tag);
+        let (_, token) = self.store.add_user(&name, role, "test", T0).await.unwrap();
+        (name, token)
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let problem = resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v == "application/problem+json");
+        let text = resp.text().await.unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: {text}"));
+        if status >= 400 {
+            assert!(problem, "{method} {path}: an error is problem+json: {text}");
+            assert!(
+                v["detail"].as_str().is_some_and(|d| !d.is_empty()),
+                "{text}"
+            );
+        }
+        (status, v)
+    }
+
+    /// A ticket the customer accepted, for a device of batch `batch`.
+    pub async fn accepted_ticket(&self, device: &str, batch: &str, tier: Tier) -> i64 {
+        let device = format!("{device}-{}", self.tag);
+        let mut tx = self.store.begin().await.unwrap();
+        sqlx::query(
+            "INSERT INTO devices (device_id, tenant, first_seen_ms, last_seen_ms, min_seq, max_seq,
+                model, batch) VALUES ($1, 'acme', $2, $2, 1, 1, 'phone-x2', $3)",
+        )
+        .bind(device.as_str())
+        .bind(T0 as i64)
+        .bind(batch)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        let window = match tier {
+            Tier::High => 4 * H,
+            Tier::Medium => 24 * H,
+            Tier::Low => 72 * H,
+        };
+        let id = tickets::open(
+            &mut tx,
+            &NewTicket {
+                ticket_ref: format!("T-{device}"),
+                device_id: device.clone(),
+                tenant: "acme".into(),
+                customer_id: None,
+                problem: Problem::Battery,
+                tier,
+                offer: OfferKind::Inspection,
+                quote_minor: None,
+                currency: None,
+                opened_ms: T0,
+                due_ms: T0 + window,
+                risk: 0.6,
+                model_version: "m1".into(),
+                evidence: EVIDENCE.into(),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        for to in [TicketState::Offered, TicketState::Accepted] {
+            tickets::move_ticket(&mut tx, id, to, "device", None, T0)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+        id
+    }
+}
+
+/// The evidence the test tickets carry, as the policy freezes it.
+pub const EVIDENCE: &str = r#"{"risk":0.61,"threshold":0.27,"model_version":"forest-test",
+"scored_at_ms":1795334400000,"top_features":[
+{"feature":"soh_pct","unit":"%","value":71.5,"contribution":0.118},
+{"feature":"brown_out_share_30d","unit":"share","value":0.5,"contribution":0.064},
+{"feature":"temp_max_c_7d","unit":"°C","value":31.0,"contribution":-0.012}],
+"safety":[],"telemetry":[],
+"reasoning":["risk 0.610 against threshold 0.270; problem battery","repair estimate 6900 against residual value 21000 (minor units); warranty ended"]}"#;

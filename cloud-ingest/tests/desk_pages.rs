@@ -1,0 +1,258 @@
+//! The service desk's pages in a real headless Chromium: an agent signs in, filters the
+//! queue, opens a ticket, reads its evidence, pauses and resumes its SLA clock and
+//! resolves it with an outcome; a forged form and a wrong token are refused. Every page
+//! is saved as a screenshot under target/test-output/desk_pages*/, at laptop and phone
+//! width.
+
+mod desk;
+
+use cloud_ingest::desk::auth::Role;
+use cloud_ingest::tickets::Tier;
+use desk::{Desk, H, T0};
+use protocol::Timestamp;
+use serde_json::Value;
+use tests::browser::{Browser, Locator};
+
+async fn submit(b: &Browser, form: &str) {
+    b.find(&format!("{form} button[type=submit]"))
+        .await
+        .click()
+        .await
+        .expect("clicking submit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_works_a_ticket_in_the_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let desk = Desk::start(&format!("sqlite://{}", dir.path().join("d.db").display())).await;
+    let (_, token) = desk.user("ana", Role::Agent).await;
+    let batch = format!("b-{}", desk.tag);
+    let high = desk.accepted_ticket("dev-h", &batch, Tier::High).await;
+    let low = desk.accepted_ticket("dev-l", &batch, Tier::Low).await;
+    let _medium = desk.accepted_ticket("dev-m", &batch, Tier::Medium).await;
+    desk.clock.set(Timestamp(T0 + 3 * H));
+    let base = &desk.base;
+
+    let mut b = Browser::start("desk_pages", 1280, 900).await;
+    // Not signed in: the desk sends you to sign in.
+    b.client.goto(&format!("{base}/desk")).await.unwrap();
+    assert!(b
+        .client
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .ends_with("/login"));
+    // A wrong token is refused with a message.
+    b.find("#token")
+        .await
+        .send_keys("fleet_wrong")
+        .await
+        .unwrap();
+    submit(&b, "form.card").await;
+    assert!(
+        b.text().await.contains("That token is not valid"),
+        "{}",
+        b.text().await
+    );
+    b.shot("login-refused").await;
+    b.find("#token").await.send_keys(&token).await.unwrap();
+    submit(&b, "form.card").await;
+
+    // The queue: every open ticket, the high one first, counts per tier.
+    b.find("table.queue").await;
+    let text = b.text().await;
+    assert!(text.contains("3 matching"), "{text}");
+    let first = b
+        .find("table.queue tbody tr td a")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(first, format!("T-dev-h-{}", desk.tag), "most urgent first");
+    assert!(text.contains("at risk"), "3 h into a 4 h window: {text}");
+    b.shot("queue").await;
+
+    // Filtering by tier (htmx swaps the results; the form works without it too).
+    b.find("select[name=tier]")
+        .await
+        .select_by_value("low")
+        .await
+        .unwrap();
+    b.client
+        .wait()
+        .for_element(Locator::XPath(
+            "//p[@class='count'][starts-with(., '1 matching')]",
+        ))
+        .await
+        .expect("the queue filtered to one ticket");
+    let rows = b
+        .client
+        .find_all(Locator::Css("table.queue tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(b.text().await.contains(&format!("T-dev-l-{}", desk.tag)));
+    assert!(
+        b.client
+            .current_url()
+            .await
+            .unwrap()
+            .query()
+            .unwrap_or("")
+            .contains("tier=low"),
+        "the filter is in the address"
+    );
+    let _ = low;
+    b.shot("queue-filtered-low").await;
+
+    // The ticket page: evidence in words, with contributions.
+    b.client
+        .goto(&format!("{base}/desk/tickets/{high}"))
+        .await
+        .unwrap();
+    let text = b.text().await;
+    for want in [
+        "Why this ticket opened",
+        "soh pct",
+        "brown out share 30d",
+        "+0.118",
+        "forest-test",
+        "warranty ended",
+    ] {
+        assert!(text.contains(want), "the evidence shows {want:?}: {text}");
+    }
+    b.shot("ticket").await;
+
+    // Claim, start, pause (the clock stops), resume, resolve.
+    for (action, want) in [("claim", "ana"), ("start", "in progress")] {
+        submit(
+            &b,
+            &format!("form.action:has(input[name=action][value={action}])"),
+        )
+        .await;
+        b.find("section.actions").await;
+        assert!(
+            b.text().await.contains(want),
+            "after {action}: {}",
+            b.text().await
+        );
+    }
+    b.find("select[name=reason]")
+        .await
+        .select_by_value("waiting_for_parts")
+        .await
+        .unwrap();
+    submit(&b, "form.action:has(input[name=action][value=pause])").await;
+    b.find("form.action:has(input[name=action][value=resume])")
+        .await;
+    assert!(b.text().await.contains("paused"));
+    b.shot("ticket-paused").await;
+    desk.clock.set(Timestamp(T0 + 10 * H));
+    submit(&b, "form.action:has(input[name=action][value=resume])").await;
+    b.find("form.action:has(input[name=action][value=pause])")
+        .await;
+    let (_, api) = desk
+        .call(
+            "GET",
+            &format!("/api/v1/tickets/{high}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        api["sla"]["due_ms"].as_u64(),
+        Some(T0 + 11 * H),
+        "7 h paused moved the due time: {api}"
+    );
+
+    // Resolving without the form's CSRF token is refused, nothing changes.
+    let version = api["ticket"]["version"].as_i64().unwrap();
+    b.client
+        .execute(
+            "document.querySelectorAll('input[name=csrf]').forEach(i => i.value = 'forged')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    b.find("form.action:has(input[name=action][value=note]) input[name=text]")
+        .await
+        .send_keys("parts arrived")
+        .await
+        .unwrap();
+    submit(&b, "form.action:has(input[name=action][value=note])").await;
+    assert!(
+        b.text().await.contains("CSRF check failed"),
+        "{}",
+        b.text().await
+    );
+    b.shot("csrf-refused").await;
+    let (_, api) = desk
+        .call(
+            "GET",
+            &format!("/api/v1/tickets/{high}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        api["ticket"]["version"].as_i64(),
+        Some(version),
+        "nothing changed"
+    );
+
+    b.client
+        .goto(&format!("{base}/desk/tickets/{high}"))
+        .await
+        .unwrap();
+    b.find("select[name=outcome]")
+        .await
+        .select_by_value("battery_replaced")
+        .await
+        .unwrap();
+    b.find("form.action:has(input[name=action][value=resolve]) input[name=note]")
+        .await
+        .send_keys("new cell fitted")
+        .await
+        .unwrap();
+    submit(&b, "form.action:has(input[name=action][value=resolve])").await;
+    b.find("div.summary").await;
+    let text = b.text().await;
+    assert!(
+        text.contains("resolved") && text.contains("battery replaced"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Work this ticket"),
+        "a closed ticket offers no actions"
+    );
+    b.shot("ticket-resolved").await;
+    let (_, api) = desk
+        .call(
+            "GET",
+            &format!("/api/v1/tickets/{high}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(api["ticket"]["outcome"], Value::from("battery_replaced"));
+    assert_eq!(api["sla"]["state"], Value::from("met"));
+
+    b.close().await;
+
+    // At phone width the queue and a ticket still read.
+    let mut phone = Browser::start("desk_pages_phone", 390, 844).await;
+    phone.client.goto(&format!("{base}/login")).await.unwrap();
+    phone.find("#token").await.send_keys(&token).await.unwrap();
+    submit(&phone, "form.card").await;
+    phone.find("table.queue").await;
+    phone.shot("queue-phone").await;
+    phone
+        .client
+        .goto(&format!("{base}/desk/tickets/{high}"))
+        .await
+        .unwrap();
+    phone.find("div.summary").await;
+    phone.shot("ticket-phone").await;
+    phone.close().await;
+}
