@@ -13,12 +13,14 @@ use protocol::Timestamp;
 use serde_json::Value;
 use tests::browser::{Browser, Locator};
 
+/// The ticket as the API shows it.
+async fn api_ticket(desk: &Desk, id: i64, token: &str) -> Value {
+    let path = format!("/api/v1/tickets/{id}");
+    desk.call("GET", &path, Some(token), None).await.1
+}
+
 async fn submit(b: &Browser, form: &str) {
-    b.find(&format!("{form} button[type=submit]"))
-        .await
-        .click()
-        .await
-        .expect("clicking submit");
+    b.click(&format!("{form} button[type=submit]")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,11 +46,7 @@ async fn an_agent_works_a_ticket_in_the_browser() {
         .path()
         .ends_with("/login"));
     // A wrong token is refused with a message.
-    b.find("#token")
-        .await
-        .send_keys("fleet_wrong")
-        .await
-        .unwrap();
+    b.fill("#token", "fleet_wrong").await;
     submit(&b, "form.card").await;
     assert!(
         b.text().await.contains("That token is not valid"),
@@ -56,7 +54,7 @@ async fn an_agent_works_a_ticket_in_the_browser() {
         b.text().await
     );
     b.shot("login-refused").await;
-    b.find("#token").await.send_keys(&token).await.unwrap();
+    b.fill("#token", &token).await;
     submit(&b, "form.card").await;
 
     // The queue: every open ticket, the high one first, counts per tier.
@@ -74,11 +72,7 @@ async fn an_agent_works_a_ticket_in_the_browser() {
     b.shot("queue").await;
 
     // Filtering by tier (htmx swaps the results; the form works without it too).
-    b.find("select[name=tier]")
-        .await
-        .select_by_value("low")
-        .await
-        .unwrap();
+    b.choose("select[name=tier]", "low").await;
     b.client
         .wait()
         .for_element(Locator::XPath(
@@ -138,11 +132,7 @@ async fn an_agent_works_a_ticket_in_the_browser() {
             b.text().await
         );
     }
-    b.find("select[name=reason]")
-        .await
-        .select_by_value("waiting_for_parts")
-        .await
-        .unwrap();
+    b.choose("select[name=reason]", "waiting_for_parts").await;
     submit(&b, "form.action:has(input[name=action][value=pause])").await;
     b.find("form.action:has(input[name=action][value=resume])")
         .await;
@@ -152,14 +142,7 @@ async fn an_agent_works_a_ticket_in_the_browser() {
     submit(&b, "form.action:has(input[name=action][value=resume])").await;
     b.find("form.action:has(input[name=action][value=pause])")
         .await;
-    let (_, api) = desk
-        .call(
-            "GET",
-            &format!("/api/v1/tickets/{high}"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let api = api_ticket(&desk, high, &token).await;
     assert_eq!(
         api["sla"]["due_ms"].as_u64(),
         Some(T0 + 11 * H),
@@ -175,11 +158,11 @@ async fn an_agent_works_a_ticket_in_the_browser() {
         )
         .await
         .unwrap();
-    b.find("form.action:has(input[name=action][value=note]) input[name=text]")
-        .await
-        .send_keys("parts arrived")
-        .await
-        .unwrap();
+    b.fill(
+        "form.action:has(input[name=action][value=note]) input[name=text]",
+        "parts arrived",
+    )
+    .await;
     submit(&b, "form.action:has(input[name=action][value=note])").await;
     assert!(
         b.text().await.contains("CSRF check failed"),
@@ -187,14 +170,7 @@ async fn an_agent_works_a_ticket_in_the_browser() {
         b.text().await
     );
     b.shot("csrf-refused").await;
-    let (_, api) = desk
-        .call(
-            "GET",
-            &format!("/api/v1/tickets/{high}"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let api = api_ticket(&desk, high, &token).await;
     assert_eq!(
         api["ticket"]["version"].as_i64(),
         Some(version),
@@ -205,16 +181,12 @@ async fn an_agent_works_a_ticket_in_the_browser() {
         .goto(&format!("{base}/desk/tickets/{high}"))
         .await
         .unwrap();
-    b.find("select[name=outcome]")
-        .await
-        .select_by_value("battery_replaced")
-        .await
-        .unwrap();
-    b.find("form.action:has(input[name=action][value=resolve]) input[name=note]")
-        .await
-        .send_keys("new cell fitted")
-        .await
-        .unwrap();
+    b.choose("select[name=outcome]", "battery_replaced").await;
+    b.fill(
+        "form.action:has(input[name=action][value=resolve]) input[name=note]",
+        "new cell fitted",
+    )
+    .await;
     submit(&b, "form.action:has(input[name=action][value=resolve])").await;
     b.find("div.summary").await;
     let text = b.text().await;
@@ -227,14 +199,7 @@ async fn an_agent_works_a_ticket_in_the_browser() {
         "a closed ticket offers no actions"
     );
     b.shot("ticket-resolved").await;
-    let (_, api) = desk
-        .call(
-            "GET",
-            &format!("/api/v1/tickets/{high}"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let api = api_ticket(&desk, high, &token).await;
     assert_eq!(api["ticket"]["outcome"], Value::from("battery_replaced"));
     assert_eq!(api["sla"]["state"], Value::from("met"));
 
@@ -243,7 +208,7 @@ async fn an_agent_works_a_ticket_in_the_browser() {
     // At phone width the queue and a ticket still read.
     let mut phone = Browser::start("desk_pages_phone", 390, 844).await;
     phone.client.goto(&format!("{base}/login")).await.unwrap();
-    phone.find("#token").await.send_keys(&token).await.unwrap();
+    phone.fill("#token", &token).await;
     submit(&phone, "form.card").await;
     phone.find("table.queue").await;
     phone.shot("queue-phone").await;
