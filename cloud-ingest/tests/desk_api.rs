@@ -253,6 +253,23 @@ async fn a_ticket_is_worked_from_claim_to_outcome(url: &str) {
     .await;
     assert_eq!(s, 409, "closed: {v}");
 
+    let (_, v) = desk
+        .call("GET", &q("&state=resolved&sla=met"), Some(&lee_t), None)
+        .await;
+    assert_eq!(
+        (v["total"].as_u64(), v["items"][0]["id"].as_i64()),
+        (Some(1), Some(high)),
+        "{v}"
+    );
+    let (_, v) = desk
+        .call("GET", &q("&sla=on_time"), Some(&lee_t), None)
+        .await;
+    assert_eq!(
+        (v["total"].as_u64(), v["items"][0]["id"].as_i64()),
+        (Some(1), Some(low)),
+        "{v}"
+    );
+
     // Every change is in the audit log with who, before and after.
     let (_, admin_t) = desk.user("root", Role::Admin).await;
     let (s, v) = desk

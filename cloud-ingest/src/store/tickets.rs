@@ -521,25 +521,29 @@ impl Store {
             None => {}
         }
         if let Some(sla) = f.sla {
-            let now = bind(&mut args, Arg::Int(now_ms as i64));
+            // Bound only where the condition reads it.
+            let mut now = || bind(&mut args, Arg::Int(now_ms as i64));
             wh.push(match sla {
                 SlaState::Breached => format!(
-                    "((t.sla_paused_ms IS NULL AND t.due_ms < {now})
-                      OR (t.sla_paused_ms IS NOT NULL AND t.due_ms < t.sla_paused_ms))"
+                    "((t.sla_paused_ms IS NULL AND t.due_ms < {})
+                      OR (t.sla_paused_ms IS NOT NULL AND t.due_ms < t.sla_paused_ms))",
+                    now()
                 ),
                 SlaState::Paused => {
                     "(t.sla_paused_ms IS NOT NULL AND t.due_ms >= t.sla_paused_ms)".into()
                 }
-                SlaState::AtRisk => format!(
-                    "(t.sla_paused_ms IS NULL AND t.due_ms >= {now}
-                      AND (t.due_ms - {now}) * 4 <= t.sla_window_ms)"
-                ),
+                SlaState::AtRisk => {
+                    let now = now();
+                    format!(
+                        "(t.sla_paused_ms IS NULL AND t.due_ms >= {now}
+                          AND (t.due_ms - {now}) * 4 <= t.sla_window_ms)"
+                    )
+                }
                 SlaState::OnTime => format!(
-                    "(t.sla_paused_ms IS NULL AND (t.due_ms - {now}) * 4 > t.sla_window_ms)"
+                    "(t.sla_paused_ms IS NULL AND (t.due_ms - {}) * 4 > t.sla_window_ms)",
+                    now()
                 ),
-                SlaState::Met => format!(
-                    "(t.closed_ms IS NOT NULL AND t.closed_ms <= t.due_ms AND {now} = {now})"
-                ),
+                SlaState::Met => "(t.closed_ms IS NOT NULL AND t.closed_ms <= t.due_ms)".into(),
             });
         }
         let from = format!(
