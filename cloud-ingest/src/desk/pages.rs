@@ -705,6 +705,7 @@ async fn act(
             Some(&csrf),
             html! {
                 p.error { "The form was not sent from this desk (CSRF check failed); nothing was changed." }
+            p { a href={"/desk/tickets/" (id)} { "Back to the ticket" } }
             },
         );
     }
@@ -736,5 +737,72 @@ async fn act(
                 Err(e) => error_page(Some(&user), Some(&csrf), e),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(action: &str, fields: &[(&str, &str)]) -> ActionForm {
+        let mut f = ActionForm {
+            action: action.into(),
+            ..ActionForm::default()
+        };
+        for (k, v) in fields {
+            let v = Some(v.to_string());
+            match *k {
+                "reason" => f.reason = v,
+                "text" => f.text = v,
+                "outcome" => f.outcome = v,
+                "category" => f.category = v,
+                "note" => f.note = v,
+                "user" => f.user = v,
+                other => panic!("{other}"),
+            }
+        }
+        f
+    }
+
+    #[test]
+    fn forms_become_actions_and_bad_ones_say_why() {
+        assert_eq!(action_of(&form("claim", &[])), Ok(Action::Claim));
+        assert_eq!(
+            action_of(&form(
+                "resolve",
+                &[("outcome", "repaired"), ("category", ""), ("note", " ")]
+            )),
+            Ok(Action::Resolve {
+                outcome: Outcome::Repaired,
+                category: None,
+                note: None
+            }),
+            "empty fields are absent"
+        );
+        for (f, why) in [
+            (form("teleport", &[]), "not an action"),
+            (form("pause", &[]), "needs a reason"),
+            (form("pause", &[("reason", "lunch")]), "pause reason"),
+            (form("resolve", &[]), "choose an outcome"),
+            (form("resolve", &[("outcome", "fixed")]), "outcome"),
+            (
+                form(
+                    "resolve",
+                    &[("outcome", "repaired"), ("category", "engine")],
+                ),
+                "problem",
+            ),
+            (form("assign", &[("user", "  ")]), "whom"),
+        ] {
+            let e = action_of(&f).unwrap_err();
+            assert!(e.contains(why), "{f:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_csrf_token_is_the_session_s_and_no_other() {
+        assert_eq!(csrf_of("fleet_a"), csrf_of("fleet_a"));
+        assert_ne!(csrf_of("fleet_a"), csrf_of("fleet_b"));
+        assert!(!csrf_of("fleet_a").contains("fleet_a"));
     }
 }
