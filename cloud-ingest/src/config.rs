@@ -27,6 +27,12 @@ pub fn min_packet_bytes() -> usize {
     protocol::Limits::default().max_payload_bytes + 4096
 }
 
+/// `mqtt.url` by default: where the in-process broker listens.
+pub const DEFAULT_MQTT_URL: &str = "mqtt://127.0.0.1:1883";
+
+/// `http.listen` by default: the desk, the API and the operator endpoints.
+pub const DEFAULT_HTTP_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 8080);
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -57,6 +63,11 @@ pub struct Config {
 pub struct MqttConfig {
     /// `mqtt://HOST:PORT` or `mqtts://HOST:PORT`.
     pub url: String,
+    /// Run an in-process broker listening on `url`'s address and connect to it. Unset,
+    /// it does so exactly when `url` is left at its default (`mqtt://127.0.0.1:1883`):
+    /// `serve` with no configuration runs the whole cloud side on one machine, and
+    /// naming a broker uses that broker. Needs the `embedded-broker` feature.
+    pub embedded: Option<bool>,
     /// The persistent session's client id: keep it stable per replica.
     pub client_id: String,
     /// Share the subscription with other replicas in this group (`$share/GROUP/...`).
@@ -85,7 +96,8 @@ pub struct MqttConfig {
 impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
-            url: "mqtt://127.0.0.1:1883".into(),
+            url: DEFAULT_MQTT_URL.into(),
+            embedded: None,
             client_id: "cloud-ingest".into(),
             share_group: None,
             tenant: None,
@@ -222,14 +234,14 @@ fn default_attempts() -> u32 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Where `/healthz` and `/metrics` listen; off when unset.
+    /// Where the desk's pages and API, `/healthz` and `/metrics` listen; off when unset.
     pub listen: Option<SocketAddr>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
-            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            listen: Some(SocketAddr::from(DEFAULT_HTTP_LISTEN)),
         }
     }
 }
@@ -277,9 +289,38 @@ impl Config {
         })
     }
 
+    /// Where the in-process broker is to listen, when it runs (see `mqtt.embedded`).
+    pub fn embedded_broker(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let url = self.mqtt.url.parse::<protocol::BrokerUrl>()?;
+        if !self
+            .mqtt
+            .embedded
+            .unwrap_or(self.mqtt.url == DEFAULT_MQTT_URL)
+        {
+            return Ok(None);
+        }
+        if url.tls {
+            return Err(ConfigError::Invalid(
+                "mqtt.embedded: the in-process broker speaks mqtt://, not mqtts://".into(),
+            ));
+        }
+        let host = url.host.trim_start_matches('[').trim_end_matches(']');
+        let ip: std::net::IpAddr = host.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "mqtt.embedded: the in-process broker listens on an IP address, not {host:?}"
+            ))
+        })?;
+        Ok(Some(SocketAddr::new(ip, url.port)))
+    }
+
     /// Checks values that parse but do not make sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.mqtt.url.parse::<protocol::BrokerUrl>()?;
+        if self.embedded_broker()?.is_some() && !cfg!(feature = "embedded-broker") {
+            return Err(ConfigError::Invalid(
+                "this build has no in-process broker (feature embedded-broker): name your broker with mqtt.url, or set mqtt.embedded = false to use the one at the default address".into(),
+            ));
+        }
         if self.mqtt.max_packet_bytes < min_packet_bytes() {
             return Err(ConfigError::Invalid(format!(
                 "mqtt.max_packet_bytes must be at least {} (the protocol's payload limit plus 4 KiB), not {}",
@@ -452,6 +493,29 @@ mod tests {
         );
         assert_eq!(f.len(), 4);
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn the_broker_is_embedded_by_default_and_not_once_one_is_named() {
+        let mut c = Config::default();
+        assert_eq!(
+            c.embedded_broker().unwrap(),
+            Some("127.0.0.1:1883".parse().unwrap())
+        );
+        assert_eq!(c.http.listen, Some("127.0.0.1:8080".parse().unwrap()));
+        c.mqtt.url = "mqtt://mosquitto.internal:1883".into();
+        assert_eq!(c.embedded_broker().unwrap(), None);
+        c.mqtt.embedded = Some(true);
+        let e = c.embedded_broker().unwrap_err().to_string();
+        assert!(e.contains("IP address"), "{e}");
+        c.mqtt.url = "mqtt://[::1]:1884".into();
+        assert_eq!(
+            c.embedded_broker().unwrap(),
+            Some("[::1]:1884".parse().unwrap())
+        );
+        c.mqtt.url = DEFAULT_MQTT_URL.into();
+        c.mqtt.embedded = Some(false);
+        assert_eq!(c.embedded_broker().unwrap(), None);
     }
 
     #[test]

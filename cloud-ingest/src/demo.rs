@@ -95,7 +95,8 @@ pub struct Summary {
 /// Runs the demo.
 pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Result<Summary> {
     let started = Instant::now();
-    let broker = start_broker().context("starting the in-process MQTT broker")?;
+    let broker = crate::broker::start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .context("starting the in-process MQTT broker")?;
     eprintln!("in-process MQTT broker on {broker}");
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("creating {}", opts.data_dir.display()))?;
@@ -417,48 +418,6 @@ pub fn print_summary(s: &Summary) {
         );
     }
     println!("wall time                 {:.0} s", s.wall_seconds);
-}
-
-/// Starts rumqttd on a free loopback port, on its own thread (it never returns and has
-/// no shutdown: the thread ends with the process).
-pub fn start_broker() -> anyhow::Result<String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let config: rumqttd::Config = toml::from_str(&format!(
-        r#"
-        id = 0
-        [router]
-        id = 0
-        max_connections = 20000
-        max_outgoing_packet_count = 1000
-        max_segment_size = 104857600
-        max_segment_count = 10
-        [v4.1]
-        name = "v4-1"
-        listen = "127.0.0.1:{port}"
-        next_connection_delay_ms = 1
-        [v4.1.connections]
-        connection_timeout_ms = 60000
-        max_payload_size = 20480
-        max_inflight_count = 2000
-        dynamic_filters = true
-        "#
-    ))?;
-    std::thread::Builder::new()
-        .name("rumqttd".into())
-        .spawn(move || {
-            if let Err(e) = rumqttd::Broker::new(config).start() {
-                tracing::error!("in-process broker stopped: {e}");
-            }
-        })?;
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(format!("127.0.0.1:{port}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    anyhow::bail!("the in-process broker did not listen on 127.0.0.1:{port}")
 }
 
 /// Writes the summary as JSON.

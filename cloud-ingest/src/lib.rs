@@ -10,7 +10,8 @@
 //! (commands to devices, webhooks, InfluxDB); [`retention`] prunes what is old.
 //! [`ops`] serves `/healthz` and `/metrics`
 //! and holds the internal events every stage reports through. [`service`] wires it
-//! together; [`demo`] (the default `demo` feature) runs it against a simulated fleet.
+//! together, with the in-process `broker` when it is embedded; `demo` (the default
+//! `demo` feature) runs it against a simulated fleet.
 //!
 //! The library links neither the edge agent nor the simulator: `cargo tree -p
 //! cloud-ingest -e normal --no-default-features` shows protocol, models (its `score`
@@ -18,6 +19,8 @@
 //! not a crate of its own so that `cargo run -p cloud-ingest -- demo` stays the one
 //! command that runs the whole job; a server build turns it off.
 
+#[cfg(feature = "embedded-broker")]
+pub mod broker;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;

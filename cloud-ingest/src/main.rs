@@ -40,8 +40,10 @@ enum Command {
     /// summary against the simulation's ground truth.
     #[cfg(feature = "demo")]
     Demo(DemoArgs),
-    /// Production mode: an external MQTT broker, PostgreSQL (or SQLite) and InfluxDB as
-    /// configured. Stops gracefully on SIGTERM or Ctrl-C; SIGHUP reloads the model.
+    /// Run the cloud side and the desk. With no configuration, all on this machine: an
+    /// in-process broker on 127.0.0.1:1883, SQLite in ./data, the bundled model and the
+    /// desk on http://127.0.0.1:8080. Configured: an external broker, PostgreSQL and
+    /// InfluxDB. Stops gracefully on SIGTERM or Ctrl-C; SIGHUP reloads the model.
     Serve(Box<ServeArgs>),
     /// List the tickets in a store as JSON lines.
     Tickets {
@@ -132,6 +134,10 @@ struct ServeArgs {
     /// MQTT broker URL (mqtt://HOST:PORT or mqtts://HOST:PORT).
     #[arg(long, env = "FLEET_MQTT_URL")]
     mqtt_url: Option<String>,
+    /// Run the in-process broker on --mqtt-url's address (true) or not (false); by
+    /// default, exactly when no broker URL is given.
+    #[arg(long, env = "FLEET_MQTT_EMBEDDED", value_name = "BOOL")]
+    embedded_broker: Option<bool>,
     /// MQTT client id of this replica's persistent session.
     #[arg(long, env = "FLEET_MQTT_CLIENT_ID")]
     client_id: Option<String>,
@@ -162,7 +168,7 @@ struct ServeArgs {
     /// Model artifact (the bundled model when unset).
     #[arg(long, env = "FLEET_MODEL_PATH")]
     model: Option<PathBuf>,
-    /// Where /healthz and /metrics listen.
+    /// Where the desk's pages and API, /healthz and /metrics listen.
     #[arg(long, env = "FLEET_HTTP_LISTEN")]
     http: Option<SocketAddr>,
     /// Print the effective configuration (secrets included) and exit.
@@ -184,6 +190,9 @@ impl ServeArgs {
         set(&mut c.mqtt.url, &self.mqtt_url);
         set(&mut c.mqtt.client_id, &self.client_id);
         set(&mut c.store.url, &self.store);
+        if self.embedded_broker.is_some() {
+            c.mqtt.embedded = self.embedded_broker;
+        }
         if self.share_group.is_some() {
             c.mqtt.share_group = self.share_group.clone();
         }

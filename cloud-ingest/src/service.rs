@@ -78,7 +78,7 @@ async fn first_admin(store: &Store, now_ms: u64) -> anyhow::Result<()> {
         .await
         .context("creating the first admin")?;
     eprintln!(
-        "created desk user {:?} (role admin); its API token, shown only now:\n  {token}\n         add people with `cloud-ingest users add NAME --role agent`",
+        "created desk user {:?} (role admin); its API token, shown only now:\n  {token}\n  add people with `cloud-ingest users add NAME --role agent`",
         user.name
     );
     Ok(())
@@ -92,6 +92,9 @@ pub async fn run(
     observers: Observers,
 ) -> anyhow::Result<RunReport> {
     config.validate()?;
+    if let Some(addr) = config.embedded_broker()? {
+        start_broker(addr)?;
+    }
     let store = Store::open(
         &config.store.url,
         config.store.max_connections,
@@ -196,7 +199,20 @@ pub async fn run(
     result.map(|_| report)
 }
 
-/// Serves `/healthz` and `/metrics` among the workers; the address once bound.
+/// Starts the in-process broker `mqtt.embedded` asks for.
+#[cfg(feature = "embedded-broker")]
+fn start_broker(addr: SocketAddr) -> anyhow::Result<()> {
+    let bound = crate::broker::start(addr)?;
+    tracing::info!("in-process MQTT broker on mqtt://{bound}");
+    Ok(())
+}
+
+#[cfg(not(feature = "embedded-broker"))]
+fn start_broker(addr: SocketAddr) -> anyhow::Result<()> {
+    anyhow::bail!("mqtt.embedded asks for a broker on {addr}, but this build has none")
+}
+
+/// Serves the desk, `/healthz` and `/metrics` among the workers; the address once bound.
 async fn start_http(
     workers: &mut tokio::task::JoinSet<()>,
     addr: SocketAddr,
@@ -210,7 +226,7 @@ async fn start_http(
         }
     });
     let bound = bound_rx.await.ok()?;
-    tracing::info!("health and metrics on http://{bound}/healthz and /metrics");
+    tracing::info!("the desk on http://{bound}/desk, its API under /api/v1; /healthz and /metrics");
     Some(bound)
 }
 

@@ -72,3 +72,132 @@ fn every_subcommand_answers_help() {
     let (_, text) = run(&["serve", "--help"]);
     assert!(text.contains("FLEET_STORE_URL"), "{text}");
 }
+
+#[test]
+fn with_no_configuration_serve_embeds_its_broker_and_serves_the_desk_on_8080() {
+    let (ok, text) = run(&["serve", "--print-config"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("url = \"mqtt://127.0.0.1:1883\"")
+            && text.contains("listen = \"127.0.0.1:8080\"")
+            && text.contains("url = \"sqlite://data/fleet.db\""),
+        "{text}"
+    );
+    // Naming a broker turns the embedded one off unless asked for.
+    let (ok, text) = run(&[
+        "serve",
+        "--embedded-broker",
+        "true",
+        "--mqtt-url",
+        "mqtts://127.0.0.1:8883",
+        "--print-config",
+    ]);
+    assert!(!ok && text.contains("mqtts"), "{text}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Ends the child when the test does, passing or not.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `serve` on the embedded defaults (its ports moved so that the test does not take
+/// 1883 and 8080): it creates the first admin, its broker takes a device's message
+/// into `./data`, and the desk answers on its listener.
+#[tokio::test]
+async fn serve_on_embedded_defaults_takes_in_telemetry_and_serves_the_desk() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let (mqtt, http) = (free_port(), free_port());
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_cloud-ingest"))
+            .current_dir(dir.path())
+            .args(["serve", "--embedded-broker", "true"])
+            .args(["--mqtt-url", &format!("mqtt://127.0.0.1:{mqtt}")])
+            .args(["--http", &format!("127.0.0.1:{http}")])
+            .env_remove("FLEET_CONFIG")
+            .env_remove("FLEET_STORE_URL")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
+    let mut token = None;
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(t) = line.trim().strip_prefix("fleet_") {
+            token = Some(format!("fleet_{t}"));
+        }
+        let desk = line.contains(&format!("http://127.0.0.1:{http}/desk"));
+        seen.push(line);
+        if desk {
+            break;
+        }
+    }
+    let token = token.unwrap_or_else(|| panic!("no admin token printed: {seen:#?}"));
+    // Keep draining the log so that the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+
+    let web = reqwest::Client::new();
+    let me: serde_json::Value = web
+        .get(format!("http://127.0.0.1:{http}/api/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "admin", "{me}");
+
+    let broker = tests::services::Mqtt {
+        host: "127.0.0.1".into(),
+        port: mqtt,
+    };
+    let mut probe = tests::mqtt::Probe::connect(&broker, "cli-device").await;
+    let birth = {
+        use protocol::{examples, Limits, Message};
+        let mut e = examples::birth();
+        e.ts_ms = protocol::Timestamp::from_system_time(std::time::SystemTime::now());
+        Message::State(e).encode(&Limits::default()).unwrap()
+    };
+    let topic = protocol::Topic::new(
+        protocol::TenantId::new("acme").unwrap(),
+        examples_device(),
+        protocol::Channel::State,
+    )
+    .to_string();
+    probe.publish(&topic, birth, false).await;
+    let store = format!("sqlite://{}/data/fleet.db", dir.path().display());
+    let mut listed = String::new();
+    for _ in 0..100 {
+        let (ok, text) = run(&["devices", "--store", &store]);
+        assert!(ok, "{text}");
+        if text.contains(examples_device().as_str()) {
+            listed = text;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        listed.contains("\"online\":true"),
+        "the device's birth never reached ./data/fleet.db: {listed:?}"
+    );
+}
+
+fn examples_device() -> protocol::DeviceId {
+    protocol::examples::birth().device_id
+}
