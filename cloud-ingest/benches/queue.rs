@@ -63,6 +63,7 @@ async fn fill(store: &Store, n: usize, tag: &str) {
             risk: 0.5,
             model_version: "m".into(),
             evidence: "{}".into(),
+            features: None,
         };
         let id = tickets::open(&mut tx, &t).await.unwrap().unwrap();
         // Four in five are closed; the open ones are spread over the early states.
@@ -88,10 +89,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// p50 and p99 of each request against a desk on `store`.
 async fn measure(store: &Store) -> Vec<(Duration, Duration)> {
     let clock = Arc::new(ManualClock::at(Timestamp(T0 + 3 * H)));
-    let state = DeskState {
-        store: store.clone(),
-        clock: clock as Arc<dyn Clock>,
-    };
+    let state = DeskState::new(store.clone(), clock as Arc<dyn Clock>);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, cloud_ingest::desk::router(state)).await });

@@ -55,6 +55,28 @@ pub struct Config {
     pub http: HttpConfig,
     /// How long rows are kept.
     pub retention: crate::retention::RetentionConfig,
+    /// The desks' settings.
+    pub desk: DeskConfig,
+}
+
+/// `[desk]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeskConfig {
+    /// The address customers reach the desk at, for their progress links
+    /// (`https://service.example`); the request's host when unset.
+    pub public_url: Option<String>,
+    /// Days a customer's progress link works.
+    pub progress_link_days: u32,
+}
+
+impl Default for DeskConfig {
+    fn default() -> Self {
+        DeskConfig {
+            public_url: None,
+            progress_link_days: 30,
+        }
+    }
 }
 
 /// `[mqtt]`
@@ -346,6 +368,19 @@ impl Config {
             }
         }
         self.retention.validate().map_err(ConfigError::Invalid)?;
+        if let Some(u) = &self.desk.public_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "desk.public_url {u:?} must be http(s)://"
+                )));
+            }
+        }
+        if !(1..=365).contains(&self.desk.progress_link_days) {
+            return Err(ConfigError::Invalid(format!(
+                "desk.progress_link_days must be 1 to 365, not {}",
+                self.desk.progress_link_days
+            )));
+        }
         Ok(self.policy.validate()?)
     }
 
@@ -428,6 +463,14 @@ impl Config {
             webhooks: self.webhooks.iter().map(|w| w.url.clone()).collect(),
             poll: Duration::from_secs(30),
             batch: 100,
+        }
+    }
+
+    /// How the desk issues customers' progress links.
+    pub fn link_settings(&self) -> crate::desk::api::LinkSettings {
+        crate::desk::api::LinkSettings {
+            public_url: self.desk.public_url.clone(),
+            valid_ms: u64::from(self.desk.progress_link_days) * 86_400_000,
         }
     }
 

@@ -1,12 +1,16 @@
 //! The desks: the people who work the tickets. [`auth`] says who may do what; [`api`]
-//! is the JSON API under `/api/v1`, calling the same ticket functions the pages will.
+//! is the JSON API under `/api/v1` and [`pages`] the desk's pages, both calling
+//! [`casework`]; [`progress`] is the customer's page, opened by a link.
 
 pub mod api;
 pub mod auth;
 pub mod casework;
 pub mod pages;
+pub mod progress;
 
 /// The desk's whole router: the API under `/api/v1` and the pages.
 pub fn router(state: api::DeskState) -> axum::Router {
-    api::router(state.clone()).merge(pages::router(state))
+    api::router(state.clone())
+        .merge(pages::router(state.clone()))
+        .merge(progress::router(state))
 }

@@ -151,6 +151,7 @@ pub async fn run(
             model: model.clone(),
             metrics: metrics.clone(),
             clock: clock.clone(),
+            links: config.link_settings(),
         };
         let bound = start_http(&mut workers, addr, health, workers_stop.clone()).await;
         if let (Some(a), Some(slot)) = (bound, &observers.http_bound) {

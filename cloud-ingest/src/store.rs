@@ -22,6 +22,7 @@ pub mod devices;
 pub mod features;
 pub mod messages;
 pub mod outbox;
+pub mod progress;
 pub mod registry;
 pub mod retention;
 pub mod tickets;

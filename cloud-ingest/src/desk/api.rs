@@ -23,6 +23,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use super::auth::{Access, Role, User};
 use super::casework;
 use crate::policy::Problem;
+use crate::store::progress::StoredRating;
 use crate::store::tickets::{LogEntry, QueueItem};
 use crate::store::users::AuditEntry;
 use crate::store::{Store, StoreError};
@@ -37,6 +38,38 @@ pub struct DeskState {
     pub store: Store,
     /// The service clock (SLA clocks and every recorded time).
     pub clock: Arc<dyn Clock>,
+    /// How customers' progress links are issued.
+    pub links: LinkSettings,
+}
+
+impl DeskState {
+    /// A desk on `store` and `clock` with the default link settings.
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> DeskState {
+        DeskState {
+            store,
+            clock,
+            links: LinkSettings::default(),
+        }
+    }
+}
+
+/// How the desk issues customers' progress links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSettings {
+    /// The address customers reach the desk at (`https://service.example`); the
+    /// request's `Host` when unset.
+    pub public_url: Option<String>,
+    /// How long a link works, ms.
+    pub valid_ms: u64,
+}
+
+impl Default for LinkSettings {
+    fn default() -> Self {
+        LinkSettings {
+            public_url: None,
+            valid_ms: 30 * 86_400_000,
+        }
+    }
 }
 
 /// A route and what it requires.
@@ -78,6 +111,11 @@ pub const ROUTES: &[Route] = &[
         access: Access::WorkTickets,
     },
     Route {
+        method: "POST",
+        path: "/api/v1/tickets/:id/progress-link",
+        access: Access::WorkTickets,
+    },
+    Route {
         method: "GET",
         path: "/api/v1/users",
         access: Access::Admin,
@@ -107,6 +145,7 @@ fn handler(r: &Route) -> MethodRouter<DeskState> {
         ("GET", "/api/v1/tickets") => on(f, list_tickets),
         ("GET", "/api/v1/tickets/:id") => on(f, get_ticket),
         ("POST", "/api/v1/tickets/:id/actions") => on(f, act),
+        ("POST", "/api/v1/tickets/:id/progress-link") => on(f, progress_link),
         ("GET", "/api/v1/users") => on(f, list_users),
         ("POST", "/api/v1/users") => on(f, add_user),
         ("GET", "/api/v1/audit") => on(f, audit),
@@ -362,6 +401,8 @@ pub struct TicketDetail {
     /// Why it opened, as frozen then (see docs/ingest.md, webhook body).
     #[schema(value_type = Option<Object>)]
     pub evidence: Option<Value>,
+    /// The customer's rating, once given.
+    pub rating: Option<StoredRating>,
 }
 
 /// An error (RFC 9457), as `application/problem+json`.
@@ -451,6 +492,35 @@ async fn act(
         ))
     })?;
     Ok(Json(casework::act(&s, &user, id, action, seen).await?).into_response())
+}
+
+/// A customer's progress link, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgressLink {
+    /// The page's address, for the customer.
+    pub url: String,
+    /// The same, as a path on this server.
+    pub path: String,
+    /// When it stops working, ms since the epoch.
+    pub expires_ms: i64,
+}
+
+/// Issues a link to the ticket's progress page for its customer: it works without
+/// signing in, for that ticket only, until it expires. The store keeps only its hash,
+/// so it is shown only now.
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/progress-link", params(("id" = i64, Path, description = "the ticket's id")),
+    security(("bearer" = [])),
+    responses((status = 201, body = ProgressLink), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc), (status = 404, body = ProblemDoc)))]
+async fn progress_link(
+    State(s): State<DeskState>,
+    u: Option<axum::Extension<User>>,
+    headers: axum::http::HeaderMap,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Answer {
+    let user = user_of(u);
+    let link = casework::progress_link(&s, &user, ticket_id(p)?, &headers).await?;
+    Ok((StatusCode::CREATED, Json(link)).into_response())
 }
 
 /// A list of users.
@@ -555,7 +625,7 @@ async fn audit(
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Fleet service desk API", version = "1", description = "See docs/desk.md."),
-    paths(openapi, me, list_tickets, get_ticket, act, list_users, add_user, audit),
+    paths(openapi, me, list_tickets, get_ticket, act, progress_link, list_users, add_user, audit),
     components(schemas(ProblemDoc, Action, Outcome, PauseReason, Problem, TicketState, Tier, SlaState, Role)),
     modifiers(&Bearer)
 )]

@@ -100,12 +100,20 @@ pub const TOKEN_PREFIX: &str = "fleet_";
 /// A new token: the prefix and 32 random bytes in hex, from the operating system's
 /// secure random source.
 pub fn new_token() -> String {
+    random_token(TOKEN_PREFIX)
+}
+
+/// The prefix of a customer's progress link token (it opens one ticket's page only).
+pub const PROGRESS_PREFIX: &str = "track_";
+
+/// `prefix` and 32 random bytes in hex, from the operating system's secure source.
+pub fn random_token(prefix: &str) -> String {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 32];
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
         .expect("the operating system's random source works");
-    format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
+    format!("{prefix}{}", hex::encode(bytes))
 }
 
 /// What the store keeps of a token.

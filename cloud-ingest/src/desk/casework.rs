@@ -6,10 +6,12 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use super::api::{
-    ApiError, DeskState, ListParams, ListedTicket, TicketDetail, TicketList, MAX_PER_PAGE,
+    ApiError, DeskState, ListParams, ListedTicket, ProgressLink, TicketDetail, TicketList,
+    MAX_PER_PAGE,
 };
 use super::auth::{Access, User};
 use crate::policy::Problem;
+use crate::store::progress::StoredRating;
 use crate::store::tickets::{LogEntry, QueueFilter, QueueItem, Seen};
 use crate::store::StoreError;
 use crate::tickets::sla::{self, ClockEvent, PauseReason, SlaClock, SlaState};
@@ -132,13 +134,7 @@ async fn load(s: &DeskState, id: i64) -> Result<(QueueItem, Vec<LogEntry>, SlaCl
         .queue_item(id)
         .await
         .map_err(ApiError::store)?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no such ticket",
-                &format!("there is no ticket {id}"),
-            )
-        })?;
+        .ok_or_else(|| no_ticket(id))?;
     let log = s.store.ticket_log(id).await.map_err(ApiError::store)?;
     let clock = sla::clock(
         item.opened_ms as u64,
@@ -155,12 +151,14 @@ fn detail(
     log: Vec<LogEntry>,
     sla: SlaClock,
     evidence: Option<Value>,
+    rating: Option<StoredRating>,
 ) -> TicketDetail {
     TicketDetail {
         ticket,
         sla,
         log,
         evidence,
+        rating,
     }
 }
 
@@ -173,7 +171,55 @@ pub async fn ticket(s: &DeskState, id: i64) -> Result<TicketDetail, ApiError> {
         .await
         .map_err(ApiError::store)?
         .and_then(|e| serde_json::from_str(&e).ok());
-    Ok(detail(item, log, clock, evidence))
+    let rating = s.store.ticket_rating(id).await.map_err(ApiError::store)?;
+    Ok(detail(item, log, clock, evidence, rating))
+}
+
+/// Issues ticket `id`'s progress link for its customer, addressed at the configured
+/// public URL (or the request's host).
+pub async fn progress_link(
+    s: &DeskState,
+    user: &User,
+    id: i64,
+    headers: &axum::http::HeaderMap,
+) -> Result<ProgressLink, ApiError> {
+    let issued = match s
+        .store
+        .issue_progress_link(id, &user.name, s.clock.now().0, s.links.valid_ms)
+        .await
+    {
+        Err(StoreError::NoTicket(_)) => return Err(no_ticket(id)),
+        other => other.map_err(ApiError::store)?,
+    };
+    let path = format!("/progress/{}", issued.token);
+    let base = match &s.links.public_url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => {
+            let host = headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("127.0.0.1:8080");
+            let scheme = if super::pages::over_tls(headers) {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{host}")
+        }
+    };
+    Ok(ProgressLink {
+        url: format!("{base}{path}"),
+        path,
+        expires_ms: issued.expires_ms,
+    })
+}
+
+fn no_ticket(id: i64) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no such ticket",
+        &format!("there is no ticket {id}"),
+    )
 }
 
 /// Carries out `action` by `user` on ticket `id`, if the ticket is still at version
@@ -252,5 +298,5 @@ pub async fn act(
         Err(e) => return Err(ApiError::store(e)),
     }
     let (item, log, clock) = load(s, id).await?;
-    Ok(detail(item, log, clock, None))
+    Ok(detail(item, log, clock, None, None))
 }

@@ -39,6 +39,7 @@ pub fn router(state: DeskState) -> Router {
         .route("/desk", get(queue))
         .route("/desk/tickets/:id", get(ticket))
         .route("/desk/tickets/:id/actions", post(act))
+        .route("/desk/tickets/:id/progress-link", post(progress_link))
         .route(
             "/static/htmx.min.js",
             get(|| async { asset("text/javascript", HTMX) }),
@@ -200,7 +201,7 @@ fn session_cookie(value: &str, max_age_s: u64, secure: bool) -> HeaderValue {
 }
 
 /// Behind a TLS-terminating proxy the cookie is `Secure`.
-fn over_tls(headers: &HeaderMap) -> bool {
+pub(crate) fn over_tls(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
@@ -267,7 +268,7 @@ async fn logout(
     resp
 }
 
-fn ms_to_text(ms: i64) -> String {
+pub(crate) fn ms_to_text(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_else(|| ms.to_string())
@@ -536,6 +537,23 @@ fn ticket_page(
                 }))
             }
         }
+        section.customer {
+            h2 { "Customer" }
+            @if let Some(r) = &d.rating {
+                p { "Rated on " (ms_to_text(r.rated_ms)) ": result " strong { (r.rating.result) }
+                    ", speed " strong { (r.rating.speed) } ", service " strong { (r.rating.service) } "." }
+                @if let Some(c) = &r.rating.comment { blockquote { (c) } }
+            } @else if crate::tickets::progress::may_rate(t.state).is_ok() {
+                p.hint { "Not rated yet: the progress page asks the customer." }
+            }
+            @if can_work {
+                form.action method="post" action={"/desk/tickets/" (t.id) "/progress-link"} {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button #progress-link type="submit" { "Create a progress link" }
+                    span.hint { "It opens this ticket's progress page without signing in, until it expires; it is shown once, to send to the customer." }
+                }
+            }
+        }
         section.evidence {
             h2 { "Why this ticket opened" }
             p {
@@ -722,21 +740,68 @@ async fn act(
         Ok(_) => Redirect::to(&format!("/desk/tickets/{id}")).into_response(),
         Err(e) => {
             // Show the ticket as it is now, with why the action was refused.
-            let status = e.status();
             let notice =
                 html! { p.error role="alert" { strong { (e.title()) ": " } (e.detail()) } };
-            match casework::ticket(&s, id).await {
-                Ok(d) => {
-                    let now = s.clock.now().0 as i64;
-                    let title = format!("Ticket {}", d.ticket.ticket_ref);
-                    let body = ticket_page(&user, &csrf, &d, now, Some(notice));
-                    let mut r = page(status, &title, Some(&user), Some(&csrf), body);
-                    *r.status_mut() = status;
-                    r
-                }
-                Err(e) => error_page(Some(&user), Some(&csrf), e),
-            }
+            with_notice(&s, &user, &csrf, id, e.status(), notice).await
         }
+    }
+}
+
+/// The ticket page as it is now, with `notice` on top, answered with `status`.
+async fn with_notice(
+    s: &DeskState,
+    user: &User,
+    csrf: &str,
+    id: i64,
+    status: StatusCode,
+    notice: Markup,
+) -> Response {
+    match casework::ticket(s, id).await {
+        Ok(d) => {
+            let now = s.clock.now().0 as i64;
+            let title = format!("Ticket {}", d.ticket.ticket_ref);
+            let body = ticket_page(user, csrf, &d, now, Some(notice));
+            page(status, &title, Some(user), Some(csrf), body)
+        }
+        Err(e) => error_page(Some(user), Some(csrf), e),
+    }
+}
+
+/// Issues a progress link and shows it once on the ticket's page.
+async fn progress_link(
+    State(s): State<DeskState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Option<Form<CsrfForm>>,
+) -> Response {
+    let (user, token) = match signed_in(&s, &headers, Access::WorkTickets).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let csrf = csrf_of(&token);
+    let Ok(id) = id.parse::<i64>() else {
+        return error_page(
+            Some(&user),
+            Some(&csrf),
+            ApiError::bad(format!("ticket id {id:?} is not a number")),
+        );
+    };
+    if form.is_none_or(|Form(f)| f.csrf != csrf) {
+        let notice = html! { p.error role="alert" { "The form was not sent from this desk (CSRF check failed); no link was made." } };
+        return with_notice(&s, &user, &csrf, id, StatusCode::FORBIDDEN, notice).await;
+    }
+    match casework::progress_link(&s, &user, id, &headers).await {
+        Ok(link) => {
+            let notice = html! {
+                div.notice role="status" {
+                    "Send this link to the customer; it is shown only now and works until "
+                    (ms_to_text(link.expires_ms)) ": "
+                    a #customer-link href=(link.path) { (link.url) }
+                }
+            };
+            with_notice(&s, &user, &csrf, id, StatusCode::OK, notice).await
+        }
+        Err(e) => error_page(Some(&user), Some(&csrf), e),
     }
 }
 

@@ -801,6 +801,13 @@ fn opening(
             risk: evidence.risk,
             model_version: model.version.clone(),
             evidence: serde_json::to_string(&evidence).expect("evidence serialises"),
+            features: Some(
+                serde_json::to_string(&crate::store::tickets::ScoredFeatures {
+                    schema: models::schema::schema_fingerprint(),
+                    values: c.scored.features.0.to_vec(),
+                })
+                .expect("numbers serialise"),
+            ),
         },
         command: NewCommand {
             command_id: command.command_id.as_str().to_owned(),

@@ -28,6 +28,8 @@ pub struct Health {
     pub metrics: Arc<Metrics>,
     /// The service clock.
     pub clock: Arc<dyn protocol::clock::Clock>,
+    /// How the desk issues customers' links.
+    pub links: crate::desk::api::LinkSettings,
 }
 
 /// The router.
@@ -35,6 +37,7 @@ pub fn router(health: Health) -> Router {
     let state = crate::desk::api::DeskState {
         store: health.store.clone(),
         clock: health.clock.clone(),
+        links: health.links.clone(),
     };
     let desk = crate::desk::router(state);
     Router::new()

@@ -131,6 +131,27 @@ pub async fn expire_command(c: &mut AnyConnection, command_id: &str) -> Result<b
     Ok(done.rows_affected() == 1)
 }
 
+/// Stops sending an unanswered command because its question was answered elsewhere
+/// (status `withdrawn`); whether the device may have it already (it was sent).
+pub async fn withdraw_unanswered(
+    c: &mut AnyConnection,
+    command_id: &str,
+    at_ms: u64,
+) -> Result<bool, StoreError> {
+    let row = sqlx::query(
+        "UPDATE commands SET status = 'withdrawn', answered_ms = $2
+         WHERE command_id = $1 AND status IS NULL RETURNING attempts",
+    )
+    .bind(command_id)
+    .bind(at_ms as i64)
+    .fetch_optional(c)
+    .await?;
+    Ok(match row {
+        Some(r) => r.try_get::<i64, _>(0)? > 0,
+        None => false,
+    })
+}
+
 /// A command due to be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueCommand {

@@ -44,6 +44,18 @@ pub struct NewTicket {
     pub model_version: String,
     /// Evidence, JSON.
     pub evidence: String,
+    /// The whole feature vector as scored, JSON ([`ScoredFeatures`]).
+    pub features: Option<String>,
+}
+
+/// The feature vector a ticket opened on, as stored: the values in the model schema's
+/// order, under the schema's fingerprint (a vector from another schema is not mixed in).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ScoredFeatures {
+    /// `models::schema::schema_fingerprint()` when it was scored.
+    pub schema: String,
+    /// One value per feature, in schema order.
+    pub values: Vec<f64>,
 }
 
 /// Opens a ticket unless one is open for the device and problem; its id, or `None`.
@@ -51,8 +63,8 @@ pub async fn open(c: &mut AnyConnection, t: &NewTicket) -> Result<Option<i64>, S
     let row = sqlx::query(
         "INSERT INTO tickets (ticket_ref, device_id, tenant, customer_id, problem, state, tier,
             offer_kind, quote_minor, currency, opened_ms, due_ms, risk, model_version, evidence,
-            sla_window_ms)
-         VALUES ($1, $2, $3, $4, $5, 'opened', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+            sla_window_ms, features)
+         VALUES ($1, $2, $3, $4, $5, 'opened', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
          ON CONFLICT DO NOTHING RETURNING id",
     )
     .bind(t.ticket_ref.as_str())
@@ -70,6 +82,7 @@ pub async fn open(c: &mut AnyConnection, t: &NewTicket) -> Result<Option<i64>, S
     .bind(t.model_version.as_str())
     .bind(t.evidence.as_str())
     .bind(t.due_ms.saturating_sub(t.opened_ms) as i64)
+    .bind(t.features.as_deref())
     .fetch_optional(&mut *c)
     .await?;
     let Some(row) = row else { return Ok(None) };

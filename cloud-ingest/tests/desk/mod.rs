@@ -32,10 +32,7 @@ impl Desk {
     pub async fn start(url: &str) -> Desk {
         let store = Store::open(url, 4, SqliteSync::Normal).await.unwrap();
         let clock = Arc::new(ManualClock::at(Timestamp(T0)));
-        let state = DeskState {
-            store: store.clone(),
-            clock: clock.clone() as Arc<dyn Clock>,
-        };
+        let state = DeskState::new(store.clone(), clock.clone() as Arc<dyn Clock>);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, desk::router(state)).await });
@@ -94,15 +91,85 @@ impl Desk {
 
     /// A ticket the customer accepted, for a device of batch `batch`.
     pub async fn accepted_ticket(&self, device: &str, batch: &str, tier: Tier) -> i64 {
+        let id = self.opened_ticket(device, batch, tier, 0).await;
+        let mut tx = self.store.begin().await.unwrap();
+        for to in [TicketState::Offered, TicketState::Accepted] {
+            tickets::move_ticket(&mut tx, id, to, "device", None, T0)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+        id
+    }
+
+    /// A ticket whose inspection offer the device showed (sent once, unanswered), on
+    /// a device in sequence epoch `epoch` (0: schema 1).
+    pub async fn offered_ticket(&self, device: &str, epoch: u32) -> i64 {
+        let id = self.opened_ticket(device, "B1", Tier::Medium, epoch).await;
+        let item = self.store.queue_item(id).await.unwrap().unwrap();
+        let (ticket_ref, device_id) = (item.ticket_ref, item.device_id);
+        let command_id = cloud_ingest::policy::offer::offer_command_id(&ticket_ref);
+        let cmd = protocol::command::Command::new(
+            protocol::DeviceId::new(&device_id).unwrap(),
+            protocol::ids::CommandId::new(&command_id).unwrap(),
+            Timestamp(T0),
+            protocol::command::CommandBody::Offer(protocol::command::Offer {
+                ticket: protocol::ids::TicketRef::new(&ticket_ref).unwrap(),
+                kind: OfferKind::Inspection,
+                title: "We noticed a possible battery problem".into(),
+                message: "Our checks suggest your device may develop a battery fault soon.\nWe offer you an inspection before it does.".into(),
+                quote: None,
+                extra: None,
+                respond_by_ts_ms: Some(Timestamp(T0 + 168 * H)),
+            }),
+        );
+        let mut tx = self.store.begin().await.unwrap();
+        cloud_ingest::store::outbox::queue_command(
+            &mut tx,
+            &cloud_ingest::store::outbox::NewCommand {
+                command_id: command_id.clone(),
+                ticket_id: Some(id),
+                device_id: device_id.clone(),
+                topic: format!("fleet/acme/{device_id}/cmd"),
+                payload: serde_json::to_string(&cmd).unwrap(),
+                created_ms: T0,
+                expires_ms: Some(T0 + 168 * H),
+                after_command: None,
+            },
+        )
+        .await
+        .unwrap();
+        sqlx::query("UPDATE commands SET attempts = 1 WHERE command_id = $1")
+            .bind(command_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tickets::move_ticket(
+            &mut tx,
+            id,
+            TicketState::Offered,
+            "device",
+            None,
+            T0 + 60_000,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        id
+    }
+
+    /// An opened ticket (no moves yet) on a new device of batch `batch`.
+    pub async fn opened_ticket(&self, device: &str, batch: &str, tier: Tier, epoch: u32) -> i64 {
         let device = format!("{device}-{}", self.tag);
         let mut tx = self.store.begin().await.unwrap();
         sqlx::query(
             "INSERT INTO devices (device_id, tenant, first_seen_ms, last_seen_ms, min_seq, max_seq,
-                model, batch) VALUES ($1, 'acme', $2, $2, 1, 1, 'phone-x2', $3)",
+                model, batch, epoch) VALUES ($1, 'acme', $2, $2, 1, 1, 'phone-x2', $3, $4)",
         )
         .bind(device.as_str())
         .bind(T0 as i64)
         .bind(batch)
+        .bind(i64::from(epoch))
         .execute(&mut *tx)
         .await
         .unwrap();
@@ -128,16 +195,12 @@ impl Desk {
                 risk: 0.6,
                 model_version: "m1".into(),
                 evidence: EVIDENCE.into(),
+                features: None,
             },
         )
         .await
         .unwrap()
         .unwrap();
-        for to in [TicketState::Offered, TicketState::Accepted] {
-            tickets::move_ticket(&mut tx, id, to, "device", None, T0)
-                .await
-                .unwrap();
-        }
         tx.commit().await.unwrap();
         id
     }

@@ -1,0 +1,374 @@
+//! The customer's progress page: opened by an unguessable, expiring link without
+//! signing in, it shows that one ticket only, like a parcel tracker: why we got in
+//! touch, the offer, and the stages with their times. The customer answers the offer
+//! there (as the device's acknowledgement would) and, once the case is resolved, rates
+//! it. Every form is plain HTML with a CSRF token derived from the link.
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use maud::{html, Markup, DOCTYPE};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::api::{ApiError, DeskState};
+use super::pages::{csrf_of, ms_to_text};
+use crate::store::progress::StoredRating;
+use crate::store::tickets::QueueItem;
+use crate::tickets::progress::{self, Answer, AnswerRefused, Rating, StageView};
+use crate::tickets::TicketState;
+
+/// The progress pages' router.
+pub fn router(state: DeskState) -> Router {
+    Router::new()
+        .route("/progress/:token", get(show))
+        .route("/progress/:token/answer", post(answer))
+        .route("/progress/:token/rating", post(rate))
+        .with_state(state)
+}
+
+fn layout(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                // The link is the credential: keep it out of referrers and indexes.
+                meta name="referrer" content="no-referrer";
+                meta name="robots" content="noindex";
+                title { (title) }
+                link rel="stylesheet" href="/static/desk.css";
+            }
+            body.customer {
+                header.top { span.brand { "Device care" } }
+                main.narrow { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+fn respond(status: StatusCode, title: &str, body: Markup) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        layout(title, body).into_string(),
+    )
+        .into_response()
+}
+
+fn not_found() -> Response {
+    respond(
+        StatusCode::NOT_FOUND,
+        "Link not valid",
+        html! {
+            p.error { "This link is not valid, or it has expired." }
+            p { "Ask us for a new one: reply to the message that brought you here." }
+        },
+    )
+}
+
+fn unavailable(e: ApiError) -> Response {
+    respond(
+        e.status(),
+        "Please try again",
+        html! { p.error { "We could not load your case just now; nothing was changed. Please try again in a moment." } },
+    )
+}
+
+/// The ticket a link opens, or the page to answer with.
+async fn ticket_of(s: &DeskState, token: &str) -> Result<i64, Response> {
+    match s.store.progress_ticket(token, s.clock.now().0).await {
+        Ok(Some(id)) => Ok(id),
+        Ok(None) => Err(not_found()),
+        Err(e) => Err(unavailable(ApiError::store(e))),
+    }
+}
+
+/// What the page shows, read from the store.
+struct Case {
+    ticket: QueueItem,
+    stages: Vec<StageView>,
+    offer: Option<crate::store::progress::OfferText>,
+    noticed: Vec<String>,
+    rating: Option<StoredRating>,
+}
+
+async fn load(s: &DeskState, id: i64) -> Result<Case, ApiError> {
+    let store = &s.store;
+    let ticket = store
+        .queue_item(id)
+        .await
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::bad("the ticket is gone"))?;
+    let log = store.ticket_log(id).await.map_err(ApiError::store)?;
+    let moves: Vec<(TicketState, i64)> = log
+        .iter()
+        .filter(|e| e.kind == "move")
+        .filter_map(|e| Some((e.to.parse().ok()?, e.at_ms)))
+        .collect();
+    let evidence: Option<Value> = store
+        .ticket_evidence(id)
+        .await
+        .map_err(ApiError::store)?
+        .and_then(|e| serde_json::from_str(&e).ok());
+    Ok(Case {
+        stages: progress::stages(ticket.state, &moves, ticket.opened_ms),
+        offer: store.offer_text(id).await.map_err(ApiError::store)?,
+        noticed: evidence.as_ref().map(noticed).unwrap_or_default(),
+        rating: store.ticket_rating(id).await.map_err(ApiError::store)?,
+        ticket,
+    })
+}
+
+/// What we saw, in words: the features that raised the risk, by their meaning, and
+/// the safety signals.
+fn noticed(evidence: &Value) -> Vec<String> {
+    let mut out: Vec<String> = evidence["top_features"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["contribution"].as_f64().is_some_and(|c| c > 0.0))
+        .filter_map(|f| {
+            let name = f["feature"].as_str()?;
+            let spec = models::schema::FEATURES.iter().find(|s| s.name == name)?;
+            let value = f["value"].as_f64()?;
+            Some(format!(
+                "{} Your device: {} {}.",
+                spec.meaning,
+                trim_number(value),
+                spec.unit
+            ))
+        })
+        .take(3)
+        .collect();
+    out.extend(
+        evidence["safety"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(|s| format!("Safety: {s}"))),
+    );
+    out
+}
+
+fn trim_number(v: f64) -> String {
+    let s = format!("{v:.1}");
+    s.strip_suffix(".0").map(str::to_owned).unwrap_or(s)
+}
+
+fn case_page(token: &str, c: &Case, notice: Option<Markup>) -> Markup {
+    let t = &c.ticket;
+    let csrf = csrf_of(token);
+    let base = format!("/progress/{token}");
+    html! {
+        @if let Some(n) = notice { (n) }
+        p.hint { "Case " strong { (t.ticket_ref) } " · device " (t.device_id) }
+        @if let Some(o) = &c.offer {
+            section.offer {
+                h2 { (o.title) }
+                @for para in o.message.split('\n') { p { (para) } }
+                @if let Some(by) = o.respond_by_ms {
+                    @if t.state.is_unanswered() { p.hint { "Please answer by " (ms_to_text(by)) "." } }
+                }
+            }
+        }
+        @if !c.noticed.is_empty() {
+            section {
+                h2 { "Why we got in touch" }
+                ul.noticed { @for n in &c.noticed { li { (n) } } }
+            }
+        }
+        @if t.state.is_unanswered() {
+            section.answer {
+                h2 { "Your answer" }
+                div.row {
+                    form method="post" action={(base) "/answer"} {
+                        input type="hidden" name="csrf" value=(csrf);
+                        input type="hidden" name="answer" value="accept";
+                        button #accept type="submit" { "Yes, please" }
+                    }
+                    form method="post" action={(base) "/answer"} {
+                        input type="hidden" name="csrf" value=(csrf);
+                        input type="hidden" name="answer" value="decline";
+                        button.secondary #decline type="submit" { "No, thank you" }
+                    }
+                }
+            }
+        }
+        section {
+            h2 { "Progress" }
+            ol.tracker {
+                @for st in &c.stages {
+                    @let class = if st.current { "stage current" } else if st.at_ms.is_some() { "stage done" } else { "stage" };
+                    li class=(class) {
+                        span.dot {}
+                        span.what { (st.label) }
+                        span.when { @if let Some(at) = st.at_ms { (ms_to_text(at)) } @else { "—" } }
+                    }
+                }
+            }
+        }
+        @if progress::may_rate(t.state).is_ok() {
+            section.rating {
+                h2 { "How did we do?" }
+                @if let Some(r) = &c.rating {
+                    p { "Thank you for rating this case on " (ms_to_text(r.rated_ms)) ": result "
+                        (r.rating.result) ", speed " (r.rating.speed) ", service " (r.rating.service) "." }
+                    @if let Some(comment) = &r.rating.comment { blockquote { (comment) } }
+                } @else {
+                    form.card method="post" action={(base) "/rating"} {
+                        input type="hidden" name="csrf" value=(csrf);
+                        (stars("result", "The result"))
+                        (stars("speed", "How fast it went"))
+                        (stars("service", "How we treated you"))
+                        label { span { "Anything else? (optional)" }
+                            textarea name="comment" rows="3" maxlength=(progress::MAX_COMMENT_CHARS) {} }
+                        button #rate type="submit" { "Send rating" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn stars(name: &str, legend: &str) -> Markup {
+    html! {
+        fieldset.stars {
+            legend { (legend) }
+            @for n in 1..=5u8 {
+                label.star {
+                    input type="radio" name=(name) value=(n) required;
+                    span { (n) }
+                }
+            }
+            span.hint { "1 poor · 5 excellent" }
+        }
+    }
+}
+
+async fn render(
+    s: &DeskState,
+    token: &str,
+    id: i64,
+    status: StatusCode,
+    notice: Option<Markup>,
+) -> Response {
+    match load(s, id).await {
+        Ok(c) => respond(status, "Your service case", case_page(token, &c, notice)),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn show(State(s): State<DeskState>, Path(token): Path<String>) -> Response {
+    let id = match ticket_of(&s, &token).await {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    render(&s, &token, id, StatusCode::OK, None).await
+}
+
+/// The answer form's fields.
+#[derive(Debug, Deserialize)]
+struct AnswerForm {
+    csrf: String,
+    answer: String,
+}
+
+fn refused(text: String) -> Option<Markup> {
+    Some(html! { p.error role="alert" { (text) } })
+}
+
+async fn answer(
+    State(s): State<DeskState>,
+    Path(token): Path<String>,
+    form: Option<Form<AnswerForm>>,
+) -> Response {
+    let id = match ticket_of(&s, &token).await {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let Some(Form(f)) = form.filter(|Form(f)| f.csrf == csrf_of(&token)) else {
+        let why = "Your answer could not be read (the form did not come from this page); nothing was changed.";
+        return render(&s, &token, id, StatusCode::FORBIDDEN, refused(why.into())).await;
+    };
+    let answer = match f.answer.as_str() {
+        "accept" => Answer::Accept,
+        "decline" => Answer::Decline,
+        other => {
+            let why = format!("{other:?} is not an answer: choose yes or no.");
+            return render(
+                &s,
+                &token,
+                id,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                refused(why),
+            )
+            .await;
+        }
+    };
+    match s.store.customer_answer(id, answer, s.clock.now().0).await {
+        Ok(Ok(_)) => Redirect::to(&format!("/progress/{token}")).into_response(),
+        Ok(Err(AnswerRefused::AlreadyAnswered(state))) => {
+            let why = format!(
+                "This offer was answered already; nothing was changed. The case is now: {}.",
+                state.as_str().replace('_', " ")
+            );
+            render(&s, &token, id, StatusCode::CONFLICT, refused(why)).await
+        }
+        Err(e) => unavailable(ApiError::store(e)),
+    }
+}
+
+/// The rating form's fields (text: browsers send strings).
+#[derive(Debug, Deserialize)]
+struct RatingForm {
+    csrf: String,
+    result: Option<String>,
+    speed: Option<String>,
+    service: Option<String>,
+    comment: Option<String>,
+}
+
+async fn rate(
+    State(s): State<DeskState>,
+    Path(token): Path<String>,
+    form: Option<Form<RatingForm>>,
+) -> Response {
+    let id = match ticket_of(&s, &token).await {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let Some(Form(f)) = form.filter(|Form(f)| f.csrf == csrf_of(&token)) else {
+        let why = "Your rating could not be read (the form did not come from this page); nothing was changed.";
+        return render(&s, &token, id, StatusCode::FORBIDDEN, refused(why.into())).await;
+    };
+    let rating = match Rating::from_fields(
+        f.result.as_deref(),
+        f.speed.as_deref(),
+        f.service.as_deref(),
+        f.comment.as_deref(),
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            return render(
+                &s,
+                &token,
+                id,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                refused(e.to_string()),
+            )
+            .await
+        }
+    };
+    match s.store.rate_ticket(id, &rating, s.clock.now().0).await {
+        Ok(Ok(())) => Redirect::to(&format!("/progress/{token}")).into_response(),
+        Ok(Err(e)) => render(&s, &token, id, StatusCode::CONFLICT, refused(e.to_string())).await,
+        Err(e) => unavailable(ApiError::store(e)),
+    }
+}
