@@ -221,3 +221,102 @@ async fn an_agent_works_a_ticket_in_the_browser() {
     phone.shot("ticket-phone").await;
     phone.close().await;
 }
+
+/// The agent makes a progress link on the ticket's page; the customer, not signed in,
+/// opens it on a phone, accepts the offer and, once the case is resolved, rates it; the
+/// agent sees the rating.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_accepts_and_rates_from_the_progress_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let desk = Desk::start(&format!("sqlite://{}", dir.path().join("d.db").display())).await;
+    let (_, token) = desk.user("ana", Role::Agent).await;
+    let id = desk.offered_ticket("dev-c", 5).await;
+    let base = &desk.base;
+
+    let mut agent = Browser::start("progress_agent", 1280, 900).await;
+    agent.client.goto(&format!("{base}/login")).await.unwrap();
+    agent.fill("#token", &token).await;
+    submit(&agent, "form.card").await;
+    agent.find("table.queue").await;
+    agent
+        .client
+        .goto(&format!("{base}/desk/tickets/{id}"))
+        .await
+        .unwrap();
+    agent.click("#progress-link").await;
+    let link = agent.find("#customer-link").await;
+    let url = link.text().await.unwrap();
+    assert!(url.starts_with(&format!("{base}/progress/track_")), "{url}");
+    agent.shot("link-issued").await;
+
+    let mut phone = Browser::start("progress_customer", 390, 844).await;
+    phone.client.goto(&url).await.unwrap();
+    let text = phone.text().await;
+    for want in [
+        "Your service case",
+        "We noticed a possible battery problem",
+        "Why we got in touch",
+        "Offer sent to you",
+    ] {
+        assert!(text.contains(want), "{want:?}: {text}");
+    }
+    phone.shot("offer").await;
+    desk.clock.set(Timestamp(T0 + 2 * H));
+    phone.click("#accept").await;
+    phone.find("ol.tracker li.current").await;
+    let text = phone.text().await;
+    assert!(
+        text.contains("You accepted") && !text.contains("Yes, please"),
+        "{text}"
+    );
+    assert_eq!(
+        api_ticket(&desk, id, &token).await["ticket"]["state"],
+        "accepted"
+    );
+    phone.shot("accepted").await;
+
+    desk.clock.set(Timestamp(T0 + 5 * H));
+    for action in [
+        serde_json::json!({"action": "start"}),
+        serde_json::json!({"action": "resolve", "outcome": "repaired"}),
+    ] {
+        let path = format!("/api/v1/tickets/{id}/actions");
+        assert_eq!(
+            desk.call("POST", &path, Some(&token), Some(action)).await.0,
+            200
+        );
+    }
+    phone.client.refresh().await.unwrap();
+    phone.find("fieldset.stars").await;
+    for (name, n) in [("result", 5), ("speed", 4), ("service", 5)] {
+        phone
+            .click(&format!("input[name={name}][value='{n}']"))
+            .await;
+    }
+    phone
+        .fill("textarea[name=comment]", "Fixed before it broke.")
+        .await;
+    phone.shot("rating-form").await;
+    phone.click("#rate").await;
+    phone.find("section.rating blockquote").await;
+    assert!(
+        phone.text().await.contains("Thank you for rating"),
+        "{}",
+        phone.text().await
+    );
+    phone.shot("rated").await;
+    phone.close().await;
+
+    agent
+        .client
+        .goto(&format!("{base}/desk/tickets/{id}"))
+        .await
+        .unwrap();
+    let text = agent.text().await;
+    assert!(
+        text.contains("Rated on") && text.contains("Fixed before it broke."),
+        "{text}"
+    );
+    agent.shot("ticket-rated").await;
+    agent.close().await;
+}
