@@ -463,6 +463,7 @@ impl Config {
             webhooks: self.webhooks.iter().map(|w| w.url.clone()).collect(),
             poll: Duration::from_secs(30),
             batch: 100,
+            tenant: self.mqtt.tenant.clone(),
         }
     }
 

@@ -24,6 +24,9 @@ pub struct BreachRecorder {
     pub poll: Duration,
     /// The most breaches recorded per check.
     pub batch: usize,
+    /// Only this tenant's tickets (a deployment scoped to one tenant leaves the others'
+    /// to their own); every tenant's when unset.
+    pub tenant: Option<String>,
 }
 
 impl BreachRecorder {
@@ -37,9 +40,13 @@ impl BreachRecorder {
         let mut total = 0;
         loop {
             let breached = store
-                .record_breaches(clock.now().0, self.batch, &self.webhooks, |t| {
-                    WebhookBody::sla_breached(TicketAnnouncement::of_row(t)).to_json()
-                })
+                .record_breaches(
+                    clock.now().0,
+                    self.batch,
+                    self.tenant.as_deref(),
+                    &self.webhooks,
+                    |t| WebhookBody::sla_breached(TicketAnnouncement::of_row(t)).to_json(),
+                )
                 .await?;
             for t in &breached {
                 metrics

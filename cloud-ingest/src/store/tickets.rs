@@ -775,19 +775,22 @@ impl Store {
 /// Open tickets whose SLA window has run out at `$1`, with no breach recorded: the
 /// same reading as `tickets::sla::state_of` gives `breached`.
 const BREACHED: &str = "sla_breached_ms IS NULL
+    AND ($3 IS NULL OR tenant = $3)
     AND state IN ('opened', 'offered', 'accepted', 'in_progress')
     AND ((sla_paused_ms IS NULL AND due_ms < $1)
          OR (sla_paused_ms IS NOT NULL AND due_ms < sla_paused_ms))";
 
 impl Store {
     /// Records up to `limit` SLA breaches not yet recorded at `now_ms`, each once across
-    /// replicas (the claim re-checks that none is recorded): the breach time on the
+    /// replicas (the claim re-checks that none is recorded), of `tenant`'s tickets only when
+    /// given: the breach time on the
     /// ticket (its due time), a `sla_breached` event, and a webhook to each of `urls`
     /// with the body `announce` makes; the tickets, in one transaction.
     pub async fn record_breaches(
         &self,
         now_ms: u64,
         limit: usize,
+        tenant: Option<&str>,
         urls: &[String],
         announce: impl Fn(&TicketRow) -> String,
     ) -> Result<Vec<TicketRow>, StoreError> {
@@ -801,6 +804,7 @@ impl Store {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now_ms as i64)
             .bind(limit as i64)
+            .bind(tenant)
             .fetch_all(&mut *tx)
             .await?;
         let breached = rows.iter().map(ticket_row).collect::<Result<Vec<_>, _>>()?;
