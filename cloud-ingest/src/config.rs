@@ -578,5 +578,15 @@ mod tests {
         assert!(e.contains("mqtt.max_packet_bytes must be at least"), "{e}");
         c.mqtt.max_packet_bytes = min_packet_bytes();
         c.validate().unwrap();
+        let mut c = Config::default();
+        c.desk.public_url = Some("service.example".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("desk.public_url"), "{e}");
+        let mut c = Config::default();
+        c.desk.progress_link_days = 0;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("desk.progress_link_days"), "{e}");
+        let e = toml::from_str::<Config>("[desk]\nlink_days = 3").unwrap_err();
+        assert!(e.to_string().contains("link_days"), "{e}");
     }
 }

@@ -71,6 +71,15 @@ async fn a_customer_follows_answers_and_rates_their_case(url: &str) {
         .call("POST", &link_of(987_654_321), Some(&agent), None)
         .await;
     assert_eq!(s, 404, "{v}");
+    let (s, v) = d
+        .call(
+            "POST",
+            "/api/v1/tickets/seven/progress-link",
+            Some(&agent),
+            None,
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
     let (s, link) = d.call("POST", &link_of(id), Some(&agent), None).await;
     assert_eq!(s, 201, "{link}");
     let path = link["path"].as_str().unwrap().to_owned();
@@ -115,8 +124,11 @@ async fn a_customer_follows_answers_and_rates_their_case(url: &str) {
     let (s, page) = post(&d, &answer, &[("csrf", &csrf), ("answer", "maybe")]).await;
     assert_eq!(s, 422);
     assert!(page.contains("not an answer"), "{page}");
-    let (s, _) = post(&d, &answer, &[("csrf", &csrf)]).await;
-    assert!((400..500).contains(&s), "a form without an answer: {s}");
+    let (s, page) = post(&d, &answer, &[("csrf", &csrf)]).await;
+    assert_eq!(s, 422, "a form without an answer");
+    assert!(page.contains("Choose yes or no"), "{page}");
+    let (s, _) = post(&d, &answer, &[("answer", "accept")]).await;
+    assert_eq!(s, 403, "a form without its CSRF token");
     assert_eq!(state_of(&d, id, &agent).await["ticket"]["state"], "offered");
 
     // The answer moves the ticket as the device's would, and the device stops showing

@@ -101,15 +101,22 @@ async fn signed_in(
     }
 }
 
+/// What every page's `<head>` holds: encoding, phone-width viewport, title, the stylesheet.
+pub(crate) fn head(title: &str) -> Markup {
+    html! {
+        meta charset="utf-8";
+        meta name="viewport" content="width=device-width, initial-scale=1";
+        title { (title) }
+        link rel="stylesheet" href="/static/desk.css";
+    }
+}
+
 fn layout(title: &str, user: Option<&User>, csrf: Option<&str>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Service desk" }
-                link rel="stylesheet" href="/static/desk.css";
+                (head(&format!("{title} · Service desk")))
                 script src="/static/htmx.min.js" defer {}
             }
             body {
@@ -695,17 +702,9 @@ async fn act(
     Path(id): Path<String>,
     req: Request,
 ) -> Response {
-    let (user, token) = match signed_in(&s, &headers, Access::WorkTickets).await {
-        Ok(u) => u,
+    let (user, csrf, id) = match working_on(&s, &headers, &id).await {
+        Ok(w) => w,
         Err(r) => return r,
-    };
-    let csrf = csrf_of(&token);
-    let Ok(id) = id.parse::<i64>() else {
-        return error_page(
-            Some(&user),
-            Some(&csrf),
-            ApiError::bad(format!("ticket id {id:?} is not a number")),
-        );
     };
     let form: Result<Form<ActionForm>, _> = axum::extract::FromRequest::from_request(req, &s).await;
     let Ok(Form(f)) = form else {
@@ -747,6 +746,25 @@ async fn act(
     }
 }
 
+/// Who works on which ticket: a user who may work tickets, their CSRF token and the
+/// ticket id from the path, or the page that says why not.
+async fn working_on(
+    s: &DeskState,
+    headers: &HeaderMap,
+    raw_id: &str,
+) -> Result<(User, String, i64), Response> {
+    let (user, token) = signed_in(s, headers, Access::WorkTickets).await?;
+    let csrf = csrf_of(&token);
+    match raw_id.parse::<i64>() {
+        Ok(id) => Ok((user, csrf, id)),
+        Err(_) => Err(error_page(
+            Some(&user),
+            Some(&csrf),
+            ApiError::bad(format!("ticket id {raw_id:?} is not a number")),
+        )),
+    }
+}
+
 /// The ticket page as it is now, with `notice` on top, answered with `status`.
 async fn with_notice(
     s: &DeskState,
@@ -774,17 +792,9 @@ async fn progress_link(
     Path(id): Path<String>,
     form: Option<Form<CsrfForm>>,
 ) -> Response {
-    let (user, token) = match signed_in(&s, &headers, Access::WorkTickets).await {
-        Ok(u) => u,
+    let (user, csrf, id) = match working_on(&s, &headers, &id).await {
+        Ok(w) => w,
         Err(r) => return r,
-    };
-    let csrf = csrf_of(&token);
-    let Ok(id) = id.parse::<i64>() else {
-        return error_page(
-            Some(&user),
-            Some(&csrf),
-            ApiError::bad(format!("ticket id {id:?} is not a number")),
-        );
     };
     if form.is_none_or(|Form(f)| f.csrf != csrf) {
         let notice = html! { p.error role="alert" { "The form was not sent from this desk (CSRF check failed); no link was made." } };

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::api::{ApiError, DeskState};
-use super::pages::{csrf_of, ms_to_text};
+use super::pages::{csrf_of, head, ms_to_text};
 use crate::store::progress::StoredRating;
 use crate::store::tickets::QueueItem;
 use crate::tickets::progress::{self, Answer, AnswerRefused, Rating, StageView};
@@ -34,13 +34,10 @@ fn layout(title: &str, body: Markup) -> Markup {
         (DOCTYPE)
         html lang="en" {
             head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
+                (head(title))
                 // The link is the credential: keep it out of referrers and indexes.
                 meta name="referrer" content="no-referrer";
                 meta name="robots" content="noindex";
-                title { (title) }
-                link rel="stylesheet" href="/static/desk.css";
             }
             body.customer {
                 header.top { span.brand { "Device care" } }
@@ -273,11 +270,29 @@ async fn show(State(s): State<DeskState>, Path(token): Path<String>) -> Response
     render(&s, &token, id, StatusCode::OK, None).await
 }
 
-/// The answer form's fields.
+/// The answer form's fields (absent ones are refused with a message, not by the parser).
 #[derive(Debug, Deserialize)]
 struct AnswerForm {
-    csrf: String,
-    answer: String,
+    csrf: Option<String>,
+    answer: Option<String>,
+}
+
+/// The ticket of a form posted to a link's page, once its CSRF token is the link's;
+/// otherwise the page that says nothing was changed.
+async fn form_ticket(
+    s: &DeskState,
+    token: &str,
+    csrf: Option<&str>,
+    what: &str,
+) -> Result<i64, Response> {
+    let id = ticket_of(s, token).await?;
+    if csrf != Some(csrf_of(token).as_str()) {
+        let why = format!(
+            "Your {what} could not be accepted (the form did not come from this page); nothing was changed."
+        );
+        return Err(render(s, token, id, StatusCode::FORBIDDEN, refused(why)).await);
+    }
+    Ok(id)
 }
 
 fn refused(text: String) -> Option<Markup> {
@@ -289,19 +304,20 @@ async fn answer(
     Path(token): Path<String>,
     form: Option<Form<AnswerForm>>,
 ) -> Response {
-    let id = match ticket_of(&s, &token).await {
+    let f = form.map(|Form(f)| f);
+    let csrf = f.as_ref().and_then(|f| f.csrf.as_deref());
+    let id = match form_ticket(&s, &token, csrf, "answer").await {
         Ok(id) => id,
         Err(r) => return r,
     };
-    let Some(Form(f)) = form.filter(|Form(f)| f.csrf == csrf_of(&token)) else {
-        let why = "Your answer could not be read (the form did not come from this page); nothing was changed.";
-        return render(&s, &token, id, StatusCode::FORBIDDEN, refused(why.into())).await;
-    };
-    let answer = match f.answer.as_str() {
-        "accept" => Answer::Accept,
-        "decline" => Answer::Decline,
+    let answer = match f.and_then(|f| f.answer).as_deref() {
+        Some("accept") => Answer::Accept,
+        Some("decline") => Answer::Decline,
         other => {
-            let why = format!("{other:?} is not an answer: choose yes or no.");
+            let why = match other {
+                Some(a) => format!("{a:?} is not an answer: choose yes or no."),
+                None => "Choose yes or no.".to_owned(),
+            };
             return render(
                 &s,
                 &token,
@@ -326,9 +342,9 @@ async fn answer(
 }
 
 /// The rating form's fields (text: browsers send strings).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct RatingForm {
-    csrf: String,
+    csrf: Option<String>,
     result: Option<String>,
     speed: Option<String>,
     service: Option<String>,
@@ -340,13 +356,10 @@ async fn rate(
     Path(token): Path<String>,
     form: Option<Form<RatingForm>>,
 ) -> Response {
-    let id = match ticket_of(&s, &token).await {
+    let f = form.map(|Form(f)| f).unwrap_or_default();
+    let id = match form_ticket(&s, &token, f.csrf.as_deref(), "rating").await {
         Ok(id) => id,
         Err(r) => return r,
-    };
-    let Some(Form(f)) = form.filter(|Form(f)| f.csrf == csrf_of(&token)) else {
-        let why = "Your rating could not be read (the form did not come from this page); nothing was changed.";
-        return render(&s, &token, id, StatusCode::FORBIDDEN, refused(why.into())).await;
     };
     let rating = match Rating::from_fields(
         f.result.as_deref(),

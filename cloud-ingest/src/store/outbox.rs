@@ -132,24 +132,25 @@ pub async fn expire_command(c: &mut AnyConnection, command_id: &str) -> Result<b
 }
 
 /// Stops sending an unanswered command because its question was answered elsewhere
-/// (status `withdrawn`); whether the device may have it already (it was sent).
+/// (status `withdrawn`). When the device may have it already (it was sent): `Some`,
+/// with when the command lapses (`None` if never).
 pub async fn withdraw_unanswered(
     c: &mut AnyConnection,
     command_id: &str,
     at_ms: u64,
-) -> Result<bool, StoreError> {
+) -> Result<Option<Option<u64>>, StoreError> {
     let row = sqlx::query(
         "UPDATE commands SET status = 'withdrawn', answered_ms = $2
-         WHERE command_id = $1 AND status IS NULL RETURNING attempts",
+         WHERE command_id = $1 AND status IS NULL RETURNING attempts, expires_ms",
     )
     .bind(command_id)
     .bind(at_ms as i64)
     .fetch_optional(c)
     .await?;
-    Ok(match row {
-        Some(r) => r.try_get::<i64, _>(0)? > 0,
-        None => false,
-    })
+    let Some(r) = row else { return Ok(None) };
+    let sent = r.try_get::<i64, _>(0)? > 0;
+    let expires = r.try_get::<Option<i64>, _>(1)?.map(|v| v.max(0) as u64);
+    Ok(sent.then_some(expires))
 }
 
 /// A command due to be sent.

@@ -81,7 +81,7 @@ impl Store {
                 action: "ticket.progress_link".into(),
                 subject: format!("ticket:{id}"),
                 before: None,
-                after: Some(format!("{{\"expires_ms\":{expires_ms}}}")),
+                after: Some(serde_json::json!({ "expires_ms": expires_ms }).to_string()),
             },
         )
         .await?;
@@ -178,15 +178,19 @@ impl Store {
             from = to;
         }
         let offer_id = offer::offer_command_id(&ticket_ref);
-        let sent = outbox::withdraw_unanswered(&mut tx, &offer_id, now_ms).await?;
-        if sent && epoch != 0 {
+        let withdrawn = outbox::withdraw_unanswered(&mut tx, &offer_id, now_ms).await?;
+        // A device that may show the offer is told, for as long as the offer was valid.
+        if let Some(expires_ms) = withdrawn.filter(|_| epoch != 0) {
+            let valid_hours = expires_ms.map_or(24 * 7, |e| {
+                e.saturating_sub(now_ms).div_ceil(3_600_000).max(1)
+            });
             let w = offer::withdraw_command(
                 &device,
                 &tenant,
                 &ticket_ref,
                 WithdrawReason::Closed,
                 protocol::Timestamp(now_ms),
-                24 * 7,
+                u32::try_from(valid_hours).unwrap_or(u32::MAX),
             )
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
             outbox::queue_command(
@@ -217,8 +221,8 @@ impl Store {
                     }
                 ),
                 subject: format!("ticket:{id}"),
-                before: Some(format!("{{\"state\":\"{state}\"}}")),
-                after: Some(format!("{{\"state\":\"{from}\"}}")),
+                before: Some(serde_json::json!({ "state": state }).to_string()),
+                after: Some(serde_json::json!({ "state": from }).to_string()),
             },
         )
         .await?;
