@@ -103,6 +103,8 @@ async fn a_customer_follows_answers_and_rates_their_case(url: &str) {
         "We offer you an inspection before it does.",
         "Why we got in touch",
         "Battery state of health",
+        "Your device: 71.5 %.",
+        "Your device: 50 %.",
         "Case opened",
         "Offer sent to you",
         "Yes, please",

@@ -135,11 +135,15 @@ fn noticed(evidence: &Value) -> Vec<String> {
             let name = f["feature"].as_str()?;
             let spec = models::schema::FEATURES.iter().find(|s| s.name == name)?;
             let value = f["value"].as_f64()?;
+            // A share reads as a percentage to a customer.
+            let (value, unit) = match spec.unit {
+                "ratio" => (value * 100.0, "%"),
+                unit => (value, unit),
+            };
             Some(format!(
-                "{} Your device: {} {}.",
+                "{} Your device: {} {unit}.",
                 spec.meaning,
                 trim_number(value),
-                spec.unit
             ))
         })
         .take(3)
