@@ -1,16 +1,21 @@
 //! The desks: the people who work the tickets. [`auth`] says who may do what; [`api`]
 //! is the JSON API under `/api/v1` and [`pages`] the desk's pages, both calling
-//! [`casework`]; [`progress`] is the customer's page, opened by a link.
+//! [`casework`]; [`progress`] is the customer's page, opened by a link. [`device`] is a device's
+//! page; [`trend`] sums a device's last days and [`charts`] draws them.
 
 pub mod api;
 pub mod auth;
 pub mod casework;
+pub mod charts;
+pub mod device;
 pub mod pages;
 pub mod progress;
+pub mod trend;
 
 /// The desk's whole router: the API under `/api/v1` and the pages.
 pub fn router(state: api::DeskState) -> axum::Router {
     api::router(state.clone())
         .merge(pages::router(state.clone()))
+        .merge(device::router(state.clone()))
         .merge(progress::router(state))
 }

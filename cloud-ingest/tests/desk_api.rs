@@ -511,3 +511,119 @@ async fn the_openapi_document_lists_every_route() {
     assert!(doc["components"]["schemas"]["Action"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
+
+async fn a_device_reads_with_its_score_history_tickets_and_days(url: &str) {
+    use cloud_ingest::store::devices::{self, ScoreRow};
+    let desk = Desk::start(url).await;
+    let (_, lee) = desk.user("lee", Role::Analyst).await;
+    let (_, rae) = desk.user("rae", Role::Recycler).await;
+    let id = desk
+        .accepted_ticket("dev-card", &format!("b-{}", desk.tag), Tier::Medium)
+        .await;
+    desk.telemetry(id, T0).await;
+    let device = desk.store.queue_item(id).await.unwrap().unwrap().device_id;
+    // Three scores: two on T0's day (the later one lower), one the day before.
+    let day = 24 * H;
+    let mut tx = desk.store.begin().await.unwrap();
+    for (at, risk, alarm) in [
+        (T0 - day, 0.2, false),
+        (T0 - 2 * H, 0.7, true),
+        (T0 - H, 0.4, false),
+    ] {
+        let s = ScoreRow {
+            device_id: device.clone(),
+            risk,
+            alarm,
+            scored_ms: at,
+            model_version: "m1".into(),
+            explanation: "[]".into(),
+        };
+        devices::set_score(&mut tx, &s).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let (s, v) = desk
+        .call(
+            "GET",
+            &format!("/api/v1/devices/{device}"),
+            Some(&lee),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["device"]["model"], "phone-x2");
+    assert_eq!(v["device"]["last_seen_ms"].as_u64(), Some(T0));
+    assert_eq!(v["device"]["risk"].as_f64(), Some(0.4), "the latest score");
+    let scores = v["scores"].as_array().unwrap();
+    assert_eq!(scores.len(), 2, "a row a day: {v}");
+    assert_eq!(scores[0]["risk_max"].as_f64(), Some(0.2));
+    assert_eq!(
+        scores[1]["risk_max"].as_f64(),
+        Some(0.7),
+        "the day's highest"
+    );
+    assert_eq!(scores[1]["risk_last"].as_f64(), Some(0.4), "the day's last");
+    assert_eq!(scores[1]["alarm"], true);
+    assert_eq!(v["tickets"][0]["id"].as_i64(), Some(id));
+    assert_eq!(v["status"]["missing"].as_u64(), Some(0));
+    let days = v["trend"]["days"].as_array().unwrap();
+    assert_eq!(days.len(), 30);
+    assert_eq!(days[0]["soh_pct"].as_f64(), Some(90.0));
+    assert_eq!(days[28]["restarts"]["brown_out"].as_u64(), Some(2));
+    assert_eq!(v["trend"]["scored_ms"].as_u64(), Some(T0 - H));
+
+    // The ticket carries the same days, marked at its evidence's scoring moment.
+    let (s, t) = desk
+        .call("GET", &format!("/api/v1/tickets/{id}"), Some(&lee), None)
+        .await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(t["trend"]["days"], v["trend"]["days"]);
+    assert_eq!(t["trend"]["scored_ms"].as_u64(), Some(T0));
+
+    // Bad ids are refused with a message; unknown ones are 404; recyclers may not look.
+    let (s, e) = desk
+        .call("GET", "/api/v1/devices/no%20spaces", Some(&lee), None)
+        .await;
+    assert_eq!(s, 400, "{e}");
+    assert!(
+        e["detail"].as_str().unwrap().contains("is not a device id"),
+        "{e}"
+    );
+    let (s, e) = desk
+        .call(
+            "GET",
+            &format!("/api/v1/devices/never-{}", desk.tag),
+            Some(&lee),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404, "{e}");
+    assert!(
+        e["detail"].as_str().unwrap().contains("has been seen"),
+        "{e}"
+    );
+    let (s, _) = desk
+        .call(
+            "GET",
+            &format!("/api/v1/devices/{device}"),
+            Some(&rae),
+            None,
+        )
+        .await;
+    assert_eq!(s, 403);
+}
+
+#[tokio::test]
+async fn sqlite_a_device_reads_with_its_score_history_tickets_and_days() {
+    let dir = tempfile::tempdir().unwrap();
+    a_device_reads_with_its_score_history_tickets_and_days(&format!(
+        "sqlite://{}",
+        dir.path().join("d.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_a_device_reads_with_its_score_history_tickets_and_days() {
+    a_device_reads_with_its_score_history_tickets_and_days(&tests::services::postgres_url()).await;
+}

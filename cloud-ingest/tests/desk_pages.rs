@@ -30,6 +30,8 @@ async fn an_agent_works_a_ticket_in_the_browser() {
     let (_, token) = desk.user("ana", Role::Agent).await;
     let batch = format!("b-{}", desk.tag);
     let high = desk.accepted_ticket("dev-h", &batch, Tier::High).await;
+    // The evidence's scoring moment is T0: the device's 30 days lead up to it.
+    desk.telemetry(high, T0).await;
     let low = desk.accepted_ticket("dev-l", &batch, Tier::Low).await;
     let _medium = desk.accepted_ticket("dev-m", &batch, Tier::Medium).await;
     desk.clock.set(Timestamp(T0 + 3 * H));
@@ -108,15 +110,61 @@ async fn an_agent_works_a_ticket_in_the_browser() {
     let text = b.text().await;
     for want in [
         "Why this ticket opened",
-        "soh pct",
-        "brown out share 30d",
+        "Battery state of health: full-charge capacity over design capacity",
+        "soh_pct",
+        "Share of the last 30 days' unexpected restarts that were brown-outs",
         "+0.118",
         "forest-test",
         "warranty ended",
+        // The charts' figures in words, from the stored telemetry.
+        "The device's last 30 days",
+        "State of health went from 90.0 % on 10-24 to 75.5 % on 11-22.",
+        "Unexpected restarts: 14 brown out, 7 hardware watchdog.",
+        "10 sudden battery drops in 30 days",
+        "The red line marks the scoring moment.",
     ] {
         assert!(text.contains(want), "the evidence shows {want:?}: {text}");
     }
+    let charts = b
+        .client
+        .find_all(Locator::Css("figure.chart svg"))
+        .await
+        .unwrap();
+    assert_eq!(charts.len(), 4, "four evidence charts");
+    // Drawn, at a readable size, not collapsed to nothing.
+    let (_, _, w, h) = charts[0].rectangle().await.unwrap();
+    assert!(w > 300.0 && h > 100.0, "the chart is {w}×{h}");
     b.shot("ticket").await;
+    b.shot_of("section.charts", "ticket-charts").await;
+
+    // The device's page, from the ticket: identity, liveness, gaps, its tickets, charts.
+    b.click("div.summary a[href^='/desk/devices/']").await;
+    b.find("section.liveness").await;
+    let text = b.text().await;
+    for want in [
+        "phone-x2",
+        &batch,
+        "Liveness",
+        "Missing (gaps)",
+        "Score history",
+        "Not scored yet.",
+        "Tickets",
+        "The last 30 days",
+        "State of health went from 90.0 %",
+    ] {
+        // Table headings are upper-cased by the stylesheet.
+        assert!(
+            text.to_lowercase().contains(&want.to_lowercase()),
+            "the device page shows {want:?}: {text}"
+        );
+    }
+    b.find(&format!("section.tickets a[href='/desk/tickets/{high}']"))
+        .await;
+    b.shot("device").await;
+    b.client
+        .goto(&format!("{base}/desk/tickets/{high}"))
+        .await
+        .unwrap();
 
     // Claim, start, pause (the clock stops), resume, resolve.
     for (action, want) in [("claim", "ana"), ("start", "in progress")] {

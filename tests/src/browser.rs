@@ -98,6 +98,20 @@ impl Browser {
         path
     }
 
+    /// Saves a screenshot of the element `css` selects as `NN-<what>.png`; its path.
+    pub async fn shot_of(&mut self, css: &str, what: &str) -> PathBuf {
+        self.taken += 1;
+        let png = self
+            .find(css)
+            .await
+            .screenshot()
+            .await
+            .unwrap_or_else(|e| panic!("a screenshot of {css}: {e}"));
+        let path = self.shots.join(format!("{:02}-{what}.png", self.taken));
+        std::fs::write(&path, png).expect("writing the screenshot");
+        path
+    }
+
     /// The element `css` selects, waiting up to 10 s for it.
     pub async fn find(&self, css: &str) -> Element {
         self.client

@@ -22,7 +22,9 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use super::auth::{Access, Role, User};
 use super::casework;
+use super::trend::{Day, Trend};
 use crate::policy::Problem;
+use crate::store::devices::{DeviceCard, DeviceStatus, ScoreDay};
 use crate::store::progress::StoredRating;
 use crate::store::tickets::{LogEntry, QueueItem};
 use crate::store::users::AuditEntry;
@@ -117,6 +119,11 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/api/v1/devices/:id",
+        access: Access::ReadTickets,
+    },
+    Route {
+        method: "GET",
         path: "/api/v1/users",
         access: Access::Admin,
     },
@@ -146,6 +153,7 @@ fn handler(r: &Route) -> MethodRouter<DeskState> {
         ("GET", "/api/v1/tickets/:id") => on(f, get_ticket),
         ("POST", "/api/v1/tickets/:id/actions") => on(f, act),
         ("POST", "/api/v1/tickets/:id/progress-link") => on(f, progress_link),
+        ("GET", "/api/v1/devices/:id") => on(f, get_device),
         ("GET", "/api/v1/users") => on(f, list_users),
         ("POST", "/api/v1/users") => on(f, add_user),
         ("GET", "/api/v1/audit") => on(f, audit),
@@ -403,6 +411,26 @@ pub struct TicketDetail {
     pub evidence: Option<Value>,
     /// The customer's rating, once given.
     pub rating: Option<StoredRating>,
+    /// The device's days around the score, day by day (what the evidence charts draw):
+    /// the 30 days ending at its last message, or a week after the score if that is sooner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trend: Option<Trend>,
+}
+
+/// A device with its liveness, score history, tickets and last 30 days.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceDetail {
+    /// Identity, terms and the latest score.
+    pub device: DeviceCard,
+    /// Liveness and sequence accounting (gaps are `missing`).
+    #[schema(value_type = Option<Object>)]
+    pub status: Option<DeviceStatus>,
+    /// The score history, a day a row, oldest first (the last 90 days).
+    pub scores: Vec<ScoreDay>,
+    /// Its tickets, newest first (the last 50).
+    pub tickets: Vec<QueueItem>,
+    /// The 30 days ending at its last message, day by day.
+    pub trend: Trend,
 }
 
 /// An error (RFC 9457), as `application/problem+json`.
@@ -455,6 +483,15 @@ async fn get_ticket(
     p: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Answer {
     Ok(Json(casework::ticket(&s, ticket_id(p)?).await?).into_response())
+}
+
+/// A device with its liveness, score history, tickets and last 30 days.
+#[utoipa::path(get, path = "/api/v1/devices/{id}", params(("id" = String, Path, description = "the device's id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = DeviceDetail), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc), (status = 404, body = ProblemDoc)))]
+async fn get_device(State(s): State<DeskState>, Path(id): Path<String>) -> Answer {
+    Ok(Json(casework::device(&s, &id).await?).into_response())
 }
 
 /// Works a ticket: one action, optionally with the `version` it was decided on.
@@ -625,8 +662,8 @@ async fn audit(
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Fleet service desk API", version = "1", description = "See docs/desk.md."),
-    paths(openapi, me, list_tickets, get_ticket, act, progress_link, list_users, add_user, audit),
-    components(schemas(ProblemDoc, Action, Outcome, PauseReason, Problem, TicketState, Tier, SlaState, Role)),
+    paths(openapi, me, list_tickets, get_ticket, act, progress_link, get_device, list_users, add_user, audit),
+    components(schemas(ProblemDoc, Action, Outcome, PauseReason, Problem, TicketState, Tier, SlaState, Role, Day)),
     modifiers(&Bearer)
 )]
 pub struct ApiDoc;

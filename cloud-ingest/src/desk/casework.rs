@@ -6,10 +6,11 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use super::api::{
-    ApiError, DeskState, ListParams, ListedTicket, ProgressLink, TicketDetail, TicketList,
-    MAX_PER_PAGE,
+    ApiError, DeskState, DeviceDetail, ListParams, ListedTicket, ProgressLink, TicketDetail,
+    TicketList, MAX_PER_PAGE,
 };
 use super::auth::{Access, User};
+use super::trend::{self, Trend, CHART_DAYS};
 use crate::policy::Problem;
 use crate::store::progress::StoredRating;
 use crate::store::tickets::{LogEntry, QueueFilter, QueueItem, Seen};
@@ -17,6 +18,7 @@ use crate::store::StoreError;
 use crate::tickets::sla::{self, ClockEvent, PauseReason, SlaClock, SlaState};
 use crate::tickets::work::{self, Action, Standing};
 use crate::tickets::{TicketState, Tier};
+use models::features::DAY_MS;
 
 /// A page of the queue.
 pub async fn queue(s: &DeskState, p: ListParams) -> Result<TicketList, ApiError> {
@@ -159,7 +161,30 @@ fn detail(
         log,
         evidence,
         rating,
+        trend: None,
     }
+}
+
+/// Days after the scoring moment a ticket's evidence charts still show, so that the
+/// charts of an old ticket show what led to it.
+pub const DAYS_AFTER_SCORE: u64 = 7;
+
+/// The device's daily figures over the [`CHART_DAYS`] ending at `end_ms`, the scoring
+/// moment `scored_ms` marked.
+async fn trend_of(
+    s: &DeskState,
+    device: &str,
+    end_ms: u64,
+    scored_ms: Option<u64>,
+) -> Result<Trend, ApiError> {
+    let from = trend::window_start(end_ms, CHART_DAYS);
+    let to = from + CHART_DAYS * DAY_MS - 1;
+    let messages = s
+        .store
+        .device_telemetry(device, from, to)
+        .await
+        .map_err(ApiError::store)?;
+    Ok(trend::trend(&messages, end_ms, CHART_DAYS, scored_ms))
 }
 
 /// A ticket with its SLA clock, log and evidence.
@@ -172,8 +197,74 @@ pub async fn ticket(s: &DeskState, id: i64) -> Result<TicketDetail, ApiError> {
         .map_err(ApiError::store)?
         .and_then(|e| serde_json::from_str(&e).ok());
     let rating = s.store.ticket_rating(id).await.map_err(ApiError::store)?;
-    Ok(detail(item, log, clock, evidence, rating))
+    let scored = evidence
+        .as_ref()
+        .and_then(|e: &Value| e["scored_at_ms"].as_u64());
+    let last_seen = s
+        .store
+        .device_card(&item.device_id)
+        .await
+        .map_err(ApiError::store)?
+        .map(|d| d.last_seen_ms);
+    // The window ends at the device's last message, but no later than a week after the
+    // score: an old ticket's charts show what led to it.
+    let end = match (scored, last_seen) {
+        (Some(sc), Some(seen)) => seen.min(sc + DAYS_AFTER_SCORE * DAY_MS).max(sc),
+        (Some(t), None) | (None, Some(t)) => t,
+        (None, None) => item.opened_ms as u64,
+    };
+    let trend = trend_of(s, &item.device_id, end, scored).await?;
+    let mut d = detail(item, log, clock, evidence, rating);
+    d.trend = Some(trend);
+    Ok(d)
 }
+
+/// A device as the desk shows it: identity, liveness, sequence gaps, score history, its
+/// tickets and its last days.
+pub async fn device(s: &DeskState, raw: &str) -> Result<DeviceDetail, ApiError> {
+    let id = protocol::DeviceId::new(raw)
+        .map_err(|e| ApiError::bad(format!("{raw:?} is not a device id: {e}")))?;
+    let id = id.as_str();
+    let card = s
+        .store
+        .device_card(id)
+        .await
+        .map_err(ApiError::store)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such device",
+                &format!("no device {id} has been seen"),
+            )
+        })?;
+    let status = s.store.device_status(id).await.map_err(ApiError::store)?;
+    let since = card
+        .last_seen_ms
+        .saturating_sub(SCORE_HISTORY_DAYS * DAY_MS);
+    let scores = s
+        .store
+        .score_days(id, since)
+        .await
+        .map_err(ApiError::store)?;
+    let tickets = s
+        .store
+        .device_tickets(id, DEVICE_TICKETS)
+        .await
+        .map_err(ApiError::store)?;
+    let trend = trend_of(s, id, card.last_seen_ms, card.scored_ms).await?;
+    Ok(DeviceDetail {
+        device: card,
+        status,
+        scores,
+        tickets,
+        trend,
+    })
+}
+
+/// Days of score history a device's page shows.
+pub const SCORE_HISTORY_DAYS: u64 = 90;
+/// A device's newest tickets its page lists.
+pub const DEVICE_TICKETS: u32 = 50;
 
 /// Issues ticket `id`'s progress link for its customer, addressed at the configured
 /// public URL (or the request's host).

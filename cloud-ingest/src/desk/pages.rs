@@ -79,7 +79,7 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// The signed-in user and their session token, or the response that asks them to sign in.
-async fn signed_in(
+pub(crate) async fn signed_in(
     s: &DeskState,
     headers: &HeaderMap,
     access: Access,
@@ -138,7 +138,7 @@ fn layout(title: &str, user: Option<&User>, csrf: Option<&str>, body: Markup) ->
     }
 }
 
-fn page(
+pub(crate) fn page(
     status: StatusCode,
     title: &str,
     user: Option<&User>,
@@ -154,7 +154,7 @@ fn page(
         .into_response()
 }
 
-fn error_page(user: Option<&User>, csrf: Option<&str>, e: ApiError) -> Response {
+pub(crate) fn error_page(user: Option<&User>, csrf: Option<&str>, e: ApiError) -> Response {
     let status = e.status();
     page(
         status,
@@ -301,7 +301,7 @@ fn relative(ms: i64, now: i64) -> String {
     }
 }
 
-fn sla_badge(s: SlaState) -> Markup {
+pub(crate) fn sla_badge(s: SlaState) -> Markup {
     let text = match s {
         SlaState::OnTime => "on time",
         SlaState::AtRisk => "at risk",
@@ -312,11 +312,11 @@ fn sla_badge(s: SlaState) -> Markup {
     html! { span class={"badge sla-" (s.as_str())} { (text) } }
 }
 
-fn tier_badge(t: Tier) -> Markup {
+pub(crate) fn tier_badge(t: Tier) -> Markup {
     html! { span class={"badge tier-" (t.as_str())} { (t.as_str()) } }
 }
 
-fn words(s: &str) -> String {
+pub(crate) fn words(s: &str) -> String {
     s.replace('_', " ")
 }
 
@@ -364,7 +364,7 @@ fn queue_table(items: &[ListedTicket], now: i64) -> Markup {
                             td { (words(t.ticket.state.as_str())) }
                             td { (t.ticket.problem.as_str()) }
                             td {
-                                (t.ticket.device_id)
+                                a href={"/desk/devices/" (t.ticket.device_id)} { (t.ticket.device_id) }
                                 @if let Some(m) = &t.ticket.model { br; small { (m) " · " (t.ticket.batch.as_deref().unwrap_or("?")) } }
                             }
                             td { (t.ticket.assignee.as_deref().unwrap_or("—")) }
@@ -515,7 +515,7 @@ fn ticket_page(
                 }
             }
             div { span.label { "Assignee" } (t.assignee.as_deref().unwrap_or("nobody")) }
-            div { span.label { "Device" } (t.device_id) @if let Some(m) = &t.model { " (" (m) ", batch " (t.batch.as_deref().unwrap_or("?")) ")" } }
+            div { span.label { "Device" } a href={"/desk/devices/" (t.device_id)} { (t.device_id) } @if let Some(m) = &t.model { " (" (m) ", batch " (t.batch.as_deref().unwrap_or("?")) ")" } }
             @if let Some(o) = &t.outcome {
                 div { span.label { "Outcome" } (words(o)) @if let Some(c) = &t.outcome_category { " · " (c) } }
             }
@@ -574,8 +574,13 @@ fn ticket_page(
                     tbody {
                         @for f in &features {
                             @let c = f["contribution"].as_f64().unwrap_or(0.0);
+                            @let name = f["feature"].as_str().unwrap_or("?");
+                            @let spec = models::schema::FEATURES.iter().find(|s| s.name == name);
                             tr {
-                                td { (words(f["feature"].as_str().unwrap_or("?"))) }
+                                td {
+                                    @if let Some(spec) = spec { (spec.meaning) br; small { code { (name) } } }
+                                    @else { (words(name)) }
+                                }
                                 td.num { (format!("{:.2} {}", f["value"].as_f64().unwrap_or(0.0), f["unit"].as_str().unwrap_or(""))) }
                                 td { (feature_bar(c, max)) small { (format!("{c:+.3}")) } }
                             }
@@ -593,6 +598,9 @@ fn ticket_page(
                 h3 { "What the policy weighed" }
                 ul { @for r in &reasoning { li { (r) } } }
             }
+        }
+        @if let Some(trend) = &d.trend {
+            (super::device::charts_section("The device's last 30 days", trend))
         }
         section.log {
             h2 { "History" }

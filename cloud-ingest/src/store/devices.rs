@@ -6,6 +6,8 @@ use std::collections::HashMap;
 
 use sqlx::{AnyConnection, Row};
 
+use models::features::DAY_MS;
+
 use super::{push_placeholders, Backend, Store, StoreError, CHUNK};
 
 /// A device's sequence accounting.
@@ -262,9 +264,86 @@ pub async fn set_score(c: &mut AnyConnection, s: &ScoreRow) -> Result<(), StoreE
     .bind(s.scored_ms as i64)
     .bind(s.model_version.as_str())
     .bind(s.explanation.as_str())
+    .execute(&mut *c)
+    .await?;
+    // The day's row keeps its highest risk and, of its scores, the latest.
+    let day_ms = s.scored_ms - s.scored_ms % DAY_MS;
+    sqlx::query(
+        "INSERT INTO score_days (device_id, day_ms, risk_max, risk_last, alarm, scored_ms,
+            model_version) VALUES ($1, $2, $3, $3, $4, $5, $6)
+         ON CONFLICT (device_id, day_ms) DO UPDATE SET
+            risk_max = CASE WHEN excluded.risk_max > score_days.risk_max
+                THEN excluded.risk_max ELSE score_days.risk_max END,
+            alarm = CASE WHEN excluded.alarm > score_days.alarm
+                THEN excluded.alarm ELSE score_days.alarm END,
+            risk_last = CASE WHEN excluded.scored_ms >= score_days.scored_ms
+                THEN excluded.risk_last ELSE score_days.risk_last END,
+            model_version = CASE WHEN excluded.scored_ms >= score_days.scored_ms
+                THEN excluded.model_version ELSE score_days.model_version END,
+            scored_ms = CASE WHEN excluded.scored_ms >= score_days.scored_ms
+                THEN excluded.scored_ms ELSE score_days.scored_ms END",
+    )
+    .bind(s.device_id.as_str())
+    .bind(day_ms as i64)
+    .bind(s.risk)
+    .bind(i64::from(s.alarm))
+    .bind(s.scored_ms as i64)
+    .bind(s.model_version.as_str())
     .execute(c)
     .await?;
     Ok(())
+}
+
+/// A day of a device's score history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct ScoreDay {
+    /// The day's start (UTC, device time), ms.
+    pub day_ms: u64,
+    /// The day's highest risk.
+    pub risk_max: f64,
+    /// The day's last risk.
+    pub risk_last: f64,
+    /// Whether any score that day reached the threshold.
+    pub alarm: bool,
+    /// Device time of the day's last score.
+    pub scored_ms: u64,
+    /// The model of the day's last score.
+    pub model_version: String,
+}
+
+/// What the desk shows of a device: identity, terms, liveness and latest score.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct DeviceCard {
+    /// The device.
+    pub device_id: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// Model, class, hardware revision, batch and firmware from its latest birth.
+    pub model: Option<String>,
+    /// Device class.
+    pub device_class: Option<String>,
+    /// Hardware revision.
+    pub hw_revision: Option<String>,
+    /// Production batch.
+    pub batch: Option<String>,
+    /// Firmware version.
+    pub firmware: Option<String>,
+    /// The owner, from the registry.
+    pub customer_id: Option<String>,
+    /// Purchase time, ms.
+    pub purchased_ms: Option<u64>,
+    /// End of warranty, ms.
+    pub warranty_until_ms: Option<u64>,
+    /// First message's device time, ms.
+    pub first_seen_ms: u64,
+    /// Newest message's device time, ms.
+    pub last_seen_ms: u64,
+    /// Latest risk, once scored.
+    pub risk: Option<f64>,
+    /// Device time of the latest score.
+    pub scored_ms: Option<u64>,
+    /// The model of the latest score.
+    pub model_version: Option<String>,
 }
 
 /// What the store says about a device's connection and its messages.
@@ -323,6 +402,76 @@ impl Store {
             .fetch_all(self.pool())
             .await?;
         rows.iter().map(status).collect()
+    }
+
+    /// A device's identity, terms and latest score; `None` if it was never seen.
+    pub async fn device_card(&self, device: &str) -> Result<Option<DeviceCard>, StoreError> {
+        let row = sqlx::query(
+            "SELECT device_id, tenant, model, device_class, hw_revision, batch, firmware,
+                customer_id, purchased_ms, warranty_until_ms, first_seen_ms, last_seen_ms, risk,
+                scored_ms, model_version FROM devices WHERE device_id = $1",
+        )
+        .bind(device)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let ms = |i| r.try_get::<Option<i64>, _>(i).map(|v| v.map(|v| v as u64));
+        Ok(Some(DeviceCard {
+            device_id: r.try_get(0)?,
+            tenant: r.try_get(1)?,
+            model: r.try_get(2)?,
+            device_class: r.try_get(3)?,
+            hw_revision: r.try_get(4)?,
+            batch: r.try_get(5)?,
+            firmware: r.try_get(6)?,
+            customer_id: r.try_get(7)?,
+            purchased_ms: ms(8)?,
+            warranty_until_ms: ms(9)?,
+            first_seen_ms: r.try_get::<i64, _>(10)? as u64,
+            last_seen_ms: r.try_get::<i64, _>(11)? as u64,
+            risk: r.try_get(12)?,
+            scored_ms: ms(13)?,
+            model_version: r.try_get(14)?,
+        }))
+    }
+
+    /// A device's score history from `since_ms` (device time), oldest day first.
+    pub async fn score_days(
+        &self,
+        device: &str,
+        since_ms: u64,
+    ) -> Result<Vec<ScoreDay>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT day_ms, risk_max, risk_last, alarm, scored_ms, model_version FROM score_days
+             WHERE device_id = $1 AND day_ms >= $2 ORDER BY day_ms",
+        )
+        .bind(device)
+        .bind(since_ms as i64)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ScoreDay {
+                    day_ms: r.try_get::<i64, _>(0)? as u64,
+                    risk_max: r.try_get(1)?,
+                    risk_last: r.try_get(2)?,
+                    alarm: r.try_get::<i64, _>(3)? != 0,
+                    scored_ms: r.try_get::<i64, _>(4)? as u64,
+                    model_version: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// A device's heartbeats and events with device time in `[from_ms, to_ms]`, oldest first.
+    pub async fn device_telemetry(
+        &self,
+        device: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<super::messages::StoredMessage>, StoreError> {
+        let mut c = self.pool().acquire().await?;
+        super::messages::telemetry_between(&mut c, device, from_ms, to_ms).await
     }
 
     /// The epochs a device has used, oldest first: (epoch, first seq, first received).

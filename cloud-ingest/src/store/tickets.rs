@@ -620,6 +620,24 @@ impl Store {
         row.as_ref().map(queue_item).transpose()
     }
 
+    /// A device's newest `limit` tickets, open or closed, newest first.
+    pub async fn device_tickets(
+        &self,
+        device: &str,
+        limit: u32,
+    ) -> Result<Vec<QueueItem>, StoreError> {
+        let sql = format!(
+            "SELECT {QUEUE_COLS} FROM tickets t LEFT JOIN devices d ON d.device_id = t.device_id
+             WHERE t.device_id = $1 ORDER BY t.opened_ms DESC, t.id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(device)
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(queue_item).collect()
+    }
+
     /// A ticket's log, oldest first.
     pub async fn ticket_log(&self, id: i64) -> Result<Vec<LogEntry>, StoreError> {
         let rows = sqlx::query(

@@ -158,6 +158,99 @@ impl Desk {
         id
     }
 
+    /// Stored telemetry for ticket `id`'s device over the 30 days whose last day holds
+    /// `end` (the charts' window): a heartbeat every 6 h from the first day's midnight, the
+    /// battery's health falling from 90 % by 0.5 a day and the device warmer by the day; on each of the
+    /// seven days before the last, two brown-outs and a watchdog reset; a battery drop
+    /// every third day (ten in all). Its last message is at `end`.
+    pub async fn telemetry(&self, id: i64, end: u64) {
+        use protocol::event::Event;
+        use protocol::examples;
+        use protocol::reboot::RebootReason;
+        let device = self.store.queue_item(id).await.unwrap().unwrap().device_id;
+        let device_id = protocol::DeviceId::new(&device).unwrap();
+        let start = end - end % (24 * H) - 29 * 24 * H;
+        let mut rows: Vec<(u64, &str, String)> = Vec::new();
+        for ts in (start..=end).step_by(6 * H as usize) {
+            let i = (ts - start) / (6 * H);
+            let mut hb = examples::heartbeat();
+            let b = hb.body.battery.as_mut().unwrap();
+            // Constant within a day, so the day's figure is exact.
+            b.soh_pct = Some(90.0 - 0.5 * ((ts - start) / (24 * H)) as f32);
+            let t = hb.body.thermal.as_mut().unwrap();
+            t.max_c = 35.0 + 0.1 * i as f32;
+            t.mean_c = 28.0 + 0.05 * i as f32;
+            t.min_c = t.mean_c - 5.0;
+            hb.ts_ms = Timestamp(ts);
+            hb.device_id = device_id.clone();
+            rows.push((ts, "heartbeat", serde_json::to_string(&hb).unwrap()));
+        }
+        for day in 0..29u64 {
+            let noon = start + day * 24 * H + 12 * H;
+            let mut events = Vec::new();
+            if day >= 22 {
+                events.extend([
+                    RebootReason::BrownOut,
+                    RebootReason::BrownOut,
+                    RebootReason::HardwareWatchdog,
+                ]);
+            }
+            for (k, reason) in events.into_iter().enumerate() {
+                let mut e = examples::reboot_event();
+                if let Event::Reboot(r) = &mut e.body {
+                    r.reason = reason;
+                }
+                e.ts_ms = Timestamp(noon + k as u64 * 60_000);
+                e.device_id = device_id.clone();
+                rows.push((
+                    noon + k as u64 * 60_000,
+                    "event",
+                    serde_json::to_string(&e).unwrap(),
+                ));
+            }
+            if day % 3 == 0 {
+                let mut e = examples::battery_drop_event();
+                e.ts_ms = Timestamp(noon + H);
+                e.device_id = device_id.clone();
+                rows.push((noon + H, "event", serde_json::to_string(&e).unwrap()));
+            }
+        }
+        let messages: Vec<cloud_ingest::store::messages::NewMessage> = rows
+            .iter()
+            .enumerate()
+            .map(
+                |(seq, (ts, channel, payload))| cloud_ingest::store::messages::NewMessage {
+                    device_id: &device,
+                    seq: seq as u64 + 1,
+                    epoch: 0,
+                    tenant: "acme",
+                    channel,
+                    ts_ms: *ts,
+                    received_ms: *ts,
+                    payload,
+                    export_pending: false,
+                    arrival: seq as u64 + 1,
+                },
+            )
+            .collect();
+        let mut tx = self.store.begin().await.unwrap();
+        cloud_ingest::store::messages::insert(&mut tx, &messages)
+            .await
+            .unwrap();
+        sqlx::query(
+            "UPDATE devices SET first_seen_ms = $2, last_seen_ms = $3, max_seq = $4, msg_count = $4
+             WHERE device_id = $1",
+        )
+        .bind(device.as_str())
+        .bind(start as i64)
+        .bind(end as i64)
+        .bind(messages.len() as i64)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+
     /// An opened ticket (no moves yet) on a new device of batch `batch`.
     pub async fn opened_ticket(&self, device: &str, batch: &str, tier: Tier, epoch: u32) -> i64 {
         let device = format!("{device}-{}", self.tag);
