@@ -34,6 +34,8 @@ pub struct RetentionConfig {
     pub dead_letters_max_rows: u64,
     /// Days an answered or expired command, or a finished webhook delivery, is kept.
     pub outbox_days: u32,
+    /// Days of a device's score history (a row a device and day) kept.
+    pub score_history_days: u32,
     /// Seconds between pruning passes (wall clock).
     pub check_interval_s: u64,
 }
@@ -46,6 +48,7 @@ impl Default for RetentionConfig {
             dead_letters_days: 30,
             dead_letters_max_rows: 100_000,
             outbox_days: 30,
+            score_history_days: 400,
             check_interval_s: 600,
         }
     }
@@ -64,6 +67,8 @@ pub struct Cutoffs {
     pub commands_ms: u64,
     /// Finished webhooks before this (wall clock, as their delivery times are).
     pub webhooks_wall_ms: u64,
+    /// Score history of days before this (device time).
+    pub score_days_ms: u64,
 }
 
 impl RetentionConfig {
@@ -76,12 +81,17 @@ impl RetentionConfig {
             dead_letters_ms: back(now.0, self.dead_letters_days),
             commands_ms: back(now.0, self.outbox_days),
             webhooks_wall_ms: back(wall, self.outbox_days),
+            score_days_ms: back(now.0, self.score_history_days),
         }
     }
 
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), String> {
-        if self.messages_days == 0 || self.dead_letters_days == 0 || self.outbox_days == 0 {
+        if self.messages_days == 0
+            || self.dead_letters_days == 0
+            || self.outbox_days == 0
+            || self.score_history_days == 0
+        {
             return Err("retention: every *_days must be at least 1".into());
         }
         if self.dead_letters_max_rows == 0 {
@@ -100,6 +110,8 @@ pub struct PruneReport {
     pub dead_letters: u64,
     /// Finished commands and webhook deliveries.
     pub outboxes: u64,
+    /// Days of score history.
+    pub score_days: u64,
 }
 
 /// The pruning worker.
@@ -156,6 +168,7 @@ impl Pruner {
                 store.prune_outboxes(cut.commands_ms, cut.webhooks_wall_ms, CHUNK_ROWS)
             })
             .await?,
+            score_days: drain(|| store.prune_score_days(cut.score_days_ms, CHUNK_ROWS)).await?,
         })
     }
 }
@@ -190,6 +203,9 @@ mod tests {
         assert_eq!(cut.dead_letters_ms, 70 * DAY_MS);
         assert_eq!(cut.commands_ms, 70 * DAY_MS);
         assert_eq!(cut.webhooks_wall_ms, 170 * DAY_MS);
+        assert_eq!(cut.score_days_ms, 0, "400 days back from day 100");
+        let late = c.cutoffs(Timestamp(500 * DAY_MS), 0, false);
+        assert_eq!(late.score_days_ms, 100 * DAY_MS);
         assert_eq!(c.cutoffs(now, 0, true).telemetry_ms, Some(98 * DAY_MS));
         // Early in a clock's life nothing underflows.
         assert_eq!(c.cutoffs(Timestamp(DAY_MS), 0, true).messages_ms, 0);

@@ -64,8 +64,30 @@ async fn prunes_old_rows_and_keeps_dedup(url: &str, with_dead_letters: bool) {
         hb(&tenant, &device, 12, t1),
     ];
     assert_eq!(pipeline.process(&new).await.accepted, 2);
+    // A score on each day: a row of score history each.
+    let mut tx = store.begin().await.unwrap();
+    for at in [t0, t1] {
+        let row = cloud_ingest::store::devices::ScoreRow {
+            device_id: device.clone(),
+            risk: 0.1,
+            alarm: false,
+            scored_ms: at,
+            model_version: "m".into(),
+            explanation: "[]".into(),
+        };
+        cloud_ingest::store::devices::set_score(&mut tx, &row)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let days = |s: &Store| {
+        let (s, d) = (s.clone(), device.clone());
+        async move { s.score_days(&d, 0).await.unwrap().len() }
+    };
+    assert_eq!(days(&store).await, 2);
     let config = RetentionConfig {
         dead_letters_max_rows: u64::MAX / 2,
+        score_history_days: 30,
         ..RetentionConfig::default()
     };
     let pruner = Pruner {
@@ -75,6 +97,8 @@ async fn prunes_old_rows_and_keeps_dedup(url: &str, with_dead_letters: bool) {
     let cut = config.cutoffs(clock.now(), now_ms() - 100 * DAY, false);
     let report = pruner.prune(&store, &cut).await.unwrap();
     assert!(report.messages >= 10, "{report:?}");
+    assert!(report.score_days >= 1, "{report:?}");
+    assert_eq!(days(&store).await, 1, "the 36-day-old day's score went");
     let ours: Vec<u64> = store
         .message_keys()
         .await

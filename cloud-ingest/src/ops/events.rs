@@ -182,11 +182,12 @@ pub struct Pruned {
 impl Emit for Pruned {
     fn emit(self, m: &Metrics) {
         let r = self.report;
-        if r.messages + r.dead_letters + r.outboxes > 0 {
+        if r.messages + r.dead_letters + r.outboxes + r.score_days > 0 {
             tracing::info!(
                 messages = r.messages,
                 dead_letters = r.dead_letters,
                 outboxes = r.outboxes,
+                score_days = r.score_days,
                 "retention pruned old rows"
             );
         }
@@ -194,6 +195,7 @@ impl Emit for Pruned {
             ("messages", r.messages),
             ("dead_letters", r.dead_letters),
             ("outboxes", r.outboxes),
+            ("score_days", r.score_days),
         ] {
             m.pruned.get_or_create(&label("table", table)).inc_by(n);
         }

@@ -130,6 +130,23 @@ impl Store {
         Ok(commands.rows_affected() + webhooks.rows_affected())
     }
 
+    /// Removes up to `limit` days of score history before `before_ms` (device time).
+    pub async fn prune_score_days(
+        &self,
+        before_ms: u64,
+        limit: usize,
+    ) -> Result<Pruned, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM score_days WHERE (device_id, day_ms) IN (
+                SELECT device_id, day_ms FROM score_days WHERE day_ms < $1 LIMIT $2)",
+        )
+        .bind(before_ms as i64)
+        .bind(limit as i64)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The bytes the store's data takes, as the database reports it: on SQLite the
     /// pages in use (pruned pages stay in the file, free, and are reused first).
     pub async fn size_bytes(&self) -> Result<u64, StoreError> {
