@@ -8,6 +8,8 @@
 //! [`policy`] what to do, which may open a ticket ([`tickets`]) with its offer
 //! ([`policy::offer`], [`tradein`]). The [`effects`] workers drain the outboxes
 //! (commands to devices, webhooks, InfluxDB); [`retention`] prunes what is old.
+//! [`desk`] is the people's side (API and pages); [`training_set`] turns resolved
+//! tickets into labels for the next model.
 //! [`ops`] serves `/healthz` and `/metrics`
 //! and holds the internal events every stage reports through. [`service`] wires it
 //! together, with the in-process `broker` when it is embedded; `demo` (the default
@@ -35,3 +37,4 @@ pub mod service;
 pub mod store;
 pub mod tickets;
 pub mod tradein;
+pub mod training_set;

@@ -68,6 +68,22 @@ enum Command {
         )]
         store: String,
     },
+    /// Write the training set the desk's outcomes make: DIR/labels.csv (every resolved
+    /// ticket's feature vector as scored when it opened, labelled 1 when a fault was
+    /// confirmed, 0 when none was found) and DIR/labels.json (what it holds). Train on it
+    /// with `models train --csv DIR/labels.csv --mode-col mode --out model.json`.
+    ExportLabels {
+        /// Store URL: sqlite://PATH or postgres://...
+        #[arg(
+            long,
+            env = "FLEET_STORE_URL",
+            default_value = "sqlite://data/fleet.db"
+        )]
+        store: String,
+        /// The directory to write to (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// List the devices in a store as JSON lines: liveness, message counts, gaps, the
     /// current sequence epoch and how often the device restarted its count.
     Devices {
@@ -335,6 +351,39 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             store.close().await;
+        }
+        Command::ExportLabels { store, out } => {
+            let store = Store::open(&store, 2, SqliteSync::Full).await?;
+            let m = cloud_ingest::training_set::export(&store, &out, SystemClock.now().0)
+                .await
+                .with_context(|| format!("exporting labels to {}", out.display()))?;
+            store.close().await;
+            let skipped: Vec<String> = m
+                .tally
+                .skipped
+                .iter()
+                .map(|(why, n)| {
+                    format!(
+                        "{n} {}",
+                        serde_json::to_value(why)
+                            .unwrap_or_default()
+                            .as_str()
+                            .unwrap_or("?")
+                    )
+                })
+                .collect();
+            eprintln!(
+                "wrote {} rows ({} with a confirmed fault) to {}{}",
+                m.tally.rows,
+                m.tally.positives,
+                out.join(cloud_ingest::training_set::CSV).display(),
+                if skipped.is_empty() {
+                    String::new()
+                } else {
+                    format!("; skipped {}", skipped.join(", "))
+                }
+            );
+            eprintln!("train with: {}", m.train);
         }
         Command::Devices { store } => {
             let store = Store::open(&store, 2, SqliteSync::Full).await?;

@@ -1,6 +1,7 @@
 //! Service tickets: the states a ticket moves through, the legal moves between them,
 //! and the evidence frozen into a ticket when it opens.
 
+pub mod labels;
 pub mod progress;
 pub mod sla;
 pub mod work;

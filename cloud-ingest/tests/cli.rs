@@ -65,6 +65,9 @@ fn every_subcommand_answers_help() {
         &["demo", "--help"],
         &["serve", "--help"],
         &["tickets", "--help"],
+        &["export-labels", "--help"],
+        &["users", "--help"],
+        &["devices", "--help"],
     ] {
         let (ok, text) = run(sub);
         assert!(ok && text.contains("Usage:"), "{sub:?}: {text}");
@@ -200,4 +203,30 @@ async fn serve_on_embedded_defaults_takes_in_telemetry_and_serves_the_desk() {
 
 fn examples_device() -> protocol::DeviceId {
     protocol::examples::birth().device_id
+}
+
+#[test]
+fn export_labels_writes_the_set_and_refuses_a_bad_store_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("fleet.db").display());
+    let out = dir.path().join("labels");
+    let (ok, text) = run(&[
+        "export-labels",
+        "--store",
+        &store,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("wrote 0 rows") && text.contains("models train --csv"),
+        "{text}"
+    );
+    let csv = std::fs::read_to_string(out.join("labels.csv")).unwrap();
+    assert!(csv.starts_with("device_id,ts,label,mode,"), "{csv}");
+
+    let (ok, text) = run(&["export-labels", "--store", "mysql://x", "--out", "x"]);
+    assert!(!ok && text.contains("mysql://x"), "{text}");
+    let (ok, text) = run(&["export-labels", "--store", &store]);
+    assert!(!ok && text.contains("--out"), "{text}");
 }

@@ -620,6 +620,48 @@ impl Store {
         row.as_ref().map(queue_item).transpose()
     }
 
+    /// Up to `limit` tickets with an outcome and an id above `after`, by id: the label
+    /// export's pages.
+    pub async fn outcome_tickets(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, crate::tickets::labels::OutcomeTicket)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, ticket_ref, device_id, problem, outcome, outcome_category, closed_ms,
+                opened_ms, model_version, evidence, features FROM tickets
+             WHERE outcome IS NOT NULL AND id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let evidence: String = r.try_get(9)?;
+                // The features' own time; an unreadable evidence falls back to the opening.
+                let scored_ms = serde_json::from_str::<serde_json::Value>(&evidence)
+                    .ok()
+                    .and_then(|e| e["scored_at_ms"].as_u64());
+                Ok((
+                    r.try_get(0)?,
+                    crate::tickets::labels::OutcomeTicket {
+                        ticket_ref: r.try_get(1)?,
+                        device_id: r.try_get(2)?,
+                        problem: r.try_get(3)?,
+                        outcome: r.try_get(4)?,
+                        outcome_category: r.try_get(5)?,
+                        closed_ms: r.try_get::<Option<i64>, _>(6)?.map(|v| v as u64),
+                        scored_ms,
+                        opened_ms: r.try_get::<i64, _>(7)? as u64,
+                        model_version: r.try_get(8)?,
+                        features: r.try_get(10)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     /// A device's newest `limit` tickets, open or closed, newest first.
     pub async fn device_tickets(
         &self,

@@ -1,0 +1,271 @@
+//! Outcomes as training labels: each resolved ticket's feature vector, as scored when it
+//! opened, with the label its outcome gives, written as the CSV `models train --csv`
+//! reads (docs/features.md, "Labels from the desk"). Pure: tickets in, rows and lines out.
+
+use std::collections::BTreeMap;
+
+use models::schema::{FEATURES, FEATURE_COUNT};
+use serde::Serialize;
+
+use super::work::Outcome;
+use crate::store::tickets::ScoredFeatures;
+
+/// A closed ticket with an outcome, as the store gives it to the export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutcomeTicket {
+    /// The ticket's reference.
+    pub ticket_ref: String,
+    /// The device.
+    pub device_id: String,
+    /// The problem it opened for.
+    pub problem: String,
+    /// The outcome's stored name.
+    pub outcome: String,
+    /// The confirmed fault's category, when given.
+    pub outcome_category: Option<String>,
+    /// When it was resolved (service clock), ms.
+    pub closed_ms: Option<u64>,
+    /// Device time the features were scored at (the evidence's `scored_at_ms`).
+    pub scored_ms: Option<u64>,
+    /// When it opened (service clock), ms: the time of a row without `scored_ms`.
+    pub opened_ms: u64,
+    /// The model that scored it.
+    pub model_version: String,
+    /// The feature vector it opened on, JSON ([`ScoredFeatures`]); older tickets have none.
+    pub features: Option<String>,
+}
+
+/// Why a ticket gives no row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Skip {
+    /// The customer declined or traded the device in: nothing was learnt about a fault.
+    NoVerdict,
+    /// Opened before tickets kept their feature vector.
+    NoFeatures,
+    /// Scored on another feature schema: its columns would not line up.
+    OtherSchema,
+    /// The stored vector or outcome cannot be read.
+    Unreadable,
+}
+
+/// One training row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelRow {
+    /// The device.
+    pub device_id: String,
+    /// Device time of the features, ms.
+    pub ts_ms: u64,
+    /// Whether a fault was confirmed.
+    pub label: bool,
+    /// The confirmed fault's category (its own, or the ticket's problem); empty for 0.
+    pub mode: Option<String>,
+    /// The ticket.
+    pub ticket_ref: String,
+    /// The outcome's name.
+    pub outcome: String,
+    /// When it was resolved, ms.
+    pub resolved_ms: Option<u64>,
+    /// The model that scored it.
+    pub model_version: String,
+    /// The features, in schema order.
+    pub values: [f64; FEATURE_COUNT],
+}
+
+/// The row ticket `t` gives under the schema with fingerprint `schema`, or why none.
+pub fn row_of(t: &OutcomeTicket, schema: &str) -> Result<LabelRow, Skip> {
+    let outcome: Outcome = t.outcome.parse().map_err(|_| Skip::Unreadable)?;
+    if matches!(outcome, Outcome::CustomerDeclined | Outcome::TradedIn) {
+        return Err(Skip::NoVerdict);
+    }
+    let stored = t.features.as_deref().ok_or(Skip::NoFeatures)?;
+    let f: ScoredFeatures = serde_json::from_str(stored).map_err(|_| Skip::Unreadable)?;
+    if f.schema != schema {
+        return Err(Skip::OtherSchema);
+    }
+    let values: [f64; FEATURE_COUNT] = f.values.try_into().map_err(|_| Skip::Unreadable)?;
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err(Skip::Unreadable);
+    }
+    let label = outcome.confirms_fault();
+    Ok(LabelRow {
+        device_id: t.device_id.clone(),
+        ts_ms: t.scored_ms.unwrap_or(t.opened_ms),
+        label,
+        mode: label.then(|| {
+            t.outcome_category
+                .clone()
+                .unwrap_or_else(|| t.problem.clone())
+        }),
+        ticket_ref: t.ticket_ref.clone(),
+        outcome: outcome.as_str().to_owned(),
+        resolved_ms: t.closed_ms,
+        model_version: t.model_version.clone(),
+        values,
+    })
+}
+
+/// What an export holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Tally {
+    /// Rows written.
+    pub rows: u64,
+    /// Of which labelled 1.
+    pub positives: u64,
+    /// Tickets with an outcome that gave no row, by why.
+    pub skipped: BTreeMap<Skip, u64>,
+}
+
+impl Tally {
+    /// Counts one ticket's result.
+    pub fn count(&mut self, r: &Result<LabelRow, Skip>) {
+        match r {
+            Ok(row) => {
+                self.rows += 1;
+                self.positives += u64::from(row.label);
+            }
+            Err(s) => *self.skipped.entry(*s).or_default() += 1,
+        }
+    }
+}
+
+/// The columns before the features.
+const LEAD: [&str; 7] = [
+    "device_id",
+    "ts",
+    "label",
+    "mode",
+    "ticket_ref",
+    "outcome",
+    "resolved_ms",
+];
+
+/// The CSV header line: [`LEAD`], then `model_version`, then every feature by name.
+pub fn header() -> String {
+    let mut cols: Vec<&str> = LEAD.to_vec();
+    cols.push("model_version");
+    cols.extend(FEATURES.iter().map(|f| f.name));
+    cols.join(",")
+}
+
+/// A CSV field: quoted (RFC 4180) only when it holds a comma, quote or line break.
+fn field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// A row as a CSV line (no line break).
+pub fn line(r: &LabelRow) -> String {
+    let mut cells = vec![
+        field(&r.device_id),
+        r.ts_ms.to_string(),
+        u8::from(r.label).to_string(),
+        field(r.mode.as_deref().unwrap_or("")),
+        field(&r.ticket_ref),
+        field(&r.outcome),
+        r.resolved_ms.map(|t| t.to_string()).unwrap_or_default(),
+        field(&r.model_version),
+    ];
+    // `{}` on f64 prints the shortest text that reads back as the same number.
+    cells.extend(r.values.iter().map(|v| v.to_string()));
+    cells.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use models::schema::schema_fingerprint;
+
+    fn ticket(outcome: &str, features: Option<String>) -> OutcomeTicket {
+        OutcomeTicket {
+            ticket_ref: "T-1".into(),
+            device_id: "dev-1".into(),
+            problem: "battery".into(),
+            outcome: outcome.into(),
+            outcome_category: None,
+            closed_ms: Some(5_000),
+            scored_ms: Some(1_000),
+            opened_ms: 2_000,
+            model_version: "forest-1".into(),
+            features,
+        }
+    }
+
+    fn vector(schema: &str, fill: f64) -> String {
+        serde_json::to_string(&ScoredFeatures {
+            schema: schema.into(),
+            values: vec![fill; FEATURE_COUNT],
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn outcomes_become_labels_and_the_rest_say_why_not() {
+        let fp = schema_fingerprint();
+        let v = Some(vector(&fp, 0.25));
+        let yes = row_of(&ticket("battery_replaced", v.clone()), &fp).unwrap();
+        assert!(yes.label);
+        assert_eq!(yes.mode.as_deref(), Some("battery"), "the ticket's problem");
+        assert_eq!(yes.ts_ms, 1_000, "the features' own time");
+        let mut categorised = ticket("fault_confirmed", v.clone());
+        categorised.outcome_category = Some("thermal".into());
+        assert_eq!(
+            row_of(&categorised, &fp).unwrap().mode.as_deref(),
+            Some("thermal")
+        );
+        let no = row_of(&ticket("no_fault_found", v.clone()), &fp).unwrap();
+        assert!(!no.label && no.mode.is_none());
+        for o in ["customer_declined", "traded_in"] {
+            assert_eq!(
+                row_of(&ticket(o, v.clone()), &fp),
+                Err(Skip::NoVerdict),
+                "{o}"
+            );
+        }
+        assert_eq!(
+            row_of(&ticket("repaired", None), &fp),
+            Err(Skip::NoFeatures)
+        );
+        assert_eq!(
+            row_of(&ticket("repaired", Some(vector("other", 0.0))), &fp),
+            Err(Skip::OtherSchema)
+        );
+        let short = serde_json::to_string(&ScoredFeatures {
+            schema: fp.clone(),
+            values: vec![1.0; 3],
+        })
+        .unwrap();
+        assert_eq!(
+            row_of(&ticket("repaired", Some(short)), &fp),
+            Err(Skip::Unreadable)
+        );
+        assert_eq!(row_of(&ticket("mended", v), &fp), Err(Skip::Unreadable));
+        let mut t = Tally::default();
+        t.count(&Ok(yes));
+        t.count(&Ok(no));
+        t.count(&Err(Skip::NoVerdict));
+        assert_eq!(
+            (t.rows, t.positives, t.skipped[&Skip::NoVerdict]),
+            (2, 1, 1)
+        );
+    }
+
+    #[test]
+    fn lines_match_the_header_and_quote_only_when_needed() {
+        let fp = schema_fingerprint();
+        let mut t = ticket("repaired", Some(vector(&fp, 0.1)));
+        t.ticket_ref = "T-1,\"x\"".into();
+        let row = row_of(&t, &fp).unwrap();
+        let l = line(&row);
+        assert!(l.starts_with("dev-1,1000,1,battery,\"T-1,\"\"x\"\"\",repaired,5000,forest-1,0.1,"));
+        assert_eq!(header().split(',').count(), 8 + FEATURE_COUNT);
+        assert!(header().starts_with("device_id,ts,label,mode,"));
+        assert!(header().ends_with(FEATURES[FEATURE_COUNT - 1].name));
+        // The plain line has exactly as many cells as the header.
+        let plain = line(&row_of(&ticket("repaired", Some(vector(&fp, 0.1))), &fp).unwrap());
+        assert_eq!(plain.split(',').count(), header().split(',').count());
+    }
+}
