@@ -1,7 +1,12 @@
 //! The one-command demo: an in-process broker (rumqttd), SQLite in a local data
 //! directory, the bundled model, and a firmware-sim fleet running the real agent code
-//! in accelerated time. Tickets print as they open; the run ends with a summary scored
-//! against the simulation's ground truth.
+//! in accelerated time. Tickets print as they open; the desk is served while it runs,
+//! with a simulated service team ([`team`], [`staff`]) working the tickets and customers
+//! answering on the progress page; the run ends with a summary scored against the
+//! simulation's ground truth, and the desk stays up on the run's final state.
+
+pub mod staff;
+pub mod team;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -20,9 +25,18 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
+use crate::desk::api::DeskState;
+use crate::desk::auth::Role;
+use crate::desk::casework;
 use crate::ingest::OpenedTicket;
 use crate::service::{self, Observers};
+use crate::store::tickets::{LogEntry, QueueItem};
 use crate::store::{Registration, SqliteSync, Store, TicketRow};
+use crate::tickets::progress::Rating;
+use crate::tickets::sla::SlaState;
+use protocol::clock::ManualClock;
+use staff::Staff;
+use team::{Fate, TeamConfig};
 
 /// How to size and place a demo run.
 #[derive(Debug, Clone)]
@@ -37,10 +51,13 @@ pub struct DemoOptions {
     pub speedup: f64,
     /// Where the SQLite database goes (emptied at start).
     pub data_dir: PathBuf,
-    /// Where `/healthz` and `/metrics` listen, if anywhere.
+    /// Where the desk, `/healthz` and `/metrics` listen, if anywhere; the simulated
+    /// service team works through it, so without it nobody works the tickets.
     pub http: Option<std::net::SocketAddr>,
     /// Print each ticket as it opens.
     pub print_tickets: bool,
+    /// How the simulated team and customers behave.
+    pub team: TeamConfig,
 }
 
 /// The demo's result, scored against ground truth.
@@ -90,10 +107,68 @@ pub struct Summary {
     pub wall_seconds: f64,
     /// The model that scored.
     pub model_version: String,
+    /// SLA kept per tier, over the tickets the team works (tips, which the customer
+    /// settles alone, left out).
+    pub sla_met_by_tier: BTreeMap<String, SlaTally>,
+    /// Resolved tickets by outcome.
+    pub outcomes: BTreeMap<String, usize>,
+    /// Offers answered, by where: `device` or `progress_page`.
+    pub customer_answers: BTreeMap<String, usize>,
+    /// The customers' ratings (1 to 5), when any were given.
+    pub ratings: Option<RatingMeans>,
+    /// What the simulated team and web customers did, when the desk was served.
+    pub desk: Option<staff::StaffReport>,
+    /// The desk's address, when it was served.
+    pub desk_url: Option<String>,
+}
+
+/// How a tier's tickets fared against their SLA.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SlaTally {
+    /// Closed within the window.
+    pub met: usize,
+    /// Breached, closed or not.
+    pub missed: usize,
+    /// Still open within the window at the end.
+    pub open: usize,
+    /// `met` over `met + missed`, when either is not zero.
+    pub share_met: Option<f64>,
+}
+
+/// The customers' mean ratings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RatingMeans {
+    /// Ratings given.
+    pub count: usize,
+    /// Mean of the result's stars.
+    pub result: f64,
+    /// Mean of the speed's stars.
+    pub speed: f64,
+    /// Mean of the service's stars.
+    pub service: f64,
+}
+
+/// A finished run: its summary, and the desk to keep serving on its final state.
+pub struct Finished {
+    /// The summary.
+    pub summary: Summary,
+    /// The desk, when it was served.
+    pub desk: Option<DeskAfter>,
+}
+
+/// What serving the desk after the run needs.
+#[derive(Debug, Clone)]
+pub struct DeskAfter {
+    /// The store.
+    pub store_url: String,
+    /// Where it listened during the run.
+    pub addr: std::net::SocketAddr,
+    /// The simulated moment the run ended: the desk's clock stands still there.
+    pub end: protocol::Timestamp,
 }
 
 /// Runs the demo.
-pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Result<Summary> {
+pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Result<Finished> {
     let started = Instant::now();
     let broker = crate::broker::start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
         .context("starting the in-process MQTT broker")?;
@@ -117,6 +192,10 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
     ));
     let tenant = TenantId::new("demo").expect("a valid tenant");
     register_fleet(&store_url, &fleet, tenant.as_str()).await?;
+    let people = match opts.http {
+        Some(_) => Some(desk_users(&store_url, &opts.team).await?),
+        None => None,
+    };
     eprintln!(
         "fleet: {} devices, {} days from 2026-01-01, seed {}; {} fail within the run (the ingest side does not know which)",
         fleet.devices.len(),
@@ -136,6 +215,7 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
     let (ingest_stop_tx, ingest_stop) = watch::channel(false);
     let (ready_tx, mut ready) = watch::channel(false);
     let (ticket_tx, mut ticket_rx) = mpsc::unbounded_channel::<OpenedTicket>();
+    let bound = Arc::new(std::sync::Mutex::new(None));
     let ingest = tokio::spawn(service::run(
         config,
         clock.clone(),
@@ -144,12 +224,45 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
             tickets: Some(ticket_tx),
             ready: Some(ready_tx),
             metrics: Some(metrics.clone()),
-            ..Observers::default()
+            http_bound: Some(bound.clone()),
         },
     ));
     tokio::time::timeout(Duration::from_secs(30), ready.wait_for(|r| *r))
         .await
         .context("ingest did not subscribe to the broker within 30 s")??;
+    // The listener is bound (or has failed) before ingest reports ready.
+    let desk_addr = *bound.lock().expect("bound lock");
+    if let (Some(asked), None) = (opts.http, desk_addr) {
+        anyhow::bail!(
+            "the desk could not listen on {asked} (in use?); pass --http 127.0.0.1:0 for any free port"
+        );
+    }
+    let (staff_stop_tx, staff_stop) = watch::channel(false);
+    let staff = match (desk_addr, people) {
+        (Some(addr), Some((admin, tokens))) => {
+            eprintln!(
+                "the desk: http://{addr}/desk (sign in with the admin token {admin}); a simulated team of {} works the tickets",
+                tokens.len()
+            );
+            let fates = failing(&fleet)
+                .filter_map(|(d, _)| {
+                    Some((
+                        d.id.as_str().to_owned(),
+                        Fate::of_mode(d.fate.as_ref()?.mode.as_str()),
+                    ))
+                })
+                .collect();
+            let staff = Staff {
+                base: format!("http://{addr}"),
+                tokens,
+                config: opts.team.clone(),
+                fates,
+                clock: clock.clone(),
+            };
+            Some(tokio::spawn(staff.run(staff_stop)))
+        }
+        _ => None,
+    };
 
     let print = opts.print_tickets;
     let start = fleet.start;
@@ -202,6 +315,7 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
     let live = live::run_on(fleet.clone(), live_config, clock.clone(), stop).await;
     progress.abort();
     let live = live?;
+    let end = clock.now();
 
     // Let ingest take in everything the devices sent, then stop it. It may trail the
     // fleet when the machine is busy: wait while it makes progress.
@@ -222,6 +336,11 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    let _ = staff_stop_tx.send(true);
+    let staff = match staff {
+        Some(h) => Some(h.await.context("the simulated team panicked")?),
+        None => None,
+    };
     let _ = ingest_stop_tx.send(true);
     let report = ingest.await.context("the ingest task panicked")??;
     let _ = printer.await;
@@ -240,7 +359,148 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
     summary.model_version = models::artifact::ModelArtifact::bundled()
         .map(|m| m.version)
         .unwrap_or_default();
-    Ok(summary)
+    let desk = DeskState::new(
+        Store::open(&store_url, 1, SqliteSync::Normal).await?,
+        Arc::new(ManualClock::at(end)),
+    );
+    let mut worked = Vec::new();
+    for t in &tickets {
+        let (item, log, sla) = casework::load(&desk, t.id)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading ticket {}: {}", t.id, e.detail()))?;
+        let rating = desk.store.ticket_rating(t.id).await?.map(|r| r.rating);
+        worked.push(Worked {
+            item,
+            log,
+            sla: sla.state,
+            rating,
+        });
+    }
+    desk.store.close().await;
+    desk_figures(&mut summary, &worked);
+    summary.desk = staff;
+    summary.desk_url = desk_addr.map(|a| format!("http://{a}/desk"));
+    Ok(Finished {
+        summary,
+        desk: desk_addr.map(|addr| DeskAfter {
+            store_url,
+            addr,
+            end,
+        }),
+    })
+}
+
+/// Creates the desk's users for a run: `admin`, whose token is printed for people, and
+/// the simulated team's agents; the admin token and the agents' tokens by name.
+async fn desk_users(
+    store_url: &str,
+    team: &TeamConfig,
+) -> anyhow::Result<(String, HashMap<String, String>)> {
+    let store = Store::open(store_url, 1, SqliteSync::Normal).await?;
+    let now = protocol::clock::SystemClock.now().0;
+    let (_, admin) = store.add_user("admin", Role::Admin, "demo", now).await?;
+    let mut tokens = HashMap::new();
+    for name in &team.agents {
+        let (_, token) = store.add_user(name, Role::Agent, "demo", now).await?;
+        tokens.insert(name.clone(), token);
+    }
+    store.close().await;
+    Ok((admin, tokens))
+}
+
+/// A ticket at the end of a run, as the desk sees it.
+#[derive(Debug, Clone)]
+pub struct Worked {
+    /// The ticket.
+    pub item: QueueItem,
+    /// Its log.
+    pub log: Vec<LogEntry>,
+    /// Its SLA state at the end.
+    pub sla: SlaState,
+    /// The customer's rating.
+    pub rating: Option<Rating>,
+}
+
+/// Fills the summary's desk figures from the tickets at the end: SLA kept per tier (tips
+/// left out: the customer settles them alone), outcomes, where offers were answered, and
+/// the ratings.
+pub fn desk_figures(s: &mut Summary, tickets: &[Worked]) {
+    for by in ["device", "progress_page"] {
+        s.customer_answers.entry(by.into()).or_default();
+    }
+    for t in tickets {
+        for e in &t.log {
+            if e.kind == "move" && (e.to == "accepted" || e.to == "declined") {
+                let by = if e.actor == "customer" {
+                    "progress_page"
+                } else {
+                    "device"
+                };
+                *s.customer_answers.entry(by.into()).or_default() += 1;
+            }
+        }
+        if let Some(o) = &t.item.outcome {
+            *s.outcomes.entry(o.clone()).or_default() += 1;
+        }
+        if t.item.offer_kind == protocol::command::OfferKind::SelfServiceTip {
+            continue;
+        }
+        let tally = s
+            .sla_met_by_tier
+            .entry(t.item.tier.to_string())
+            .or_default();
+        match t.sla {
+            SlaState::Met => tally.met += 1,
+            SlaState::Breached => tally.missed += 1,
+            SlaState::OnTime | SlaState::AtRisk | SlaState::Paused => tally.open += 1,
+        }
+    }
+    for tally in s.sla_met_by_tier.values_mut() {
+        let decided = tally.met + tally.missed;
+        tally.share_met = (decided > 0).then(|| tally.met as f64 / decided as f64);
+    }
+    let rated: Vec<&Rating> = tickets.iter().filter_map(|t| t.rating.as_ref()).collect();
+    if !rated.is_empty() {
+        let mean = |f: fn(&Rating) -> u8| {
+            rated.iter().map(|r| f64::from(f(r))).sum::<f64>() / rated.len() as f64
+        };
+        s.ratings = Some(RatingMeans {
+            count: rated.len(),
+            result: mean(|r| r.result.get()),
+            speed: mean(|r| r.speed.get()),
+            service: mean(|r| r.service.get()),
+        });
+    }
+}
+
+/// Serves the desk on the run's final state, its clock standing at the run's end, until
+/// `stop` turns true.
+pub async fn keep_serving(after: DeskAfter, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let store = Store::open(&after.store_url, 2, SqliteSync::Normal).await?;
+    let (_up, mqtt) = watch::channel(false);
+    let health = crate::ops::http::Health {
+        mqtt,
+        store: store.clone(),
+        model: Arc::new(crate::score::ModelSlot::load(None)?),
+        metrics: Arc::new(crate::ops::metrics::Metrics::new()),
+        clock: Arc::new(ManualClock::at(after.end)),
+        links: crate::desk::api::LinkSettings::default(),
+    };
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let serving = tokio::spawn(crate::ops::http::serve(
+        after.addr,
+        health,
+        stop.clone(),
+        bound_tx,
+    ));
+    let addr = bound_rx
+        .await
+        .map_err(|_| anyhow::anyhow!("the desk could not listen on {} again", after.addr))?;
+    eprintln!("the desk stays up on the run's final state at http://{addr}/desk; Ctrl-C ends it");
+    let _ = stop.wait_for(|s| *s).await;
+    serving.await??;
+    store.close().await;
+    Ok(())
 }
 
 /// Messages the broker acknowledged to the devices that the store does not hold.
@@ -346,6 +606,12 @@ pub fn summarise(fleet: &Fleet, tickets: &[TicketRow]) -> Summary {
         skipped_samples: 0,
         wall_seconds: 0.0,
         model_version: String::new(),
+        sla_met_by_tier: BTreeMap::new(),
+        outcomes: BTreeMap::new(),
+        customer_answers: BTreeMap::new(),
+        ratings: None,
+        desk: None,
+        desk_url: None,
     }
 }
 

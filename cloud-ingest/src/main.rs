@@ -134,9 +134,14 @@ struct DemoArgs {
     /// Also write the summary as JSON here.
     #[arg(long)]
     summary_json: Option<PathBuf>,
-    /// Serve /healthz and /metrics here while the demo runs.
+    /// Serve the desk (and /healthz, /metrics) here: a simulated service team works the
+    /// tickets through it while the demo runs, and it stays up on the final state until
+    /// Ctrl-C. Port 0 takes any free port.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// End when the run ends instead of serving the desk on until Ctrl-C (for scripts).
     #[arg(long)]
-    http: Option<SocketAddr>,
+    exit: bool,
     /// Do not print each ticket.
     #[arg(long)]
     quiet: bool,
@@ -300,14 +305,19 @@ async fn main() -> anyhow::Result<()> {
                 seed: a.seed,
                 speedup: a.speedup,
                 data_dir: a.data_dir,
-                http: a.http,
+                http: Some(a.http),
                 print_tickets: !a.quiet,
+                team: demo::team::TeamConfig::default(),
             };
-            let summary = demo::run(&opts, stop_on_signal()).await?;
-            demo::print_summary(&summary);
+            let stop = stop_on_signal();
+            let finished = demo::run(&opts, stop.clone()).await?;
+            demo::print_summary(&finished.summary);
             if let Some(p) = &a.summary_json {
-                demo::write_summary(&summary, p)?;
+                demo::write_summary(&finished.summary, p)?;
                 println!("summary written to {}", p.display());
+            }
+            if let (false, Some(desk)) = (a.exit, finished.desk) {
+                demo::keep_serving(desk, stop).await?;
             }
         }
         Command::Serve(a) => {

@@ -247,17 +247,24 @@ async fn a_risky_device_gets_a_ticket_an_offer_and_a_webhook_and_bad_input_is_ke
 async fn a_simulated_fleet_through_the_in_process_broker_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let opts = DemoOptions {
-        devices: 20,
-        days: 30,
+        devices: 60,
+        days: 60,
         seed: 3,
-        speedup: 200_000.0,
+        speedup: 300_000.0,
         data_dir: dir.path().to_owned(),
-        http: None,
+        http: Some("127.0.0.1:0".parse().unwrap()),
         print_tickets: false,
+        // Every customer with a link tries the progress page (racing the device).
+        team: demo::team::TeamConfig {
+            web_share: 1.0,
+            ..Default::default()
+        },
     };
-    let (_keep, stop) = tokio::sync::watch::channel(false);
-    let s = demo::run(&opts, stop).await.unwrap();
-    assert!(s.messages_published > 20 * 30 * 20, "{s:?}");
+    let (keep, stop) = tokio::sync::watch::channel(false);
+    let finished = demo::run(&opts, stop.clone()).await.unwrap();
+    let s = finished.summary;
+    eprintln!("{}", serde_json::to_string_pretty(&s).unwrap());
+    assert!(s.messages_published > 60 * 60 * 20, "{s:?}");
     // Every message a device sent is stored, once (the store's key is (device, seq));
     // the store also holds the broker's Last Will messages, which no device spooled.
     assert_eq!(s.messages_lost, 0, "{s:?}");
@@ -272,7 +279,39 @@ async fn a_simulated_fleet_through_the_in_process_broker_loses_nothing() {
         "tickets",
         "median_lead_days",
         "messages_ingested",
+        "sla_met_by_tier",
+        "outcomes",
+        "customer_answers",
     ] {
         assert!(json.get(key).is_some(), "summary lacks {key}");
     }
+    // The simulated team worked through the desk, and customers answered on both sides.
+    let team = s.desk.as_ref().expect("the desk was served");
+    assert_eq!(team.errors, 0, "{team:?}");
+    assert!(s.tickets > 0, "seed 3's fleet opens tickets: {s:?}");
+    assert!(team.links > 0, "{team:?}");
+    assert!(team.web_answers + team.web_answers_too_late > 0, "{team:?}");
+    let answers: usize = s.customer_answers.values().sum();
+    assert!(answers > 0, "{s:?}");
+    assert_eq!(
+        s.customer_answers["progress_page"] as u64, team.web_answers,
+        "the page's answers are the customer's moves: {s:?}"
+    );
+    assert!(!s.sla_met_by_tier.is_empty(), "{s:?}");
+
+    // After the run the desk stays up on the final state until told to stop.
+    let desk = finished.desk.expect("a desk to keep serving");
+    let addr = desk.addr;
+    let serving = tokio::spawn(demo::keep_serving(desk, stop));
+    let mut up = false;
+    for _ in 0..50 {
+        if let Ok(r) = reqwest::get(format!("http://{addr}/login")).await {
+            up = r.status().is_success();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "the desk answers after the run");
+    keep.send(true).unwrap();
+    serving.await.unwrap().unwrap();
 }

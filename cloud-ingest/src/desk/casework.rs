@@ -130,7 +130,10 @@ fn clock_events(log: &[LogEntry]) -> Vec<ClockEvent> {
 }
 
 /// A ticket, its log, and its SLA clock read from the log now.
-async fn load(s: &DeskState, id: i64) -> Result<(QueueItem, Vec<LogEntry>, SlaClock), ApiError> {
+pub async fn load(
+    s: &DeskState,
+    id: i64,
+) -> Result<(QueueItem, Vec<LogEntry>, SlaClock), ApiError> {
     let item = s
         .store
         .queue_item(id)

@@ -1,0 +1,268 @@
+//! The simulated service team and web customers at work: [`team::plan`]'s steps carried
+//! out over the desk's HTTP API and the customer's progress page, exactly as people in
+//! a browser or a CRM would call them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::clock::Clock;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::team::{self, Fate, Listed, Step, TeamConfig, TeamState};
+use crate::tickets::work::Outcome;
+
+/// How often the team looks at the queue (wall clock): at the demo's speed-up a look
+/// every 25 ms is one every 20 simulated minutes.
+const LOOK_EVERY: Duration = Duration::from_millis(25);
+/// Looks between checks of linked tickets that left the queue (for ratings).
+const RATING_EVERY: u32 = 20;
+
+/// What the team and customers did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StaffReport {
+    /// Actions the desk accepted.
+    pub actions: u64,
+    /// Actions refused with 409 (someone, or the device, moved first).
+    pub refused: u64,
+    /// Progress links made.
+    pub links: u64,
+    /// Offers answered on the progress page.
+    pub web_answers: u64,
+    /// Web answers refused because the device had answered first.
+    pub web_answers_too_late: u64,
+    /// Ratings given on the progress page.
+    pub ratings: u64,
+    /// Requests that failed otherwise (logged).
+    pub errors: u64,
+}
+
+/// The simulated people, with their desk tokens.
+pub struct Staff {
+    /// The desk's base address, `http://HOST:PORT`.
+    pub base: String,
+    /// Each agent's API token, by name.
+    pub tokens: HashMap<String, String>,
+    /// How they work.
+    pub config: TeamConfig,
+    /// The ground truth: how each failing device fails.
+    pub fates: HashMap<String, Fate>,
+    /// The service clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Staff {
+    /// Works until `stop` turns true; what was done.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> StaffReport {
+        let http = reqwest::Client::new();
+        let mut state = TeamState::default();
+        let mut report = StaffReport::default();
+        let mut looks = 0u32;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(LOOK_EVERY) => {}
+                _ = stop.wait_for(|s| *s) => return report,
+            }
+            looks += 1;
+            let lead = &self.config.agents[0];
+            let queue = match self.queue(&http, lead).await {
+                Ok(q) => q,
+                Err(e) => {
+                    report.errors += 1;
+                    tracing::warn!(error = %e, "demo team: reading the queue");
+                    continue;
+                }
+            };
+            let now = self.clock.now().0;
+            let steps = team::plan(
+                &queue,
+                &state,
+                &self.config,
+                |d| self.fates.get(d).copied(),
+                now,
+            );
+            for step in steps {
+                if let Err(e) = self
+                    .carry_out(&http, &step, &mut state, &mut report, now)
+                    .await
+                {
+                    report.errors += 1;
+                    tracing::warn!(error = %e, ?step, "demo team: a step failed");
+                }
+            }
+            if looks.is_multiple_of(RATING_EVERY) {
+                let open: std::collections::HashSet<i64> = queue.iter().map(|t| t.id).collect();
+                if let Err(e) = self.rate(&http, &open, &mut state, &mut report).await {
+                    report.errors += 1;
+                    tracing::warn!(error = %e, "demo team: rating");
+                }
+            }
+        }
+    }
+
+    fn token(&self, agent: &str) -> &str {
+        self.tokens
+            .get(agent)
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+
+    async fn queue(&self, http: &reqwest::Client, agent: &str) -> anyhow::Result<Vec<Listed>> {
+        let v: Value = http
+            .get(format!("{}/api/v1/tickets?per_page=200", self.base))
+            .bearer_auth(self.token(agent))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(serde_json::from_value(v["items"].clone())?)
+    }
+
+    async fn carry_out(
+        &self,
+        http: &reqwest::Client,
+        step: &Step,
+        state: &mut TeamState,
+        report: &mut StaffReport,
+        now: u64,
+    ) -> anyhow::Result<()> {
+        match step {
+            Step::Act {
+                ticket,
+                agent,
+                body,
+            } => {
+                let r = http
+                    .post(format!("{}/api/v1/tickets/{ticket}/actions", self.base))
+                    .bearer_auth(self.token(agent))
+                    .json(body)
+                    .send()
+                    .await?;
+                match r.status().as_u16() {
+                    200 => {
+                        report.actions += 1;
+                        if body["action"] == "start" {
+                            state.started.insert(*ticket, now);
+                        }
+                    }
+                    409 => report.refused += 1,
+                    s => anyhow::bail!("{s} for {body} on ticket {ticket}: {}", r.text().await?),
+                }
+            }
+            Step::Link { ticket, agent } => {
+                let v: Value = http
+                    .post(format!(
+                        "{}/api/v1/tickets/{ticket}/progress-link",
+                        self.base
+                    ))
+                    .bearer_auth(self.token(agent))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
+                let path = v["path"].as_str().unwrap_or_default().to_owned();
+                state.links.insert(*ticket, (path, now));
+                report.links += 1;
+            }
+            Step::Answer { ticket, accept } => {
+                state.answered.insert(*ticket);
+                let path = state.links[ticket].0.clone();
+                let csrf = self.page_csrf(http, &path).await?;
+                let answer = if *accept { "accept" } else { "decline" };
+                let r = http
+                    .post(format!("{}{path}/answer", self.base))
+                    .form(&[("csrf", csrf.as_str()), ("answer", answer)])
+                    .send()
+                    .await?;
+                match r.status().as_u16() {
+                    200 => report.web_answers += 1,
+                    409 => report.web_answers_too_late += 1,
+                    s => anyhow::bail!("{s} answering on {path}"),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the progress page as the customer's browser does and reads its form's CSRF
+    /// token.
+    async fn page_csrf(&self, http: &reqwest::Client, path: &str) -> anyhow::Result<String> {
+        let page = http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        let marker = "name=\"csrf\" value=\"";
+        let start = page
+            .find(marker)
+            .map(|i| i + marker.len())
+            .ok_or_else(|| anyhow::anyhow!("{path} has no form"))?;
+        let end = page[start..]
+            .find('"')
+            .ok_or_else(|| anyhow::anyhow!("{path}: an unterminated csrf value"))?;
+        Ok(page[start..start + end].to_owned())
+    }
+
+    /// Customers of linked tickets that left the queue rate them once resolved.
+    async fn rate(
+        &self,
+        http: &reqwest::Client,
+        open: &std::collections::HashSet<i64>,
+        state: &mut TeamState,
+        report: &mut StaffReport,
+    ) -> anyhow::Result<()> {
+        let lead = &self.config.agents[0];
+        let done: Vec<(i64, String)> = state
+            .links
+            .iter()
+            .filter(|(id, _)| !open.contains(id) && !state.rated.contains(id))
+            .map(|(id, (path, _))| (*id, path.clone()))
+            .collect();
+        for (id, path) in done {
+            state.rated.insert(id);
+            let t: Value = http
+                .get(format!("{}/api/v1/tickets/{id}", self.base))
+                .bearer_auth(self.token(lead))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let Some(outcome) = t["ticket"]["outcome"]
+                .as_str()
+                .and_then(|o| o.parse::<Outcome>().ok())
+            else {
+                continue;
+            };
+            let met = t["sla"]["state"] == "met";
+            let Some([result, speed, service]) = team::rating(id, outcome, met, &self.config)
+            else {
+                continue;
+            };
+            let csrf = self.page_csrf(http, &path).await?;
+            let r = http
+                .post(format!("{}{path}/rating", self.base))
+                .form(&[
+                    ("csrf", csrf),
+                    ("result", result.to_string()),
+                    ("speed", speed.to_string()),
+                    ("service", service.to_string()),
+                    ("comment", String::new()),
+                ])
+                .send()
+                .await?;
+            if r.status().is_success() {
+                report.ratings += 1;
+            } else {
+                anyhow::bail!("{} rating on {path}", r.status());
+            }
+        }
+        Ok(())
+    }
+}
