@@ -627,3 +627,73 @@ async fn sqlite_a_device_reads_with_its_score_history_tickets_and_days() {
 async fn postgres_a_device_reads_with_its_score_history_tickets_and_days() {
     a_device_reads_with_its_score_history_tickets_and_days(&tests::services::postgres_url()).await;
 }
+
+async fn the_queue_pages_running_clocks_then_paused_ones(url: &str) {
+    let desk = Desk::start(url).await;
+    let (_, ana) = desk.user("ana", Role::Agent).await;
+    let batch = format!("b-{}", desk.tag);
+    let high = desk.accepted_ticket("pg-h", &batch, Tier::High).await;
+    let medium = desk.accepted_ticket("pg-m", &batch, Tier::Medium).await;
+    let low = desk.accepted_ticket("pg-l", &batch, Tier::Low).await;
+    // The medium ticket's clock stops: it goes after the running ones, though due sooner.
+    let (s, v) = desk
+        .call(
+            "POST",
+            &format!("/api/v1/tickets/{medium}/actions"),
+            Some(&ana),
+            Some(json!({"action": "pause", "reason": "waiting_for_parts"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let ids = |v: &Value| -> Vec<i64> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_i64().unwrap())
+            .collect()
+    };
+    let page = |n: u32, per: u32| format!("/api/v1/tickets?batch={batch}&page={n}&per_page={per}");
+    let mut seen = Vec::new();
+    for n in 0..4 {
+        let (s, v) = desk.call("GET", &page(n, 1), Some(&ana), None).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["total"], 3, "{v}");
+        seen.extend(ids(&v));
+    }
+    assert_eq!(
+        seen,
+        [high, low, medium],
+        "running by due time, then paused"
+    );
+    let (_, v) = desk.call("GET", &page(0, 2), Some(&ana), None).await;
+    assert_eq!(ids(&v), [high, low]);
+    let (_, v) = desk.call("GET", &page(1, 2), Some(&ana), None).await;
+    assert_eq!(ids(&v), [medium], "the page across the boundary");
+    let (_, v) = desk.call("GET", &page(0, 50), Some(&ana), None).await;
+    assert_eq!(ids(&v), [high, low, medium]);
+    let (_, v) = desk
+        .call(
+            "GET",
+            &format!("/api/v1/tickets?batch={batch}&sla=paused"),
+            Some(&ana),
+            None,
+        )
+        .await;
+    assert_eq!(ids(&v), [medium]);
+}
+
+#[tokio::test]
+async fn sqlite_the_queue_pages_running_clocks_then_paused_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    the_queue_pages_running_clocks_then_paused_ones(&format!(
+        "sqlite://{}",
+        dir.path().join("d.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_the_queue_pages_running_clocks_then_paused_ones() {
+    the_queue_pages_running_clocks_then_paused_ones(&tests::services::postgres_url()).await;
+}

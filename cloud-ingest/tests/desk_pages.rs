@@ -267,7 +267,37 @@ async fn an_agent_works_a_ticket_in_the_browser() {
         .unwrap();
     phone.find("div.summary").await;
     phone.shot("ticket-phone").await;
+    // A filter nothing matches says so.
+    phone
+        .client
+        .goto(&format!("{base}/desk?assignee=nobody-at-all"))
+        .await
+        .unwrap();
+    phone.find("p.empty").await;
+    assert!(phone
+        .text()
+        .await
+        .contains("No tickets match these filters."));
+    phone.shot("queue-empty-phone").await;
     phone.close().await;
+
+    // A recycler signs in but may not see the service desk's queue.
+    let (_, rae) = desk.user("rae", Role::Recycler).await;
+    let mut other = Browser::start("desk_pages_recycler", 1280, 700).await;
+    other.client.goto(&format!("{base}/login")).await.unwrap();
+    other.fill("#token", &rae).await;
+    submit(&other, "form.card").await;
+    other.find("p.error").await;
+    let text = other.text().await;
+    assert!(
+        text.contains("which may not see this page") && text.contains("recycler"),
+        "{text}"
+    );
+    other.shot("recycler-refused").await;
+    // They can still sign out, back to the sign-in page.
+    submit(&other, "header form[action='/logout']").await;
+    other.find("#token").await;
+    other.close().await;
 }
 
 /// The agent makes a progress link on the ticket's page; the customer, not signed in,

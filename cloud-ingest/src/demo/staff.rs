@@ -39,6 +39,47 @@ pub struct StaffReport {
     pub errors: u64,
 }
 
+/// How a step went.
+#[derive(Debug, Clone, PartialEq)]
+enum Done {
+    /// The desk took the action.
+    Acted,
+    /// 409: someone (or the device) moved first.
+    Refused,
+    /// A link, at this path.
+    Linked(String),
+    /// The page took the customer's answer.
+    Answered,
+    /// The page refused it: answered already.
+    TooLate,
+}
+
+/// Records what a step did.
+fn apply(state: &mut TeamState, report: &mut StaffReport, step: &Step, done: Done, now: u64) {
+    match (step, done) {
+        (Step::Act { ticket, body, .. }, Done::Acted) => {
+            report.actions += 1;
+            if body["action"] == "start" {
+                state.started.insert(*ticket, now);
+            }
+        }
+        (_, Done::Refused) => report.refused += 1,
+        (Step::Link { ticket, .. }, Done::Linked(path)) => {
+            state.links.insert(*ticket, (path, now));
+            report.links += 1;
+        }
+        (Step::Answer { ticket, .. }, d) => {
+            state.answered.insert(*ticket);
+            if d == Done::Answered {
+                report.web_answers += 1;
+            } else {
+                report.web_answers_too_late += 1;
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The simulated people, with their desk tokens.
 pub struct Staff {
     /// The desk's base address, `http://HOST:PORT`.
@@ -83,13 +124,35 @@ impl Staff {
                 |d| self.fates.get(d).copied(),
                 now,
             );
+            // People work different tickets at once; one ticket's steps go in order (two
+            // at once on one ticket would race each other's version).
+            let mut by_ticket: Vec<(i64, Vec<Step>)> = Vec::new();
             for step in steps {
-                if let Err(e) = self
-                    .carry_out(&http, &step, &mut state, &mut report, now)
-                    .await
-                {
-                    report.errors += 1;
-                    tracing::warn!(error = %e, ?step, "demo team: a step failed");
+                match by_ticket.iter_mut().find(|(t, _)| *t == step.ticket()) {
+                    Some((_, v)) => v.push(step),
+                    None => by_ticket.push((step.ticket(), vec![step])),
+                }
+            }
+            let snapshot = state.clone();
+            let done = futures::future::join_all(by_ticket.into_iter().map(|(_, steps)| {
+                let (http, snapshot, me) = (&http, &snapshot, &self);
+                async move {
+                    let mut out = Vec::new();
+                    for step in steps {
+                        let r = me.carry_out(http, &step, snapshot).await;
+                        out.push((step, r));
+                    }
+                    out
+                }
+            }))
+            .await;
+            for (step, r) in done.into_iter().flatten() {
+                match r {
+                    Ok(done) => apply(&mut state, &mut report, &step, done, now),
+                    Err(e) => {
+                        report.errors += 1;
+                        tracing::warn!(error = %e, ?step, "demo team: a step failed");
+                    }
                 }
             }
             if looks.is_multiple_of(RATING_EVERY) {
@@ -125,10 +188,8 @@ impl Staff {
         &self,
         http: &reqwest::Client,
         step: &Step,
-        state: &mut TeamState,
-        report: &mut StaffReport,
-        now: u64,
-    ) -> anyhow::Result<()> {
+        state: &TeamState,
+    ) -> anyhow::Result<Done> {
         match step {
             Step::Act {
                 ticket,
@@ -142,13 +203,8 @@ impl Staff {
                     .send()
                     .await?;
                 match r.status().as_u16() {
-                    200 => {
-                        report.actions += 1;
-                        if body["action"] == "start" {
-                            state.started.insert(*ticket, now);
-                        }
-                    }
-                    409 => report.refused += 1,
+                    200 => Ok(Done::Acted),
+                    409 => Ok(Done::Refused),
                     s => anyhow::bail!("{s} for {body} on ticket {ticket}: {}", r.text().await?),
                 }
             }
@@ -164,12 +220,11 @@ impl Staff {
                     .error_for_status()?
                     .json()
                     .await?;
-                let path = v["path"].as_str().unwrap_or_default().to_owned();
-                state.links.insert(*ticket, (path, now));
-                report.links += 1;
+                Ok(Done::Linked(
+                    v["path"].as_str().unwrap_or_default().to_owned(),
+                ))
             }
             Step::Answer { ticket, accept } => {
-                state.answered.insert(*ticket);
                 let path = state.links[ticket].0.clone();
                 let csrf = self.page_csrf(http, &path).await?;
                 let answer = if *accept { "accept" } else { "decline" };
@@ -179,13 +234,12 @@ impl Staff {
                     .send()
                     .await?;
                 match r.status().as_u16() {
-                    200 => report.web_answers += 1,
-                    409 => report.web_answers_too_late += 1,
+                    200 => Ok(Done::Answered),
+                    409 => Ok(Done::TooLate),
                     s => anyhow::bail!("{s} answering on {path}"),
                 }
             }
         }
-        Ok(())
     }
 
     /// Opens the progress page as the customer's browser does and reads its form's CSRF

@@ -120,11 +120,11 @@ pub fn draw(id: i64, salt: u64) -> f64 {
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// How long the team works a ticket once started, ms: an hour or two for high, half a
-/// day for medium, one to two days for low.
+/// How long the team works a ticket once started, ms: half an hour to two hours for
+/// high, half a day for medium, one to two days for low.
 pub fn work_ms(id: i64, tier: Tier) -> u64 {
     let (lo, hi) = match tier {
-        Tier::High => (1.0, 3.0),
+        Tier::High => (0.5, 2.0),
         Tier::Medium => (4.0, 16.0),
         Tier::Low => (8.0, 48.0),
     };
@@ -192,6 +192,14 @@ pub fn plan(
     for t in queue {
         let tip = t.offer() == Some(OfferKind::SelfServiceTip);
         match t.state {
+            // The offer is on its way to the customer: the team waits for the answer.
+            TicketState::Opened if t.sla_paused_ms.is_none() && !tip => {
+                steps.push(act(
+                    t.id,
+                    &lead,
+                    json!({"action": "pause", "reason": "waiting_for_customer"}),
+                ));
+            }
             TicketState::Offered => {
                 if !state.links.contains_key(&t.id) {
                     steps.push(Step::Link {
@@ -254,6 +262,17 @@ pub fn plan(
         }
     }
     steps
+}
+
+impl Step {
+    /// The ticket it is about.
+    pub fn ticket(&self) -> i64 {
+        match self {
+            Step::Act { ticket, .. } | Step::Link { ticket, .. } | Step::Answer { ticket, .. } => {
+                *ticket
+            }
+        }
+    }
 }
 
 fn act(ticket: i64, agent: &str, body: Value) -> Step {
@@ -331,23 +350,35 @@ mod tests {
         busy.sla_paused_ms = None;
         let queue = vec![
             busy,
+            listed(5, TicketState::Opened, Tier::High, None),
             listed(1, TicketState::Offered, Tier::High, None),
             listed(2, TicketState::Accepted, Tier::High, None),
             listed(3, TicketState::Accepted, Tier::Low, None),
         ];
         let mut state = TeamState::default();
         state.started.insert(4, 0);
-        let steps = plan(&queue, &state, &config, |_| None, HOUR_MS / 2);
+        let steps = plan(&queue, &state, &config, |_| None, HOUR_MS / 3);
         assert!(steps.contains(&Step::Link {
             ticket: 1,
             agent: "a".into()
         }));
         let acts = actions(&steps);
         assert!(acts.contains(&(1, "a".into(), "pause".into())));
+        assert!(
+            acts.contains(&(5, "a".into(), "pause".into())),
+            "on its way: waiting too"
+        );
+        assert!(
+            !steps.contains(&Step::Link {
+                ticket: 5,
+                agent: "a".into()
+            }),
+            "no offer yet"
+        );
         // a is busy with 4: b starts the urgent 2; nobody is left for 3.
         assert!(acts.contains(&(2, "b".into(), "start".into())));
         assert!(!acts.iter().any(|(t, _, _)| *t == 3));
-        // 4 is not done after half an hour (high tier work takes one to three).
+        // 4 is not done after twenty minutes (high tier work takes half an hour to two).
         assert!(!acts.iter().any(|(t, _, _)| *t == 4));
         let later = plan(
             &queue,
@@ -422,7 +453,7 @@ mod tests {
             assert!((0.0..1.0).contains(&d));
             assert_eq!(d, draw(id, 3), "repeatable");
             let w = work_ms(id, Tier::High);
-            assert!((HOUR_MS..=3 * HOUR_MS).contains(&w));
+            assert!((HOUR_MS / 2..=2 * HOUR_MS).contains(&w));
         }
         let always = TeamConfig {
             rating_share: 1.0,

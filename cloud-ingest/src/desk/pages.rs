@@ -89,11 +89,12 @@ pub(crate) async fn signed_in(
     };
     match s.store.user_by_token(&token, s.clock.now().0).await {
         Ok(Some(u)) if u.role.may(access) => Ok((u, token)),
+        // Signed in, so the page still offers to sign out (and in as someone else).
         Ok(Some(u)) => Err(page(
             StatusCode::FORBIDDEN,
             "Not allowed",
             Some(&u),
-            None,
+            Some(&csrf_of(&token)),
             html! { p.error { "You are signed in as " (u.name) " (" (u.role) "), which may not see this page." } },
         )),
         Ok(None) => Err(Redirect::to("/login").into_response()),

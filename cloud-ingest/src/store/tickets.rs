@@ -512,7 +512,9 @@ impl Store {
                 let p = bind(&mut args, Arg::Text(s.as_str().into()));
                 wh.push(format!("t.state = {p}"));
             }
-            None => wh.push("t.state IN ('opened', 'offered', 'accepted', 'in_progress')".into()),
+            // Open is not closed: a ticket gets its `closed_ms` as it closes, and the
+            // partial index `tickets_open_clock` holds exactly those without one.
+            None => wh.push("t.closed_ms IS NULL".into()),
         }
         for (col, v) in [
             ("t.tier", f.tier.map(|t| t.as_str().to_owned())),
@@ -559,10 +561,12 @@ impl Store {
                 SlaState::Met => "(t.closed_ms IS NOT NULL AND t.closed_ms <= t.due_ms)".into(),
             });
         }
-        let from = format!(
-            "FROM tickets t LEFT JOIN devices d ON d.device_id = t.device_id WHERE {}",
-            wh.join(" AND ")
-        );
+        // The devices' columns are joined only when a filter reads them.
+        let join = if f.model.is_some() || f.batch.is_some() {
+            "LEFT JOIN devices d ON d.device_id = t.device_id"
+        } else {
+            ""
+        };
         let run = |sql: String, args: &[Arg]| {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for a in args {
@@ -573,25 +577,52 @@ impl Store {
             }
             q
         };
-        let total: i64 = run(format!("SELECT COUNT(*) {from}"), &args)
-            .fetch_one(self.pool())
-            .await?
-            .try_get(0)?;
-        let sql = format!(
-            "SELECT {QUEUE_COLS} {from}
-             ORDER BY CASE WHEN t.sla_paused_ms IS NULL THEN 0 ELSE 1 END, t.due_ms, t.id
-             LIMIT {} OFFSET {}",
-            per_page,
-            u64::from(page) * u64::from(per_page)
-        );
-        let rows = run(sql, &args).fetch_all(self.pool()).await?;
-        let items = rows.iter().map(queue_item).collect::<Result<Vec<_>, _>>()?;
-        let by_tier = sqlx::query(
-            "SELECT tier, COUNT(*) FROM tickets
-             WHERE state IN ('opened', 'offered', 'accepted', 'in_progress') GROUP BY tier",
-        )
-        .fetch_all(self.pool())
-        .await?;
+        // Running clocks by due time, then paused ones: without a state, a walk of
+        // `tickets_open_clock` in due order that stops at the page (then the few paused
+        // ones), instead of sorting every match; its columns answer the counts.
+        let part = |paused: bool| {
+            let mut w = wh.clone();
+            w.push(format!(
+                "t.sla_paused_ms IS {}NULL",
+                if paused { "NOT " } else { "" }
+            ));
+            w.join(" AND ")
+        };
+        let (running, paused) = (part(false), part(true));
+        let count = |w: String| {
+            let sql = format!("SELECT COUNT(*) FROM tickets t {join} WHERE {w}");
+            let q = run(sql, &args);
+            async move {
+                Ok::<u64, StoreError>(q.fetch_one(self.pool()).await?.try_get::<i64, _>(0)? as u64)
+            }
+        };
+        let running_total = count(running.clone()).await?;
+        let total = running_total + count(paused.clone()).await?;
+        let rows = |w: &str, limit: u64, offset: u64| {
+            let sql = format!(
+                "SELECT {QUEUE_COLS} FROM tickets t LEFT JOIN devices d ON d.device_id = t.device_id
+                 WHERE {w} ORDER BY t.due_ms, t.id LIMIT {limit} OFFSET {offset}"
+            );
+            run(sql, &args).fetch_all(self.pool())
+        };
+        let offset = u64::from(page) * u64::from(per_page);
+        let want = u64::from(per_page);
+        let mut found = Vec::new();
+        if offset < running_total {
+            found.extend(rows(&running, want, offset).await?);
+        }
+        let short = want - found.len() as u64;
+        if short > 0 && offset + want > running_total {
+            found.extend(rows(&paused, short, offset.saturating_sub(running_total)).await?);
+        }
+        let items = found
+            .iter()
+            .map(queue_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        let by_tier =
+            sqlx::query("SELECT tier, COUNT(*) FROM tickets WHERE closed_ms IS NULL GROUP BY tier")
+                .fetch_all(self.pool())
+                .await?;
         let mut open_by_tier: Vec<(Tier, u64)> = Tier::ALL.iter().rev().map(|&t| (t, 0)).collect();
         for r in &by_tier {
             let tier: Tier = parse(&r.try_get::<String, _>(0)?)?;
