@@ -172,14 +172,21 @@ impl Staff {
             .unwrap_or_default()
     }
 
-    async fn queue(&self, http: &reqwest::Client, agent: &str) -> anyhow::Result<Vec<Listed>> {
-        let v: Value = http
-            .get(format!("{}/api/v1/tickets?per_page=200", self.base))
+    /// `GET path` on the API as `agent`, its JSON.
+    async fn get(&self, http: &reqwest::Client, path: &str, agent: &str) -> anyhow::Result<Value> {
+        Ok(http
+            .get(format!("{}{path}", self.base))
             .bearer_auth(self.token(agent))
             .send()
             .await?
             .error_for_status()?
             .json()
+            .await?)
+    }
+
+    async fn queue(&self, http: &reqwest::Client, agent: &str) -> anyhow::Result<Vec<Listed>> {
+        let v = self
+            .get(http, "/api/v1/tickets?per_page=200", agent)
             .await?;
         Ok(serde_json::from_value(v["items"].clone())?)
     }
@@ -280,13 +287,8 @@ impl Staff {
             .collect();
         for (id, path) in done {
             state.rated.insert(id);
-            let t: Value = http
-                .get(format!("{}/api/v1/tickets/{id}", self.base))
-                .bearer_auth(self.token(lead))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
+            let t = self
+                .get(http, &format!("/api/v1/tickets/{id}"), lead)
                 .await?;
             let Some(outcome) = t["ticket"]["outcome"]
                 .as_str()

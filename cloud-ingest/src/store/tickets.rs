@@ -513,7 +513,7 @@ impl Store {
                 wh.push(format!("t.state = {p}"));
             }
             // Open is not closed: a ticket gets its `closed_ms` as it closes, and the
-            // partial index `tickets_open_clock` holds exactly those without one.
+            // partial indexes `tickets_open_*` hold exactly those without one.
             None => wh.push("t.closed_ms IS NULL".into()),
         }
         for (col, v) in [
@@ -577,9 +577,9 @@ impl Store {
             }
             q
         };
-        // Running clocks by due time, then paused ones: without a state, a walk of
-        // `tickets_open_clock` in due order that stops at the page (then the few paused
-        // ones), instead of sorting every match; its columns answer the counts.
+        // Running clocks by due time, then paused ones: without a state, walks of
+        // `tickets_open_running` and then `tickets_open_paused` in due order that stop at
+        // the page, instead of sorting every match; their columns answer the counts.
         let part = |paused: bool| {
             let mut w = wh.clone();
             w.push(format!(
@@ -619,16 +619,22 @@ impl Store {
             .iter()
             .map(queue_item)
             .collect::<Result<Vec<_>, _>>()?;
-        let by_tier =
-            sqlx::query("SELECT tier, COUNT(*) FROM tickets WHERE closed_ms IS NULL GROUP BY tier")
-                .fetch_all(self.pool())
-                .await?;
         let mut open_by_tier: Vec<(Tier, u64)> = Tier::ALL.iter().rev().map(|&t| (t, 0)).collect();
-        for r in &by_tier {
-            let tier: Tier = parse(&r.try_get::<String, _>(0)?)?;
-            let n: i64 = r.try_get(1)?;
-            if let Some(e) = open_by_tier.iter_mut().find(|e| e.0 == tier) {
-                e.1 = n as u64;
+        // Counted from each clock's index (one `closed_ms IS NULL` count would read them all).
+        for clock in ["IS NULL", "IS NOT NULL"] {
+            let sql = format!(
+                "SELECT tier, COUNT(*) FROM tickets
+                 WHERE closed_ms IS NULL AND sla_paused_ms {clock} GROUP BY tier"
+            );
+            for r in &sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(self.pool())
+                .await?
+            {
+                let tier: Tier = parse(&r.try_get::<String, _>(0)?)?;
+                let n: i64 = r.try_get(1)?;
+                if let Some(e) = open_by_tier.iter_mut().find(|e| e.0 == tier) {
+                    e.1 += n as u64;
+                }
             }
         }
         Ok(QueuePage {
