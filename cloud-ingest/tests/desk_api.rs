@@ -385,6 +385,17 @@ async fn breaches_are_recorded_once_and_announced(url: &str) {
     let batch = format!("b-{}", desk.tag);
     let late = desk.accepted_ticket("dev-late", &batch, Tier::High).await;
     let paused = desk.accepted_ticket("dev-paused", &batch, Tier::High).await;
+    // A tenant of their own: a shared PostgreSQL holds other tests' overdue tickets.
+    let tenant = format!("t-{}", desk.tag);
+    let mut tx = desk.store.begin().await.unwrap();
+    sqlx::query("UPDATE tickets SET tenant = $1 WHERE id IN ($2, $3)")
+        .bind(tenant.as_str())
+        .bind(late)
+        .bind(paused)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
     let (s, v) = desk
         .call(
             "POST",
@@ -401,7 +412,7 @@ async fn breaches_are_recorded_once_and_announced(url: &str) {
         ],
         poll: std::time::Duration::from_secs(1),
         batch: 1,
-        tenant: None,
+        tenant: Some(tenant.clone()),
     };
     let metrics = Metrics::new();
     // Before the window runs out: nothing.
@@ -571,6 +582,17 @@ async fn a_device_reads_with_its_score_history_tickets_and_days(url: &str) {
     assert_eq!(days[0]["soh_pct"].as_f64(), Some(90.0));
     assert_eq!(days[28]["restarts"]["brown_out"].as_u64(), Some(2));
     assert_eq!(v["trend"]["scored_ms"].as_u64(), Some(T0 - H));
+    assert_eq!(v["trend"]["truncated"], false);
+    // A chart set reads the newest messages only, oldest first.
+    let newest = desk
+        .store
+        .device_telemetry(&device, (0, T0), 3)
+        .await
+        .unwrap();
+    assert_eq!(newest.len(), 3);
+    assert!(newest.windows(2).all(|w| w[0].ts_ms <= w[1].ts_ms));
+    // T0 is 08:00: the last 6-hourly heartbeat came at 06:00.
+    assert_eq!(newest[2].ts_ms, T0 - 2 * H, "the newest message is in");
 
     // The ticket carries the same days, marked at its evidence's scoring moment.
     let (s, t) = desk

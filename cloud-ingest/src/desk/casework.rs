@@ -168,6 +168,10 @@ fn detail(
     }
 }
 
+/// The most stored messages one chart set reads (a crash-looping device's 30 days can
+/// hold far more): the newest are drawn.
+pub const MAX_CHART_MESSAGES: usize = 50_000;
+
 /// Days after the scoring moment a ticket's evidence charts still show, so that the
 /// charts of an old ticket show what led to it.
 pub const DAYS_AFTER_SCORE: u64 = 7;
@@ -184,10 +188,12 @@ async fn trend_of(
     let to = from + CHART_DAYS * DAY_MS - 1;
     let messages = s
         .store
-        .device_telemetry(device, from, to)
+        .device_telemetry(device, (from, to), MAX_CHART_MESSAGES)
         .await
         .map_err(ApiError::store)?;
-    Ok(trend::trend(&messages, end_ms, CHART_DAYS, scored_ms))
+    let mut t = trend::trend(&messages, end_ms, CHART_DAYS, scored_ms);
+    t.truncated = messages.len() >= MAX_CHART_MESSAGES;
+    Ok(t)
 }
 
 /// A ticket with its SLA clock, log and evidence.

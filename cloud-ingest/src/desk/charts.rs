@@ -359,6 +359,7 @@ mod tests {
             days,
             scored_ms,
             unreadable: 0,
+            truncated: false,
         }
     }
 

@@ -34,6 +34,7 @@ pub fn charts_section(heading: &str, t: &Trend) -> Markup {
                 ", device time."
                 @if t.scored_ms.is_some() { " The red line marks the scoring moment." }
                 @if t.unreadable > 0 { " " (t.unreadable) " stored messages could not be read and are left out." }
+                @if t.truncated { " The device sent more than these charts read: only its newest " (super::casework::MAX_CHART_MESSAGES) " messages are drawn, so the earliest days are incomplete." }
             }
             @if t.is_empty() {
                 p.empty { "No telemetry is stored for these days." }

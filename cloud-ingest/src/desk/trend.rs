@@ -47,6 +47,9 @@ pub struct Trend {
     pub scored_ms: Option<u64>,
     /// Stored messages that could not be read back (left out of the figures).
     pub unreadable: u64,
+    /// Whether there were more messages than one chart set reads: the earliest days
+    /// then lack some.
+    pub truncated: bool,
 }
 
 impl Trend {
@@ -126,6 +129,7 @@ pub fn trend(messages: &[StoredMessage], end_ms: u64, days: u64, scored_ms: Opti
         days: out,
         scored_ms: scored_ms.filter(|&t| t >= start && t < end),
         unreadable,
+        truncated: false,
     }
 }
 

@@ -463,15 +463,16 @@ impl Store {
             .collect()
     }
 
-    /// A device's heartbeats and events with device time in `[from_ms, to_ms]`, oldest first.
+    /// A device's newest `limit` heartbeats and events with device time in
+    /// `[from_ms, to_ms]`, oldest first.
     pub async fn device_telemetry(
         &self,
         device: &str,
-        from_ms: u64,
-        to_ms: u64,
+        window: (u64, u64),
+        limit: usize,
     ) -> Result<Vec<super::messages::StoredMessage>, StoreError> {
         let mut c = self.pool().acquire().await?;
-        super::messages::telemetry_between(&mut c, device, from_ms, to_ms).await
+        super::messages::telemetry_between(&mut c, device, window, limit).await
     }
 
     /// The epochs a device has used, oldest first: (epoch, first seq, first received).

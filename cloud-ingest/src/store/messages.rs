@@ -233,25 +233,32 @@ pub async fn recent_telemetry(
     Ok(out)
 }
 
-/// A device's heartbeats and events with device time in `[from_ms, to_ms]`, oldest first.
+/// A device's newest `limit` heartbeats and events with device time in
+/// `[from_ms, to_ms]`, oldest first.
 pub async fn telemetry_between(
     c: &mut AnyConnection,
     device: &str,
-    from_ms: u64,
-    to_ms: u64,
+    (from_ms, to_ms): (u64, u64),
+    limit: usize,
 ) -> Result<Vec<StoredMessage>, StoreError> {
     let rows = sqlx::query(
         "SELECT ts_ms, seq, channel, payload FROM messages
          WHERE device_id = $1 AND ts_ms >= $2 AND ts_ms <= $3
             AND channel IN ('heartbeat', 'event')
-         ORDER BY ts_ms, seq",
+         ORDER BY ts_ms DESC, seq DESC LIMIT $4",
     )
     .bind(device)
     .bind(from_ms as i64)
     .bind(to_ms as i64)
+    .bind(limit as i64)
     .fetch_all(c)
     .await?;
-    rows.iter().map(stored_message).collect()
+    let mut out = rows
+        .iter()
+        .map(stored_message)
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    out.reverse();
+    Ok(out)
 }
 
 /// A message waiting for the telemetry exporter.

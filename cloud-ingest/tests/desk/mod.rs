@@ -162,7 +162,7 @@ impl Desk {
     /// `end` (the charts' window): a heartbeat every 6 h from the first day's midnight, the
     /// battery's health falling from 90 % by 0.5 a day and the device warmer by the day; on each of the
     /// seven days before the last, two brown-outs and a watchdog reset; a battery drop
-    /// every third day (ten in all). Its last message is at `end`.
+    /// every third day (ten in all). The device is last seen at `end`.
     pub async fn telemetry(&self, id: i64, end: u64) {
         use protocol::event::Event;
         use protocol::examples;
