@@ -107,8 +107,9 @@ pub struct Summary {
     pub wall_seconds: f64,
     /// The model that scored.
     pub model_version: String,
-    /// SLA kept per tier, over the tickets the team works (tips, which the customer
-    /// settles alone, left out).
+    /// SLA kept per tier, over the tickets the team had to work: accepted by the
+    /// customer (declined or cancelled offers, and tips, which the customer settles
+    /// alone, left out).
     pub sla_met_by_tier: BTreeMap<String, SlaTally>,
     /// Resolved tickets by outcome.
     pub outcomes: BTreeMap<String, usize>,
@@ -421,12 +422,15 @@ pub struct Worked {
     pub rating: Option<Rating>,
 }
 
-/// Fills the summary's desk figures from the tickets at the end: SLA kept per tier (tips
-/// left out: the customer settles them alone), outcomes, where offers were answered, and
-/// the ratings.
+/// Fills the summary's desk figures from the tickets at the end: SLA kept per tier over
+/// the tickets the team had to work (the customer accepted; tips left out, the customer
+/// settles them alone), outcomes, where offers were answered, and the ratings.
 pub fn desk_figures(s: &mut Summary, tickets: &[Worked]) {
     for by in ["device", "progress_page"] {
         s.customer_answers.entry(by.into()).or_default();
+    }
+    for tier in crate::tickets::Tier::ALL {
+        s.sla_met_by_tier.entry(tier.to_string()).or_default();
     }
     for t in tickets {
         for e in &t.log {
@@ -442,7 +446,8 @@ pub fn desk_figures(s: &mut Summary, tickets: &[Worked]) {
         if let Some(o) = &t.item.outcome {
             *s.outcomes.entry(o.clone()).or_default() += 1;
         }
-        if t.item.offer_kind == protocol::command::OfferKind::SelfServiceTip {
+        let accepted = t.log.iter().any(|e| e.kind == "move" && e.to == "accepted");
+        if !accepted || t.item.offer_kind == protocol::command::OfferKind::SelfServiceTip {
             continue;
         }
         let tally = s
@@ -690,4 +695,116 @@ pub fn print_summary(s: &Summary) {
 pub fn write_summary(s: &Summary, path: &Path) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(s)?;
     std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Problem;
+    use crate::tickets::{TicketState, Tier};
+    use protocol::command::OfferKind;
+
+    fn worked(
+        id: i64,
+        tier: Tier,
+        offer: OfferKind,
+        moves: &[(&str, &str)],
+        sla: SlaState,
+    ) -> Worked {
+        Worked {
+            item: QueueItem {
+                id,
+                ticket_ref: format!("T-{id}"),
+                device_id: format!("d-{id}"),
+                model: None,
+                batch: None,
+                problem: Problem::Battery,
+                state: TicketState::Resolved,
+                tier,
+                offer_kind: offer,
+                assignee: None,
+                risk: 0.5,
+                opened_ms: 0,
+                due_ms: 1,
+                sla_window_ms: 1,
+                sla_paused_ms: None,
+                closed_ms: Some(1),
+                outcome: Some("repaired".into()),
+                outcome_category: None,
+                version: 1,
+            },
+            log: moves
+                .iter()
+                .map(|(to, actor)| LogEntry {
+                    at_ms: 0,
+                    kind: "move".into(),
+                    from: None,
+                    to: (*to).into(),
+                    actor: (*actor).into(),
+                    note: None,
+                })
+                .collect(),
+            sla,
+            rating: None,
+        }
+    }
+
+    #[test]
+    fn sla_counts_the_accepted_tickets_the_team_worked_and_answers_count_by_where() {
+        let tickets = vec![
+            worked(
+                1,
+                Tier::High,
+                OfferKind::Inspection,
+                &[("accepted", "device"), ("resolved", "ana")],
+                SlaState::Met,
+            ),
+            worked(
+                2,
+                Tier::High,
+                OfferKind::Inspection,
+                &[("accepted", "customer")],
+                SlaState::Breached,
+            ),
+            // Declined and cancelled offers were never the team's to work.
+            worked(
+                3,
+                Tier::High,
+                OfferKind::Inspection,
+                &[("declined", "device")],
+                SlaState::Met,
+            ),
+            worked(
+                4,
+                Tier::Medium,
+                OfferKind::Inspection,
+                &[("cancelled", "policy")],
+                SlaState::Met,
+            ),
+            // Tips settle themselves.
+            worked(
+                5,
+                Tier::Low,
+                OfferKind::SelfServiceTip,
+                &[("accepted", "device")],
+                SlaState::Met,
+            ),
+        ];
+        let mut s = summarise_empty();
+        desk_figures(&mut s, &tickets);
+        let high = &s.sla_met_by_tier["high"];
+        assert_eq!((high.met, high.missed, high.open), (1, 1, 0));
+        assert_eq!(high.share_met, Some(0.5));
+        assert_eq!(s.sla_met_by_tier["medium"], SlaTally::default());
+        assert_eq!(s.sla_met_by_tier["low"].met, 0);
+        assert_eq!(s.customer_answers["device"], 3);
+        assert_eq!(s.customer_answers["progress_page"], 1);
+        assert_eq!(s.outcomes["repaired"], 5);
+        assert!(s.ratings.is_none());
+    }
+
+    fn summarise_empty() -> Summary {
+        let fleet = Fleet::generate(1, 0, 1, DEFAULT_START);
+        summarise(&fleet, &[])
+    }
 }
