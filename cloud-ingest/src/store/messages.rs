@@ -216,21 +216,7 @@ pub async fn recent_telemetry(
     device: &str,
     n: usize,
 ) -> Result<Vec<StoredMessage>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT ts_ms, seq, channel, payload FROM messages
-         WHERE device_id = $1 AND channel IN ('heartbeat', 'event')
-         ORDER BY ts_ms DESC, seq DESC LIMIT $2",
-    )
-    .bind(device)
-    .bind(n as i64)
-    .fetch_all(c)
-    .await?;
-    let mut out = rows
-        .iter()
-        .map(stored_message)
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    out.reverse();
-    Ok(out)
+    telemetry_between(c, device, (0, i64::MAX as u64), n).await
 }
 
 /// A device's newest `limit` heartbeats and events with device time in
