@@ -215,6 +215,12 @@ mod tests {
         }
         .validate()
         .is_err());
+        assert!(RetentionConfig {
+            score_history_days: 0,
+            ..c.clone()
+        }
+        .validate()
+        .is_err());
         assert!(c.validate().is_ok());
     }
 }

@@ -215,13 +215,7 @@ pub async fn ticket(s: &DeskState, id: i64) -> Result<TicketDetail, ApiError> {
         .await
         .map_err(ApiError::store)?
         .map(|d| d.last_seen_ms);
-    // The window ends at the device's last message, but no later than a week after the
-    // score: an old ticket's charts show what led to it.
-    let end = match (scored, last_seen) {
-        (Some(sc), Some(seen)) => seen.min(sc + DAYS_AFTER_SCORE * DAY_MS).max(sc),
-        (Some(t), None) | (None, Some(t)) => t,
-        (None, None) => item.opened_ms as u64,
-    };
+    let end = trend::ticket_window_end(scored, last_seen, item.opened_ms as u64, DAYS_AFTER_SCORE);
     let trend = trend_of(s, &item.device_id, end, scored).await?;
     let mut d = detail(item, log, clock, evidence, rating);
     d.trend = Some(trend);

@@ -77,6 +77,22 @@ pub fn window_start(end_ms: u64, days: u64) -> u64 {
     last.saturating_sub(days.saturating_sub(1) * DAY_MS)
 }
 
+/// Where a ticket's charts end: at the device's last message, but no later than
+/// `days_after` days after the score (and never before it), so an old ticket's charts show
+/// what led to it; without a score or a last message, at what there is, else at `opened_ms`.
+pub fn ticket_window_end(
+    scored_ms: Option<u64>,
+    last_seen_ms: Option<u64>,
+    opened_ms: u64,
+    days_after: u64,
+) -> u64 {
+    match (scored_ms, last_seen_ms) {
+        (Some(sc), Some(seen)) => seen.min(sc + days_after * DAY_MS).max(sc),
+        (Some(t), None) | (None, Some(t)) => t,
+        (None, None) => opened_ms,
+    }
+}
+
 /// The daily figures of `messages` (heartbeats and events, any order) over the `days`
 /// days ending with the day of `end_ms`; messages outside the window are ignored.
 pub fn trend(messages: &[StoredMessage], end_ms: u64, days: u64, scored_ms: Option<u64>) -> Trend {
@@ -259,6 +275,23 @@ mod tests {
         assert_eq!(t.unreadable, 1);
         assert_eq!(t.scored_ms, Some(last + 4 * 3_600_000));
         assert!(!t.is_empty());
+    }
+
+    #[test]
+    fn a_ticket_s_window_ends_at_the_last_message_within_a_week_of_the_score() {
+        let sc = T;
+        assert_eq!(
+            ticket_window_end(Some(sc), Some(sc + DAY_MS), 0, 7),
+            sc + DAY_MS
+        );
+        assert_eq!(
+            ticket_window_end(Some(sc), Some(sc + 90 * DAY_MS), 0, 7),
+            sc + 7 * DAY_MS
+        );
+        // Scored on data older than the last message seen: the score is in the window.
+        assert_eq!(ticket_window_end(Some(sc), Some(sc - DAY_MS), 0, 7), sc);
+        assert_eq!(ticket_window_end(None, Some(sc), 0, 7), sc);
+        assert_eq!(ticket_window_end(None, None, 42, 7), 42);
     }
 
     #[test]
