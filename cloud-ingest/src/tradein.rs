@@ -2,9 +2,67 @@
 //! condition its telemetry shows (battery health, restart and storage history).
 //!
 //! A quote is an estimate made before the device is seen; the recycling desk grades
-//! the device on arrival and settles the price.
+//! the device on arrival and settles the price: its lifecycle, grading, erasure,
+//! settlement and routing are the submodules, each pure.
+
+pub mod erasure;
+pub mod grading;
+pub mod lifecycle;
+pub mod routing;
+pub mod settlement;
 
 use models::history::FeatureVector;
+use serde::{Deserialize, Serialize};
+
+/// `[tradein]`: the recycling desk's rules (defaults in docs/desk.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rules {
+    /// Resale labels, tried in order per family (`[[tradein.labels]]`).
+    pub labels: Vec<grading::LabelRule>,
+    /// Deductions from the quote (`[[tradein.settlement]]`).
+    pub settlement: Vec<settlement::Deduction>,
+    /// What a device must reach to be refurbished (`[tradein.refurbish]`).
+    pub refurbish: grading::Requirement,
+    /// Bench battery this many points from the telemetry's is flagged.
+    pub battery_gap_pct: u8,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            labels: grading::default_label_rules(),
+            settlement: settlement::default_deductions(),
+            refurbish: routing::default_refurbish_bar(),
+            battery_gap_pct: 10,
+        }
+    }
+}
+
+impl Rules {
+    /// Checks the rules can be applied.
+    pub fn validate(&self) -> Result<(), String> {
+        for r in &self.labels {
+            if r.label.trim().is_empty() {
+                return Err("tradein.labels: a rule has an empty label".into());
+            }
+            r.requires
+                .validate(&format!("tradein.labels {:?}", r.label))?;
+        }
+        for d in &self.settlement {
+            d.validate()
+                .map_err(|e| format!("tradein.settlement: {e}"))?;
+        }
+        self.refurbish.validate("tradein.refurbish")?;
+        if self.battery_gap_pct == 0 || self.battery_gap_pct > 100 {
+            return Err(format!(
+                "tradein.battery_gap_pct = {} must be 1 to 100",
+                self.battery_gap_pct
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// The condition telemetry shows, as the deductions it earns.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +129,51 @@ pub fn quote(residual_minor: u64, condition: &Condition) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_read_from_toml_and_bad_ones_are_refused() {
+        let r: Rules = toml::from_str(
+            r#"
+            battery_gap_pct = 15
+            [refurbish]
+            functional_at_most = 0
+            battery_at_least = 85
+            [[labels]]
+            family = "grade"
+            label = "Top"
+            requires = { functional_at_most = 0, cosmetic_at_worst = "B" }
+            [[settlement]]
+            name = "scuffed"
+            when = { cosmetic_worse_than = "A" }
+            percent = 5
+            "#,
+        )
+        .unwrap();
+        assert!(r.validate().is_ok());
+        assert_eq!(r.labels.len(), 1);
+        assert_eq!(r.refurbish.battery_at_least, Some(85));
+        assert_eq!(r.refurbish.cosmetic_at_worst, None);
+        assert!(Rules::default().validate().is_ok());
+        for bad in [
+            "battery_gap_pct = 0",
+            "[refurbish]\nbattery_at_least = 120",
+            "[[settlement]]\nname = \"x\"\nwhen = {}\npercent = 5",
+            "[[settlement]]\nname = \"x\"\nwhen = { cosmetic_worse_than = \"B\" }\npercent = 0",
+            "[[labels]]\nfamily = \"grade\"\nlabel = \" \"\nrequires = {}",
+        ] {
+            let r: Rules = toml::from_str(bad).unwrap();
+            assert!(r.validate().is_err(), "{bad}");
+        }
+        for unreadable in [
+            "[refurbish]\nfunctional_at_most = 10",
+            "[refurbish]\ncosmetic_at_worst = \"F\"",
+            "[refurbish]\nfunctional_at_most = -1",
+            "[[labels]]\nfamily = \"stars\"\nlabel = \"x\"\nrequires = {}",
+            "colour = \"red\"",
+        ] {
+            assert!(toml::from_str::<Rules>(unreadable).is_err(), "{unreadable}");
+        }
+    }
 
     #[test]
     fn worn_batteries_and_restarts_lower_the_quote() {
