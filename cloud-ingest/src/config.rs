@@ -57,6 +57,8 @@ pub struct Config {
     pub retention: crate::retention::RetentionConfig,
     /// The desks' settings.
     pub desk: DeskConfig,
+    /// The recycling desk's grading, settlement and routing rules.
+    pub tradein: crate::tradein::Rules,
 }
 
 /// `[desk]`
@@ -381,6 +383,7 @@ impl Config {
                 self.desk.progress_link_days
             )));
         }
+        self.tradein.validate().map_err(ConfigError::Invalid)?;
         Ok(self.policy.validate()?)
     }
 

@@ -490,6 +490,7 @@ pub async fn keep_serving(after: DeskAfter, mut stop: watch::Receiver<bool>) -> 
         metrics: Arc::new(crate::ops::metrics::Metrics::new()),
         clock: Arc::new(ManualClock::at(after.end)),
         links: crate::desk::api::LinkSettings::default(),
+        tradein: Arc::new(crate::tradein::Rules::default()),
     };
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     let serving = tokio::spawn(crate::ops::http::serve(

@@ -10,6 +10,7 @@ pub mod charts;
 pub mod device;
 pub mod pages;
 pub mod progress;
+pub mod recycling;
 pub mod trend;
 
 /// The desk's whole router: the API under `/api/v1` and the pages.

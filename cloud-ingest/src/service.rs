@@ -152,6 +152,7 @@ pub async fn run(
             metrics: metrics.clone(),
             clock: clock.clone(),
             links: config.link_settings(),
+            tradein: Arc::new(config.tradein.clone()),
         };
         let bound = start_http(&mut workers, addr, health, workers_stop.clone()).await;
         if let (Some(a), Some(slot)) = (bound, &observers.http_bound) {

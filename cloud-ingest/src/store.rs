@@ -7,6 +7,7 @@
 //! - [`features`]: each device's feature history as of its last batch;
 //! - [`registry`]: owners and purchase terms;
 //! - [`tickets`]: tickets and their event log;
+//! - [`tradeins`]: the recycling desk's trade-ins and the SKUs' weights;
 //! - [`outbox`]: commands to devices and webhook deliveries;
 //! - [`retention`]: pruning what is old.
 //!
@@ -26,6 +27,7 @@ pub mod progress;
 pub mod registry;
 pub mod retention;
 pub mod tickets;
+pub mod tradeins;
 pub mod users;
 
 use std::str::FromStr;

@@ -10,6 +10,7 @@ pub mod grading;
 pub mod lifecycle;
 pub mod routing;
 pub mod settlement;
+pub mod totals;
 
 use models::history::FeatureVector;
 use serde::{Deserialize, Serialize};

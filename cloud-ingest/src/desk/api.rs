@@ -22,6 +22,9 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use super::auth::{Access, Role, User};
 use super::casework;
+use super::recycling::{self, DeskTotals, TradeInDetail, TradeInList};
+use crate::store::tradeins::Sku;
+use crate::tradein::lifecycle::{Action as TradeInAction, TradeInState};
 use super::trend::{Day, Trend};
 use crate::policy::Problem;
 use crate::store::devices::{DeviceCard, DeviceStatus, ScoreDay};
@@ -42,6 +45,8 @@ pub struct DeskState {
     pub clock: Arc<dyn Clock>,
     /// How customers' progress links are issued.
     pub links: LinkSettings,
+    /// The recycling desk's grading, settlement and routing rules.
+    pub tradein_rules: Arc<crate::tradein::Rules>,
 }
 
 impl DeskState {
@@ -51,6 +56,7 @@ impl DeskState {
             store,
             clock,
             links: LinkSettings::default(),
+            tradein_rules: Arc::new(crate::tradein::Rules::default()),
         }
     }
 }
@@ -124,6 +130,41 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/api/v1/tradeins",
+        access: Access::ReadTradeIns,
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/tradeins/totals",
+        access: Access::ReadTradeIns,
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/tradeins/:id",
+        access: Access::ReadTradeIns,
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/tradeins/:id/actions",
+        access: Access::WorkTradeIns,
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/tradeins/:id/certificate",
+        access: Access::ReadTradeIns,
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/skus",
+        access: Access::ReadTradeIns,
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/skus",
+        access: Access::WorkTradeIns,
+    },
+    Route {
+        method: "GET",
         path: "/api/v1/users",
         access: Access::Admin,
     },
@@ -154,6 +195,13 @@ fn handler(r: &Route) -> MethodRouter<DeskState> {
         ("POST", "/api/v1/tickets/:id/actions") => on(f, act),
         ("POST", "/api/v1/tickets/:id/progress-link") => on(f, progress_link),
         ("GET", "/api/v1/devices/:id") => on(f, get_device),
+        ("GET", "/api/v1/tradeins") => on(f, list_tradeins),
+        ("GET", "/api/v1/tradeins/totals") => on(f, tradein_totals),
+        ("GET", "/api/v1/tradeins/:id") => on(f, get_tradein),
+        ("POST", "/api/v1/tradeins/:id/actions") => on(f, act_tradein),
+        ("GET", "/api/v1/tradeins/:id/certificate") => on(f, certificate),
+        ("GET", "/api/v1/skus") => on(f, list_skus),
+        ("POST", "/api/v1/skus") => on(f, set_sku),
         ("GET", "/api/v1/users") => on(f, list_users),
         ("POST", "/api/v1/users") => on(f, add_user),
         ("GET", "/api/v1/audit") => on(f, audit),
@@ -227,6 +275,8 @@ async fn guard(
                     Access::Public | Access::Anyone => "do this",
                     Access::ReadTickets => "read the service desk's tickets",
                     Access::WorkTickets => "change tickets",
+                    Access::ReadTradeIns => "read the recycling desk's trade-ins",
+                    Access::WorkTradeIns => "work trade-ins",
                     Access::ReadAll => "read the audit log",
                     Access::Admin => "manage users",
                 }
@@ -509,7 +559,18 @@ async fn act(
 ) -> Answer {
     let user = user_of(u);
     let id = ticket_id(p)?;
-    let mut v: Value = serde_json::from_slice(&body)
+    let (v, seen) = versioned(&body)?;
+    let action: Action = serde_json::from_value(v).map_err(|e| {
+        ApiError::unprocessable(format!(
+            "{e}; an action is {{\"action\": \"claim\" | \"assign\" (user) | \"start\" | \"pause\" (reason) | \"resume\" | \"note\" (text) | \"resolve\" (outcome, category?, note?)}}"
+        ))
+    })?;
+    Ok(Json(casework::act(&s, &user, id, action, seen).await?).into_response())
+}
+
+/// An action's JSON body without its optional `version`, and that version.
+fn versioned(body: &[u8]) -> Result<(Value, Option<i64>), ApiError> {
+    let mut v: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad(format!("the body is not JSON: {e}")))?;
     let seen = match v.as_object_mut().map(|o| o.remove("version")) {
         Some(Some(Value::Number(n))) => Some(
@@ -523,12 +584,7 @@ async fn act(
         }
         _ => None,
     };
-    let action: Action = serde_json::from_value(v).map_err(|e| {
-        ApiError::unprocessable(format!(
-            "{e}; an action is {{\"action\": \"claim\" | \"assign\" (user) | \"start\" | \"pause\" (reason) | \"resume\" | \"note\" (text) | \"resolve\" (outcome, category?, note?)}}"
-        ))
-    })?;
-    Ok(Json(casework::act(&s, &user, id, action, seen).await?).into_response())
+    Ok((v, seen))
 }
 
 /// A customer's progress link, shown once.
@@ -558,6 +614,165 @@ async fn progress_link(
     let user = user_of(u);
     let link = casework::progress_link(&s, &user, ticket_id(p)?, &headers).await?;
     Ok((StatusCode::CREATED, Json(link)).into_response())
+}
+
+/// Which trade-ins.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TradeInParams {
+    /// A trade-in state; without it, every trade-in not yet finished.
+    pub state: Option<String>,
+    /// From 0.
+    pub page: Option<u32>,
+    /// 1 to 200, default 50.
+    pub per_page: Option<u32>,
+}
+
+/// The recycling desk's queues: trade-ins in a state, and every state's count.
+#[utoipa::path(get, path = "/api/v1/tradeins", params(TradeInParams), security(("bearer" = [])),
+    responses((status = 200, body = TradeInList), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc)))]
+async fn list_tradeins(
+    State(s): State<DeskState>,
+    q: Result<Query<TradeInParams>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let p = query(q)?;
+    let list = recycling::list(&s, p.state.as_deref(), p.page, p.per_page).await?;
+    Ok(Json(list).into_response())
+}
+
+/// Which period's totals.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TotalsParams {
+    /// `2026-11` or `2026-W48`; all time when absent.
+    pub period: Option<String>,
+    /// Group the kilograms diverted by `month` or `week` (default: the period's kind).
+    pub by: Option<String>,
+}
+
+/// The recycling desk's totals: received, graded, refurbished, recycled, kilograms of
+/// e-waste diverted (by period, model and route), quote against settled price.
+#[utoipa::path(get, path = "/api/v1/tradeins/totals", params(TotalsParams), security(("bearer" = [])),
+    responses((status = 200, body = DeskTotals), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc)))]
+async fn tradein_totals(
+    State(s): State<DeskState>,
+    q: Result<Query<TotalsParams>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let p = query(q)?;
+    let t = recycling::desk_totals(&s, p.period.as_deref(), p.by.as_deref()).await?;
+    Ok(Json(t).into_response())
+}
+
+/// A trade-in with its log and its condition at quote time beside the bench grade.
+#[utoipa::path(get, path = "/api/v1/tradeins/{id}", params(("id" = i64, Path, description = "the trade-in's (its ticket's) id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = TradeInDetail), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc), (status = 404, body = ProblemDoc)))]
+async fn get_tradein(
+    State(s): State<DeskState>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Answer {
+    Ok(Json(recycling::detail(&s, ticket_id(p)?).await?).into_response())
+}
+
+/// Works a trade-in: one action, optionally with the `version` it was decided on.
+#[utoipa::path(post, path = "/api/v1/tradeins/{id}/actions", params(("id" = i64, Path, description = "the trade-in's id")),
+    request_body = TradeInAction, security(("bearer" = [])),
+    responses((status = 200, body = TradeInDetail), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc), (status = 404, body = ProblemDoc),
+        (status = 409, description = "not legal from the trade-in's state, or stale", body = ProblemDoc),
+        (status = 422, body = ProblemDoc)))]
+async fn act_tradein(
+    State(s): State<DeskState>,
+    u: Option<axum::Extension<User>>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    body: Bytes,
+) -> Answer {
+    let user = user_of(u);
+    let id = ticket_id(p)?;
+    let (v, seen) = versioned(&body)?;
+    let action: TradeInAction = serde_json::from_value(v).map_err(|e| {
+        ApiError::unprocessable(format!(
+            "{e}; an action is {{\"action\": \"ship\" (shipping_ref) | \"receive\" | \"grade\" (functional 0-9, cosmetic A-E, battery_pct?, activation_lock_off) | \"erase\" (method clear|purge, tool, certificate_id) | \"settle\" (price?, reason?) | \"route\" (route?) | \"close\" | \"cancel\" (reason)}}"
+        ))
+    })?;
+    Ok(Json(recycling::act(&s, &user, id, action, seen).await?).into_response())
+}
+
+/// The data erasure certificate, as a plain-text download.
+#[utoipa::path(get, path = "/api/v1/tradeins/{id}/certificate", params(("id" = i64, Path, description = "the trade-in's id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the certificate", content_type = "text/plain"),
+        (status = 400, body = ProblemDoc), (status = 401, body = ProblemDoc),
+        (status = 403, body = ProblemDoc), (status = 404, body = ProblemDoc)))]
+async fn certificate(
+    State(s): State<DeskState>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Answer {
+    let (name, text) = recycling::certificate(&s, ticket_id(p)?).await?;
+    Ok(certificate_response(&name, text))
+}
+
+/// A certificate as a download.
+pub(crate) fn certificate_response(name: &str, text: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+/// The registry's SKUs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SkuList {
+    /// By model.
+    pub items: Vec<Sku>,
+}
+
+/// Every SKU's weight.
+#[utoipa::path(get, path = "/api/v1/skus", security(("bearer" = [])),
+    responses((status = 200, body = SkuList), (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc)))]
+async fn list_skus(State(s): State<DeskState>) -> Answer {
+    let items = s.store.skus().await.map_err(ApiError::store)?;
+    Ok(Json(SkuList { items }).into_response())
+}
+
+/// A SKU's weight to set.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SkuWeight {
+    /// The model, as devices report it.
+    pub model: String,
+    /// Grams, 1 to 50000.
+    pub weight_g: i64,
+}
+
+/// Sets a SKU's weight in the registry (kilograms diverted are counted from it).
+#[utoipa::path(post, path = "/api/v1/skus", request_body = SkuWeight, security(("bearer" = [])),
+    responses((status = 200, body = Sku), (status = 401, body = ProblemDoc),
+        (status = 403, body = ProblemDoc), (status = 422, body = ProblemDoc)))]
+async fn set_sku(
+    State(s): State<DeskState>,
+    u: Option<axum::Extension<User>>,
+    body: Bytes,
+) -> Answer {
+    let user = user_of(u);
+    let w: SkuWeight = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::unprocessable(format!(
+            "{e}; a SKU weight is {{\"model\": \"phone-x\", \"weight_g\": 190}}"
+        ))
+    })?;
+    Ok(Json(recycling::set_sku(&s, &user, &w.model, w.weight_g).await?).into_response())
 }
 
 /// A list of users.
@@ -662,8 +877,10 @@ async fn audit(
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Fleet service desk API", version = "1", description = "See docs/desk.md."),
-    paths(openapi, me, list_tickets, get_ticket, act, progress_link, get_device, list_users, add_user, audit),
-    components(schemas(ProblemDoc, Action, Outcome, PauseReason, Problem, TicketState, Tier, SlaState, Role, Day)),
+    paths(openapi, me, list_tickets, get_ticket, act, progress_link, get_device, list_tradeins,
+        tradein_totals, get_tradein, act_tradein, certificate, list_skus, set_sku, list_users, add_user, audit),
+    components(schemas(ProblemDoc, Action, Outcome, PauseReason, Problem, TicketState, Tier, SlaState, Role, Day,
+        TradeInState, TradeInAction)),
     modifiers(&Bearer)
 )]
 pub struct ApiDoc;

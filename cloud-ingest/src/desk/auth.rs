@@ -44,6 +44,8 @@ impl Role {
             Access::Public | Access::Anyone => true,
             Access::ReadTickets => matches!(self, Agent | Analyst | Admin),
             Access::WorkTickets => matches!(self, Agent | Admin),
+            Access::ReadTradeIns => matches!(self, Recycler | Analyst | Admin),
+            Access::WorkTradeIns => matches!(self, Recycler | Admin),
             Access::ReadAll => matches!(self, Analyst | Admin),
             Access::Admin => self == Admin,
         }
@@ -77,6 +79,10 @@ pub enum Access {
     ReadTickets,
     /// Change tickets.
     WorkTickets,
+    /// Read the recycling desk's trade-ins, totals and SKUs.
+    ReadTradeIns,
+    /// Work trade-ins and set SKU weights.
+    WorkTradeIns,
     /// Read everything, the audit log included.
     ReadAll,
     /// Manage users.

@@ -4,6 +4,8 @@
 //! there (as the device's acknowledgement would) and, once the case is resolved, rates
 //! it. Every form is plain HTML with a CSRF token derived from the link.
 
+use crate::tradein::lifecycle::{Answer as TradeInAnswer, Consent, TradeInState};
+use crate::tradein::settlement::format_money;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -26,6 +28,7 @@ pub fn router(state: DeskState) -> Router {
         .route("/progress/:token", get(show))
         .route("/progress/:token/answer", post(answer))
         .route("/progress/:token/rating", post(rate))
+        .route("/progress/:token/tradein", post(tradein_answer))
         .with_state(state)
 }
 
@@ -94,6 +97,7 @@ struct Case {
     offer: Option<crate::store::progress::OfferText>,
     noticed: Vec<String>,
     rating: Option<StoredRating>,
+    tradein: Option<crate::store::tradeins::TradeIn>,
 }
 
 async fn load(s: &DeskState, id: i64) -> Result<Case, ApiError> {
@@ -119,6 +123,7 @@ async fn load(s: &DeskState, id: i64) -> Result<Case, ApiError> {
         offer: store.offer_text(id).await.map_err(ApiError::store)?,
         noticed: evidence.as_ref().map(noticed).unwrap_or_default(),
         rating: store.ticket_rating(id).await.map_err(ApiError::store)?,
+        tradein: store.tradein(id).await.map_err(ApiError::store)?,
         ticket,
     })
 }
@@ -202,6 +207,9 @@ fn case_page(token: &str, c: &Case, notice: Option<Markup>) -> Markup {
                 }
             }
         }
+        @if let Some(tr) = c.tradein.as_ref().filter(|tr| tr.state != TradeInState::Quoted) {
+            (tradein_section(&base, &csrf, tr))
+        }
         section {
             h2 { "Progress" }
             ol.tracker {
@@ -235,6 +243,80 @@ fn case_page(token: &str, c: &Case, notice: Option<Markup>) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// The trade-in as the customer sees it: where the device is, its grade and the
+/// settled price with the reason, and the choice when the price is below the quote.
+fn tradein_section(base: &str, csrf: &str, tr: &crate::store::tradeins::TradeIn) -> Markup {
+    let quote = format_money(tr.quote_minor.max(0) as u64, &tr.currency);
+    let r = &tr.record;
+    html! {
+        section.tradein #tradein {
+            h2 { "Your trade-in" }
+            p { "Status: " strong #tradein-state { (tr.state.title()) } " · quoted " (quote) }
+            @if let Some(s) = &r.shipping_ref { p.hint { "Shipping reference " (s) } }
+            @if let Some(g) = &r.graded {
+                p { "Our inspection: functional grade " (g.grade.functional) " ("
+                    (g.grade.functional.meaning()) "), appearance " (g.grade.cosmetic) " ("
+                    (g.grade.cosmetic.meaning()) ")"
+                    @if let Some(b) = g.grade.battery_pct { ", battery " (b) " %" } "." }
+            }
+            @if r.erasure.is_some() { p { "Your data has been erased; a certificate is on file." } }
+            @if let Some(st) = &r.settlement {
+                p.price { "Final price: " strong #settled-price { (format_money(st.final_minor, &st.currency)) } }
+                @if let Some(why) = &st.reason { p #settle-reason { "Why it differs from the quote: " (why) } }
+                @if r.consent == Some(Consent::Pending) && tr.state == TradeInState::Settled {
+                    div.row {
+                        form method="post" action={(base) "/tradein"} {
+                            input type="hidden" name="csrf" value=(csrf);
+                            input type="hidden" name="answer" value="accept_price";
+                            button #accept-price type="submit" { "Accept " (format_money(st.final_minor, &st.currency)) }
+                        }
+                        form method="post" action={(base) "/tradein"} {
+                            input type="hidden" name="csrf" value=(csrf);
+                            input type="hidden" name="answer" value="return_device";
+                            button.secondary #return-device type="submit" { "Send my device back" }
+                        }
+                    }
+                }
+                @if r.consent == Some(Consent::Accepted) { p.hint { "You accepted this price." } }
+            }
+            @if tr.state == TradeInState::DeviceReturned { p { "We are sending your device back to you." } }
+        }
+    }
+}
+
+/// The customer's answer to a settled trade-in price.
+async fn tradein_answer(
+    State(s): State<DeskState>,
+    Path(token): Path<String>,
+    form: Option<Form<AnswerForm>>,
+) -> Response {
+    let f = form.map(|Form(f)| f);
+    let csrf = f.as_ref().and_then(|f| f.csrf.as_deref());
+    let id = match form_ticket(&s, &token, csrf, "answer").await {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let answer = match f.and_then(|f| f.answer).as_deref() {
+        Some("accept_price") => TradeInAnswer::AcceptPrice,
+        Some("return_device") => TradeInAnswer::ReturnDevice,
+        other => {
+            let why = format!(
+                "{:?} is not an answer: accept the price or ask for the device back.",
+                other.unwrap_or("")
+            );
+            return render(&s, &token, id, StatusCode::UNPROCESSABLE_ENTITY, refused(why)).await;
+        }
+    };
+    match super::recycling::customer_answer(&s, id, answer).await {
+        Ok(_) => Redirect::to(&format!("/progress/{token}#tradein")).into_response(),
+        Err(e) if e.status().is_client_error() => {
+            let why = format!("{} Nothing was changed.", e.detail());
+            render(&s, &token, id, e.status(), refused(why)).await
+        }
+        Err(e) => unavailable(e),
     }
 }
 

@@ -30,6 +30,8 @@ pub struct Health {
     pub clock: Arc<dyn protocol::clock::Clock>,
     /// How the desk issues customers' links.
     pub links: crate::desk::api::LinkSettings,
+    /// The recycling desk's rules.
+    pub tradein: Arc<crate::tradein::Rules>,
 }
 
 /// The router.
@@ -38,6 +40,7 @@ pub fn router(health: Health) -> Router {
         store: health.store.clone(),
         clock: health.clock.clone(),
         links: health.links.clone(),
+        tradein_rules: health.tradein.clone(),
     };
     let desk = crate::desk::router(state);
     Router::new()

@@ -87,6 +87,9 @@ pub async fn open(c: &mut AnyConnection, t: &NewTicket) -> Result<Option<i64>, S
     .await?;
     let Some(row) = row else { return Ok(None) };
     let id: i64 = row.try_get(0)?;
+    if t.offer == OfferKind::TradeIn {
+        super::tradeins::open(c, id, t).await?;
+    }
     record_event(
         c,
         id,
@@ -221,7 +224,8 @@ pub async fn apply_move(c: &mut AnyConnection, m: &TicketMove) -> Result<(), Sto
             m.ticket_id, m.from, m.to
         )));
     }
-    record_event(c, m.ticket_id, Some(m.from), m.to, m.actor, m.note, m.at_ms).await
+    record_event(c, m.ticket_id, Some(m.from), m.to, m.actor, m.note, m.at_ms).await?;
+    super::tradeins::follow(c, m.ticket_id, m.to, m.actor, m.at_ms).await
 }
 
 /// Moves a ticket from wherever it is now to `to`; the state it left.
@@ -795,6 +799,9 @@ impl Store {
         .bind(change.kind)
         .execute(&mut *tx)
         .await?;
+        if change.to != from {
+            super::tradeins::follow(&mut tx, id, change.to, user, at_ms).await?;
+        }
         let after = self.queue_item_in(&mut tx, id).await?;
         super::users::audit(
             &mut tx,

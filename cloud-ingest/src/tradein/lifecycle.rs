@@ -560,6 +560,14 @@ pub fn decide(s: &Standing, action: &Action, cx: &Context<'_>) -> Result<Change,
             (TradeInState::Closed, None)
         }
         Action::Cancel { reason } => {
+            if s.state == TradeInState::Quoted {
+                // The quote is the ticket's offer, withdrawn with the ticket.
+                return Err(illegal(
+                    name,
+                    s.state,
+                    "the quote is the ticket's offer: cancel the ticket at the service desk",
+                ));
+            }
             step(s, name, TradeInState::Cancelled)?;
             let r = reason.trim();
             if r.is_empty() || r.chars().count() > 500 {
@@ -626,6 +634,25 @@ pub fn follow_ticket(
         _ => return None,
     };
     current.can_move_to(to).then_some(to)
+}
+
+/// The ticket move a trade-in move implies: the ticket is in progress once the device
+/// is at the desk, resolved (traded in) when the trade-in closes or (declined) when the
+/// device goes back, cancelled with it; the outcome when the move closes the ticket.
+pub fn ticket_follows(
+    trade_to: TradeInState,
+    ticket: crate::tickets::TicketState,
+) -> Option<(crate::tickets::TicketState, Option<crate::tickets::work::Outcome>)> {
+    use crate::tickets::work::Outcome;
+    use crate::tickets::TicketState as T;
+    let (to, outcome) = match trade_to {
+        TradeInState::Received => (T::InProgress, None),
+        TradeInState::Closed => (T::Resolved, Some(Outcome::TradedIn)),
+        TradeInState::DeviceReturned => (T::Resolved, Some(Outcome::CustomerDeclined)),
+        TradeInState::Cancelled => (T::Cancelled, None),
+        _ => return None,
+    };
+    ticket.can_move_to(to).then_some((to, outcome))
 }
 
 #[cfg(test)]
@@ -746,7 +773,7 @@ mod tests {
                 Action::Settle { .. } => &[Erased],
                 Action::Route { .. } => &[Settled],
                 Action::Close => &[Refurbish, Recycle],
-                Action::Cancel { .. } => &[Quoted, Accepted, AwaitingDevice],
+                Action::Cancel { .. } => &[Accepted, AwaitingDevice],
             }
         };
         for a in every_action() {
@@ -997,6 +1024,20 @@ mod tests {
     #[test]
     fn ticket_answers_move_a_trade_in_only_before_the_device_arrives() {
         use crate::tickets::TicketState as T;
+        use crate::tickets::work::Outcome;
+        assert_eq!(ticket_follows(Received, T::Accepted), Some((T::InProgress, None)));
+        assert_eq!(ticket_follows(Received, T::InProgress), None, "already started");
+        assert_eq!(
+            ticket_follows(Closed, T::InProgress),
+            Some((T::Resolved, Some(Outcome::TradedIn)))
+        );
+        assert_eq!(
+            ticket_follows(DeviceReturned, T::InProgress),
+            Some((T::Resolved, Some(Outcome::CustomerDeclined)))
+        );
+        assert_eq!(ticket_follows(Cancelled, T::Accepted), Some((T::Cancelled, None)));
+        assert_eq!(ticket_follows(Closed, T::Resolved), None, "closed at the desk already");
+        assert_eq!(ticket_follows(Graded, T::InProgress), None);
         assert_eq!(follow_ticket(Quoted, T::Accepted), Some(Accepted));
         assert_eq!(follow_ticket(Quoted, T::Declined), Some(Declined));
         assert_eq!(follow_ticket(Quoted, T::Offered), None);

@@ -125,6 +125,39 @@ pub fn period_of(at_ms: u64, p: Period) -> String {
     }
 }
 
+/// The span of a named period, `2026-11` or `2026-W48`: `[from_ms, to_ms)` and how
+/// it is named.
+pub fn period_range(name: &str) -> Result<(u64, u64, Period), String> {
+    use chrono::{Datelike, NaiveDate, Weekday};
+    let bad = || format!("period {name:?} is not a month (2026-11) or an ISO week (2026-W48)");
+    let ms = |d: NaiveDate| {
+        d.and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc().timestamp_millis())
+            .filter(|&m| m >= 0)
+            .map(|m| m as u64)
+    };
+    let (from, to, p) = if let Some((y, w)) = name.split_once("-W") {
+        let (y, w) = (y.parse::<i32>().map_err(|_| bad())?, w.parse::<u32>().map_err(|_| bad())?);
+        let start = NaiveDate::from_isoywd_opt(y, w, Weekday::Mon).ok_or_else(bad)?;
+        (start, start + chrono::Days::new(7), Period::Week)
+    } else {
+        let (y, m) = name.split_once('-').ok_or_else(bad)?;
+        let (y, m) = (y.parse::<i32>().map_err(|_| bad())?, m.parse::<u32>().map_err(|_| bad())?);
+        if m.to_string().len() > 2 || !name.ends_with(&format!("{m:02}")) {
+            return Err(bad());
+        }
+        let start = NaiveDate::from_ymd_opt(y, m, 1).ok_or_else(bad)?;
+        let next = if start.month() == 12 {
+            NaiveDate::from_ymd_opt(y + 1, 1, 1)
+        } else {
+            NaiveDate::from_ymd_opt(y, m + 1, 1)
+        }
+        .ok_or_else(bad)?;
+        (start, next, Period::Month)
+    };
+    Ok((ms(from).ok_or_else(bad)?, ms(to).ok_or_else(bad)?, p))
+}
+
 /// Kilograms diverted in one cell.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Diverted {
@@ -277,6 +310,22 @@ mod tests {
         assert_eq!(w[1].period, "2026-W49");
         assert_eq!(w[1].devices, 3);
         assert_eq!(period_of(nov30 - 1, Period::Week), "2026-W48");
+    }
+
+    #[test]
+    fn periods_are_months_or_iso_weeks() {
+        let (f, t, p) = period_range("2026-11").unwrap();
+        assert_eq!(p, Period::Month);
+        assert_eq!((period_of(f, p), period_of(t - 1, p)), ("2026-11".into(), "2026-11".into()));
+        assert_eq!(period_of(t, p), "2026-12");
+        let (f, t, p) = period_range("2026-12").unwrap();
+        assert_eq!(period_of(t, p), "2027-01");
+        assert_eq!(t - f, 31 * 86_400_000);
+        let (f, t, p) = period_range("2026-W49").unwrap();
+        assert_eq!((f, t - f, p), (1_795_996_800_000, 7 * 86_400_000, Period::Week));
+        for bad in ["2026", "2026-13", "2026-1", "2026-W54", "2026-W", "nov", "2026-11-01", "-W3"] {
+            assert!(period_range(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
