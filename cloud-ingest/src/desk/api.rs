@@ -23,18 +23,18 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use super::auth::{Access, Role, User};
 use super::casework;
 use super::recycling::{self, DeskTotals, TradeInDetail, TradeInList};
-use crate::store::tradeins::Sku;
-use crate::tradein::lifecycle::{Action as TradeInAction, TradeInState};
 use super::trend::{Day, Trend};
 use crate::policy::Problem;
 use crate::store::devices::{DeviceCard, DeviceStatus, ScoreDay};
 use crate::store::progress::StoredRating;
 use crate::store::tickets::{LogEntry, QueueItem};
+use crate::store::tradeins::Sku;
 use crate::store::users::AuditEntry;
 use crate::store::{Store, StoreError};
 use crate::tickets::sla::{PauseReason, SlaClock, SlaState};
 use crate::tickets::work::{Action, Outcome};
 use crate::tickets::{TicketState, Tier};
+use crate::tradein::lifecycle::{Action as TradeInAction, TradeInState};
 
 /// What the handlers share.
 #[derive(Clone)]

@@ -307,7 +307,14 @@ async fn tradein_answer(
                 "{:?} is not an answer: accept the price or ask for the device back.",
                 other.unwrap_or("")
             );
-            return render(&s, &token, id, StatusCode::UNPROCESSABLE_ENTITY, refused(why)).await;
+            return render(
+                &s,
+                &token,
+                id,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                refused(why),
+            )
+            .await;
         }
     };
     match super::recycling::customer_answer(&s, id, answer).await {

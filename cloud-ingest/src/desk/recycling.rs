@@ -263,7 +263,11 @@ async fn apply(
         version: t.version,
         state: t.state,
     };
-    match s.store.apply_tradein_change(seen, change, user, action, now).await {
+    match s
+        .store
+        .apply_tradein_change(seen, change, user, action, now)
+        .await
+    {
         Ok(_) => Ok(()),
         Err(StoreError::Conflict(m)) => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -287,7 +291,15 @@ pub async fn customer_answer(s: &DeskState, id: i64, a: Answer) -> Result<TradeI
         Answer::AcceptPrice => "customer_accept_price",
         Answer::ReturnDevice => "customer_return_device",
     };
-    apply(s, &t, &change, crate::store::progress::CUSTOMER, name, s.clock.now().0).await?;
+    apply(
+        s,
+        &t,
+        &change,
+        crate::store::progress::CUSTOMER,
+        name,
+        s.clock.now().0,
+    )
+    .await?;
     s.store
         .tradein(id)
         .await
@@ -343,7 +355,11 @@ pub async fn desk_totals(
         .tradein_milestones(from_ms, to_ms)
         .await
         .map_err(ApiError::store)?;
-    let routed = s.store.routed(from_ms, to_ms).await.map_err(ApiError::store)?;
+    let routed = s
+        .store
+        .routed(from_ms, to_ms)
+        .await
+        .map_err(ApiError::store)?;
     Ok(DeskTotals {
         period: period.map(str::to_owned),
         from_ms,

@@ -126,7 +126,17 @@ pub(crate) async fn open(
     .bind(i64::from(has_battery))
     .execute(&mut *c)
     .await?;
-    event(c, ticket_id, None, TradeInState::Quoted, "quote", "policy", None, t.opened_ms).await
+    event(
+        c,
+        ticket_id,
+        None,
+        TradeInState::Quoted,
+        "quote",
+        "policy",
+        None,
+        t.opened_ms,
+    )
+    .await
 }
 
 /// Moves a ticket's trade-in as the ticket's move implies (the customer's answer to the
@@ -315,11 +325,10 @@ impl Store {
 
     /// Trade-ins per state, every state listed.
     pub async fn tradein_counts(&self) -> Result<Vec<StateCount>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT state, COUNT(*), MIN(state_since_ms) FROM tradeins GROUP BY state",
-        )
-        .fetch_all(self.pool())
-        .await?;
+        let rows =
+            sqlx::query("SELECT state, COUNT(*), MIN(state_since_ms) FROM tradeins GROUP BY state")
+                .fetch_all(self.pool())
+                .await?;
         let mut out: Vec<StateCount> = TradeInState::ALL
             .into_iter()
             .map(|state| StateCount {
@@ -451,9 +460,7 @@ impl Store {
                 user_name: user.to_owned(),
                 action: format!("tradein.{action}"),
                 subject: format!("tradein:{id}"),
-                before: Some(
-                    serde_json::json!({ "state": state, "version": version }).to_string(),
-                ),
+                before: Some(serde_json::json!({ "state": state, "version": version }).to_string()),
                 after: Some(
                     serde_json::json!({ "state": change.to, "version": version + 1,
                         "record": change.record })
@@ -500,9 +507,11 @@ impl Store {
                     r.try_get::<Option<String>, _>(7)?,
                     r.try_get::<Option<i64>, _>(8)?,
                 ) {
-                    (Some(at), Some(route), Some(g)) => {
-                        Some((at, parse::<Route>(&route)?, g.clamp(0, u32::MAX.into()) as u32))
-                    }
+                    (Some(at), Some(route), Some(g)) => Some((
+                        at,
+                        parse::<Route>(&route)?,
+                        g.clamp(0, u32::MAX.into()) as u32,
+                    )),
                     _ => None,
                 };
                 Ok(Milestones {
@@ -531,8 +540,10 @@ impl Store {
                     at_ms: r.try_get::<i64, _>(0)?.max(0) as u64,
                     model: r.try_get(1)?,
                     route: parse(&r.try_get::<String, _>(2)?)?,
-                    weight_g: r.try_get::<Option<i64>, _>(3)?.unwrap_or(0).clamp(0, u32::MAX.into())
-                        as u32,
+                    weight_g: r
+                        .try_get::<Option<i64>, _>(3)?
+                        .unwrap_or(0)
+                        .clamp(0, u32::MAX.into()) as u32,
                 })
             })
             .collect()

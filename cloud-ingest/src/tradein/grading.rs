@@ -333,12 +333,11 @@ pub fn labels(g: &BenchGrade, rules: &[LabelRule]) -> Vec<Label> {
                     family,
                     label: None,
                     rule: if g.activation_lock_off {
+                        let lowest = of_family.clone().next_back();
                         format!(
                             "below every label (the lowest, {}, needs {})",
-                            of_family.clone().last().map_or("", |r| r.label.as_str()),
-                            of_family
-                                .last()
-                                .map_or(String::new(), |r| r.requires.describe())
+                            lowest.map_or("", |r| r.label.as_str()),
+                            lowest.map_or(String::new(), |r| r.requires.describe())
                         )
                     } else {
                         "activation lock on: no label until the customer removes it".into()
@@ -418,6 +417,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn the_default_rules_label_each_grade_by_its_first_rule_met() {
         use Cosmetic::*;
         let rules = default_label_rules();

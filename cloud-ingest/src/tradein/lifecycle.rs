@@ -642,7 +642,10 @@ pub fn follow_ticket(
 pub fn ticket_follows(
     trade_to: TradeInState,
     ticket: crate::tickets::TicketState,
-) -> Option<(crate::tickets::TicketState, Option<crate::tickets::work::Outcome>)> {
+) -> Option<(
+    crate::tickets::TicketState,
+    Option<crate::tickets::work::Outcome>,
+)> {
     use crate::tickets::work::Outcome;
     use crate::tickets::TicketState as T;
     let (to, outcome) = match trade_to {
@@ -1023,10 +1026,17 @@ mod tests {
 
     #[test]
     fn ticket_answers_move_a_trade_in_only_before_the_device_arrives() {
-        use crate::tickets::TicketState as T;
         use crate::tickets::work::Outcome;
-        assert_eq!(ticket_follows(Received, T::Accepted), Some((T::InProgress, None)));
-        assert_eq!(ticket_follows(Received, T::InProgress), None, "already started");
+        use crate::tickets::TicketState as T;
+        assert_eq!(
+            ticket_follows(Received, T::Accepted),
+            Some((T::InProgress, None))
+        );
+        assert_eq!(
+            ticket_follows(Received, T::InProgress),
+            None,
+            "already started"
+        );
         assert_eq!(
             ticket_follows(Closed, T::InProgress),
             Some((T::Resolved, Some(Outcome::TradedIn)))
@@ -1035,8 +1045,15 @@ mod tests {
             ticket_follows(DeviceReturned, T::InProgress),
             Some((T::Resolved, Some(Outcome::CustomerDeclined)))
         );
-        assert_eq!(ticket_follows(Cancelled, T::Accepted), Some((T::Cancelled, None)));
-        assert_eq!(ticket_follows(Closed, T::Resolved), None, "closed at the desk already");
+        assert_eq!(
+            ticket_follows(Cancelled, T::Accepted),
+            Some((T::Cancelled, None))
+        );
+        assert_eq!(
+            ticket_follows(Closed, T::Resolved),
+            None,
+            "closed at the desk already"
+        );
         assert_eq!(ticket_follows(Graded, T::InProgress), None);
         assert_eq!(follow_ticket(Quoted, T::Accepted), Some(Accepted));
         assert_eq!(follow_ticket(Quoted, T::Declined), Some(Declined));

@@ -137,12 +137,18 @@ pub fn period_range(name: &str) -> Result<(u64, u64, Period), String> {
             .map(|m| m as u64)
     };
     let (from, to, p) = if let Some((y, w)) = name.split_once("-W") {
-        let (y, w) = (y.parse::<i32>().map_err(|_| bad())?, w.parse::<u32>().map_err(|_| bad())?);
+        let (y, w) = (
+            y.parse::<i32>().map_err(|_| bad())?,
+            w.parse::<u32>().map_err(|_| bad())?,
+        );
         let start = NaiveDate::from_isoywd_opt(y, w, Weekday::Mon).ok_or_else(bad)?;
         (start, start + chrono::Days::new(7), Period::Week)
     } else {
         let (y, m) = name.split_once('-').ok_or_else(bad)?;
-        let (y, m) = (y.parse::<i32>().map_err(|_| bad())?, m.parse::<u32>().map_err(|_| bad())?);
+        let (y, m) = (
+            y.parse::<i32>().map_err(|_| bad())?,
+            m.parse::<u32>().map_err(|_| bad())?,
+        );
         if m.to_string().len() > 2 || !name.ends_with(&format!("{m:02}")) {
             return Err(bad());
         }
@@ -316,14 +322,29 @@ mod tests {
     fn periods_are_months_or_iso_weeks() {
         let (f, t, p) = period_range("2026-11").unwrap();
         assert_eq!(p, Period::Month);
-        assert_eq!((period_of(f, p), period_of(t - 1, p)), ("2026-11".into(), "2026-11".into()));
+        assert_eq!(
+            (period_of(f, p), period_of(t - 1, p)),
+            ("2026-11".into(), "2026-11".into())
+        );
         assert_eq!(period_of(t, p), "2026-12");
         let (f, t, p) = period_range("2026-12").unwrap();
         assert_eq!(period_of(t, p), "2027-01");
         assert_eq!(t - f, 31 * 86_400_000);
         let (f, t, p) = period_range("2026-W49").unwrap();
-        assert_eq!((f, t - f, p), (1_795_996_800_000, 7 * 86_400_000, Period::Week));
-        for bad in ["2026", "2026-13", "2026-1", "2026-W54", "2026-W", "nov", "2026-11-01", "-W3"] {
+        assert_eq!(
+            (f, t - f, p),
+            (1_795_996_800_000, 7 * 86_400_000, Period::Week)
+        );
+        for bad in [
+            "2026",
+            "2026-13",
+            "2026-1",
+            "2026-W54",
+            "2026-W",
+            "nov",
+            "2026-11-01",
+            "-W3",
+        ] {
             assert!(period_range(bad).is_err(), "{bad}");
         }
     }

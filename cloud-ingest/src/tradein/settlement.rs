@@ -298,6 +298,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn the_default_rules_take_their_shares_off_the_quote() {
         use Cosmetic::*;
         let rules = default_deductions();

@@ -85,7 +85,11 @@ pub fn totals(rows: &[Milestones], from_ms: u64, to_ms: u64) -> Totals {
                 m.0 += 1;
                 m.1 += quote;
                 m.2 += price;
-                m.3 += if *quote == 0 { 1.0 } else { *price as f64 / *quote as f64 };
+                m.3 += if *quote == 0 {
+                    1.0
+                } else {
+                    *price as f64 / *quote as f64
+                };
             }
         }
     }
@@ -116,19 +120,40 @@ mod tests {
             routed,
         };
         let rows = vec![
-            m(Some(10), Some(20), Some((30, 30_000, 30_000, "EUR")), Some((40, Route::Refurbish, 190))),
-            m(Some(15), Some(25), Some((35, 20_000, 15_000, "EUR")), Some((45, Route::Recycle, 1_250))),
-            m(Some(5), Some(95), Some((99, 10_000, 5_000, "EUR")), Some((120, Route::Recycle, 500))),
+            m(
+                Some(10),
+                Some(20),
+                Some((30, 30_000, 30_000, "EUR")),
+                Some((40, Route::Refurbish, 190)),
+            ),
+            m(
+                Some(15),
+                Some(25),
+                Some((35, 20_000, 15_000, "EUR")),
+                Some((45, Route::Recycle, 1_250)),
+            ),
+            m(
+                Some(5),
+                Some(95),
+                Some((99, 10_000, 5_000, "EUR")),
+                Some((120, Route::Recycle, 500)),
+            ),
             m(Some(50), None, None, None),
             m(Some(60), Some(70), Some((80, 40_000, 40_000, "USD")), None),
         ];
         let t = totals(&rows, 10, 100);
-        assert_eq!((t.received, t.graded, t.refurbished, t.recycled), (4, 4, 1, 1));
+        assert_eq!(
+            (t.received, t.graded, t.refurbished, t.recycled),
+            (4, 4, 1, 1)
+        );
         assert!((t.ewaste_kg - 1.44).abs() < 1e-9);
         assert_eq!(t.quote_vs_settled.len(), 2);
         let eur = &t.quote_vs_settled[0];
         assert_eq!((eur.currency.as_str(), eur.settled), ("EUR", 3));
-        assert_eq!((eur.mean_quote_minor, eur.mean_settled_minor), (20_000, 16_666));
+        assert_eq!(
+            (eur.mean_quote_minor, eur.mean_settled_minor),
+            (20_000, 16_666)
+        );
         assert!((eur.mean_ratio - (1.0 + 0.75 + 0.5) / 3.0).abs() < 1e-9);
         assert_eq!(t.quote_vs_settled[1].mean_ratio, 1.0);
         let none = totals(&rows, 1_000, 2_000);

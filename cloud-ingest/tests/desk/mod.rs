@@ -253,16 +253,75 @@ impl Desk {
 
     /// An opened ticket (no moves yet) on a new device of batch `batch`.
     pub async fn opened_ticket(&self, device: &str, batch: &str, tier: Tier, epoch: u32) -> i64 {
+        self.open_ticket(device, batch, tier, epoch, None).await
+    }
+
+    /// The model this desk's trade-in devices are (unique, so SKU weights set by one
+    /// test do not reach another's).
+    pub fn tradein_model(&self) -> String {
+        format!("phone-{}", self.tag)
+    }
+
+    /// A trade-in ticket quoted EUR 300.00 on a device whose telemetry showed battery
+    /// health `soh`, the customer's acceptance recorded as the device's answer.
+    pub async fn accepted_tradein(&self, device: &str, soh: f64) -> i64 {
+        self.tradein_answered(device, soh, &[TicketState::Offered, TicketState::Accepted])
+            .await
+    }
+
+    /// A trade-in ticket as [`Desk::accepted_tradein`], shown but not answered.
+    pub async fn offered_tradein(&self, device: &str, soh: f64) -> i64 {
+        self.tradein_answered(device, soh, &[TicketState::Offered])
+            .await
+    }
+
+    async fn tradein_answered(&self, device: &str, soh: f64, moves: &[TicketState]) -> i64 {
+        let id = self
+            .open_ticket(device, "B1", Tier::Medium, 0, Some(soh))
+            .await;
+        let mut tx = self.store.begin().await.unwrap();
+        for &to in moves {
+            tickets::move_ticket(&mut tx, id, to, "device", None, T0)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+        id
+    }
+
+    async fn open_ticket(
+        &self,
+        device: &str,
+        batch: &str,
+        tier: Tier,
+        epoch: u32,
+        tradein_soh: Option<f64>,
+    ) -> i64 {
+        let model = match tradein_soh {
+            Some(_) => self.tradein_model(),
+            None => "phone-x2".to_owned(),
+        };
+        let features = tradein_soh.map(|soh| {
+            let mut values = vec![0.0; models::schema::FEATURE_COUNT];
+            values[models::schema::idx::SOH] = soh;
+            values[models::schema::idx::HAS_BATTERY] = 1.0;
+            serde_json::to_string(&tickets::ScoredFeatures {
+                schema: models::schema::schema_fingerprint(),
+                values,
+            })
+            .unwrap()
+        });
         let device = format!("{device}-{}", self.tag);
         let mut tx = self.store.begin().await.unwrap();
         sqlx::query(
             "INSERT INTO devices (device_id, tenant, first_seen_ms, last_seen_ms, min_seq, max_seq,
-                model, batch, epoch) VALUES ($1, 'acme', $2, $2, 1, 1, 'phone-x2', $3, $4)",
+                model, batch, epoch) VALUES ($1, 'acme', $2, $2, 1, 1, $5, $3, $4)",
         )
         .bind(device.as_str())
         .bind(T0 as i64)
         .bind(batch)
         .bind(i64::from(epoch))
+        .bind(model.as_str())
         .execute(&mut *tx)
         .await
         .unwrap();
@@ -280,15 +339,19 @@ impl Desk {
                 customer_id: None,
                 problem: Problem::Battery,
                 tier,
-                offer: OfferKind::Inspection,
-                quote_minor: None,
-                currency: None,
+                offer: if tradein_soh.is_some() {
+                    OfferKind::TradeIn
+                } else {
+                    OfferKind::Inspection
+                },
+                quote_minor: tradein_soh.map(|_| 30_000),
+                currency: tradein_soh.map(|_| "EUR".into()),
                 opened_ms: T0,
                 due_ms: T0 + window,
                 risk: 0.6,
                 model_version: "m1".into(),
                 evidence: EVIDENCE.into(),
-                features: None,
+                features,
             },
         )
         .await
