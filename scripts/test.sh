@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, with the real services it needs.
 #
-# Installs what is missing from Debian's packages (Mosquitto, PostgreSQL, Chromium and
-# chromium-driver,
+# Installs what is missing from Debian's packages (Mosquitto, PostgreSQL, Chromium,
+# chromium-driver and a CJK font,
 # VictoriaMetrics as the InfluxDB v2 write API), starts private instances of them on
 # loopback, on free non-default ports, with their data in a temporary directory,
 # exports their addresses as FLEET_TEST_* variables, checks what the server and the
@@ -42,6 +42,8 @@ command -v openssl >/dev/null || missing+=(openssl)
 # The desk's pages are tested in a real headless Chromium, driven over WebDriver.
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
+# The recycling desk's resale labels (99新, 9成新) need a CJK font to render.
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     as_root apt-get update -qq

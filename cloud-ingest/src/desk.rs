@@ -1,7 +1,8 @@
 //! The desks: the people who work the tickets. [`auth`] says who may do what; [`api`]
 //! is the JSON API under `/api/v1` and [`pages`] the desk's pages, both calling
 //! [`casework`]; [`progress`] is the customer's page, opened by a link. [`device`] is a device's
-//! page; [`trend`] sums a device's last days and [`charts`] draws them.
+//! page; [`trend`] sums a device's last days and [`charts`] draws them. The recycling
+//! desk's casework is [`recycling`], its pages [`recycling_pages`].
 
 pub mod api;
 pub mod auth;
@@ -11,6 +12,7 @@ pub mod device;
 pub mod pages;
 pub mod progress;
 pub mod recycling;
+pub mod recycling_pages;
 pub mod trend;
 
 /// The desk's whole router: the API under `/api/v1` and the pages.
@@ -18,5 +20,6 @@ pub fn router(state: api::DeskState) -> axum::Router {
     api::router(state.clone())
         .merge(pages::router(state.clone()))
         .merge(device::router(state.clone()))
+        .merge(recycling_pages::router(state.clone()))
         .merge(progress::router(state))
 }

@@ -281,12 +281,15 @@ async fn an_agent_works_a_ticket_in_the_browser() {
     phone.shot("queue-empty-phone").await;
     phone.close().await;
 
-    // A recycler signs in but may not see the service desk's queue.
+    // A recycler signs in to the recycling desk and may not see the service desk's queue.
     let (_, rae) = desk.user("rae", Role::Recycler).await;
     let mut other = Browser::start("desk_pages_recycler", 1280, 700).await;
     other.client.goto(&format!("{base}/login")).await.unwrap();
     other.fill("#token", &rae).await;
     submit(&other, "form.card").await;
+    other.find("#totals").await;
+    assert!(other.text().await.contains("Recycling desk"));
+    other.client.goto(&format!("{base}/desk")).await.unwrap();
     other.find("p.error").await;
     let text = other.text().await;
     assert!(

@@ -124,6 +124,10 @@ fn layout(title: &str, user: Option<&User>, csrf: Option<&str>, body: Markup) ->
                 header.top {
                     a.brand href="/desk" { "Service desk" }
                     @if let Some(u) = user {
+                        nav.desks {
+                            @if u.role.may(Access::ReadTickets) { a href="/desk" { "Tickets" } }
+                            @if u.role.may(Access::ReadTradeIns) { a href="/desk/tradeins" { "Trade-ins" } }
+                        }
                         span.who { (u.name) " · " (u.role) }
                         @if let Some(c) = csrf {
                             form method="post" action="/logout" .inline {
@@ -233,7 +237,13 @@ async fn login(
         Ok(t) => t,
         Err(e) => return error_page(None, None, ApiError::store(e)),
     };
-    let mut resp = Redirect::to("/desk").into_response();
+    // Each role lands on the desk it works.
+    let home = if user.role.may(Access::ReadTickets) {
+        "/desk"
+    } else {
+        "/desk/tradeins"
+    };
+    let mut resp = Redirect::to(home).into_response();
     resp.headers_mut().insert(
         header::SET_COOKIE,
         session_cookie(&session, SESSION_MS / 1000, over_tls(&headers)),
