@@ -70,7 +70,9 @@ enum Command {
     },
     /// Write the training set the desk's outcomes make: DIR/labels.csv (every resolved
     /// ticket's feature vector as scored when it opened, labelled 1 when a fault was
-    /// confirmed, 0 when none was found) and DIR/labels.json (what it holds). Train on it
+    /// confirmed, 0 when none was found), DIR/tradeins.csv (every graded trade-in: the
+    /// same columns, labelled by what the bench found, then the bench's battery and
+    /// grades beside the quote's telemetry) and DIR/labels.json (what they hold). Train
     /// with `models train --csv DIR/labels.csv --mode-col mode --out model.json`.
     ExportLabels {
         /// Store URL: sqlite://PATH or postgres://...
@@ -83,6 +85,10 @@ enum Command {
         /// The directory to write to (created if missing).
         #[arg(long)]
         out: PathBuf,
+        /// A graded trade-in whose bench battery is below this (%) is labelled a fault
+        /// (the refurbish bar's battery, `tradein.refurbish.battery_at_least`).
+        #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
+        battery_floor_pct: u8,
     },
     /// List the devices in a store as JSON lines: liveness, message counts, gaps, the
     /// current sequence epoch and how often the device restarted its count.
@@ -362,11 +368,20 @@ async fn main() -> anyhow::Result<()> {
             }
             store.close().await;
         }
-        Command::ExportLabels { store, out } => {
+        Command::ExportLabels {
+            store,
+            out,
+            battery_floor_pct,
+        } => {
             let store = Store::open(&store, 2, SqliteSync::Full).await?;
-            let m = cloud_ingest::training_set::export(&store, &out, SystemClock.now().0)
-                .await
-                .with_context(|| format!("exporting labels to {}", out.display()))?;
+            let m = cloud_ingest::training_set::export(
+                &store,
+                &out,
+                SystemClock.now().0,
+                battery_floor_pct,
+            )
+            .await
+            .with_context(|| format!("exporting labels to {}", out.display()))?;
             store.close().await;
             let skipped: Vec<String> = m
                 .tally
@@ -392,6 +407,12 @@ async fn main() -> anyhow::Result<()> {
                 } else {
                     format!("; skipped {}", skipped.join(", "))
                 }
+            );
+            eprintln!(
+                "wrote {} graded trade-ins ({} with a fault on the bench) to {}",
+                m.tradeins.rows,
+                m.tradeins.positives,
+                out.join(cloud_ingest::training_set::TRADEINS_CSV).display()
             );
             eprintln!("train with: {}", m.train);
         }

@@ -13,6 +13,8 @@ use crate::tickets::labels::{self, Tally};
 
 /// The data file's name.
 pub const CSV: &str = "labels.csv";
+/// The graded trade-ins' file's name.
+pub const TRADEINS_CSV: &str = "tradeins.csv";
 /// The manifest's name.
 pub const MANIFEST: &str = "labels.json";
 /// Tickets read per store query.
@@ -44,6 +46,9 @@ pub struct Manifest {
     /// Rows and skipped tickets.
     #[serde(flatten)]
     pub tally: Tally,
+    /// Rows of `tradeins.csv` (graded trade-ins: the bench against the quote's telemetry)
+    /// and skipped trade-ins.
+    pub tradeins: Tally,
     /// Written at, ms (wall clock).
     pub exported_ms: u64,
     /// The command that trains on it.
@@ -53,7 +58,16 @@ pub struct Manifest {
 /// Writes `dir/labels.csv` and `dir/labels.json` from every ticket with an outcome;
 /// files are written beside and renamed into place, so a failed export leaves the last
 /// good one whole.
-pub async fn export(store: &Store, dir: &Path, now_ms: u64) -> Result<Manifest, ExportError> {
+///
+/// Graded trade-ins go to `dir/tradeins.csv`: the same columns, labelled 1 when the
+/// bench confirmed a fault (functional grade 3 or worse, or the battery below
+/// `battery_floor_pct`), then the bench's readings beside the quote's telemetry.
+pub async fn export(
+    store: &Store,
+    dir: &Path,
+    now_ms: u64,
+    battery_floor_pct: u8,
+) -> Result<Manifest, ExportError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ExportError::Io { path, source }
@@ -85,10 +99,12 @@ pub async fn export(store: &Store, dir: &Path, now_ms: u64) -> Result<Manifest, 
         .and_then(|f| f.sync_all())
         .map_err(io(&part))?;
     std::fs::rename(&part, &csv).map_err(io(&csv))?;
+    let tradeins = export_tradeins(store, dir, &schema, battery_floor_pct).await?;
     let manifest = Manifest {
         schema,
         features: FEATURES.iter().map(|f| f.name).collect(),
         tally,
+        tradeins,
         exported_ms: now_ms,
         train: format!(
             "models train --csv {} --mode-col mode --out model.json",
@@ -99,4 +115,42 @@ pub async fn export(store: &Store, dir: &Path, now_ms: u64) -> Result<Manifest, 
     let json = serde_json::to_string_pretty(&manifest).expect("plain data serialises");
     std::fs::write(&path, json + "\n").map_err(io(&path))?;
     Ok(manifest)
+}
+
+async fn export_tradeins(
+    store: &Store,
+    dir: &Path,
+    schema: &str,
+    battery_floor_pct: u8,
+) -> Result<Tally, ExportError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ExportError::Io { path, source }
+    };
+    let csv = dir.join(TRADEINS_CSV);
+    let part = dir.join(format!("{TRADEINS_CSV}.part"));
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&part).map_err(io(&part))?);
+    writeln!(out, "{}", labels::bench_header()).map_err(io(&part))?;
+    let mut tally = Tally::default();
+    let mut after = 0;
+    loop {
+        let page = store.graded_tradeins(after, PAGE).await?;
+        for (id, t) in &page {
+            after = *id;
+            let row = labels::bench_row_of(t, schema, battery_floor_pct);
+            if let Ok(r) = &row {
+                writeln!(out, "{}", labels::bench_line(r)).map_err(io(&part))?;
+            }
+            tally.count(&row.map(|r| r.row));
+        }
+        if page.len() < PAGE as usize {
+            break;
+        }
+    }
+    out.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .map_err(io(&part))?;
+    std::fs::rename(&part, &csv).map_err(io(&csv))?;
+    Ok(tally)
 }

@@ -55,9 +55,65 @@ async fn resolved_tickets_become_training_rows(url: &str) {
         }
         ids.push(id);
     }
+    // Two graded trade-ins: one whose bench battery (70 %) is far below telemetry's.
+    let (_, rae) = desk.user("rae", Role::Recycler).await;
+    for (device, battery) in [("lab-trade-worn", 70), ("lab-trade-fine", 90)] {
+        let id = desk.accepted_tradein(device, 88.0).await;
+        for a in [
+            json!({"action": "ship", "shipping_ref": "DHL-1"}),
+            json!({"action": "receive"}),
+            json!({"action": "grade", "functional": 0, "cosmetic": "B", "battery_pct": battery,
+                "activation_lock_off": true}),
+        ] {
+            let (s, v) = desk
+                .call(
+                    "POST",
+                    &format!("/api/v1/tradeins/{id}/actions"),
+                    Some(&rae),
+                    Some(a),
+                )
+                .await;
+            assert_eq!(s, 200, "{v}");
+        }
+    }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("labels");
-    let m = training_set::export(&desk.store, &out, 7).await.unwrap();
+    let m = training_set::export(&desk.store, &out, 7, 80)
+        .await
+        .unwrap();
+    let trades = std::fs::read_to_string(out.join(training_set::TRADEINS_CSV)).unwrap();
+    let ours: Vec<&str> = trades.lines().filter(|l| l.contains(&desk.tag)).collect();
+    assert_eq!(ours.len(), 2, "{trades}");
+    let worn = ours
+        .iter()
+        .find(|l| l.starts_with("lab-trade-worn"))
+        .unwrap();
+    let cells: Vec<&str> = worn.split(',').collect();
+    assert_eq!((cells[2], cells[3], cells[5]), ("1", "battery", "graded"));
+    assert!(worn.ends_with(",70,88,-18,0,B,recycle"), "{worn}");
+    let fine = ours
+        .iter()
+        .find(|l| l.starts_with("lab-trade-fine"))
+        .unwrap();
+    assert!(
+        fine.contains(",0,,") && fine.ends_with(",90,88,2,0,B,refurbish"),
+        "{fine}"
+    );
+    assert!(m.tradeins.rows >= 2 && m.tradeins.positives >= 1, "{m:?}");
+    let set = from_csv(
+        &out.join(training_set::TRADEINS_CSV),
+        &CsvColumns {
+            failure_mode: Some("mode".into()),
+            ..CsvColumns::schema_named("device_id", "ts", "label")
+        },
+        14,
+    )
+    .unwrap();
+    assert_eq!(
+        set.y.len() as u64,
+        m.tradeins.rows,
+        "the trainer reads it as it is"
+    );
     // A shared PostgreSQL holds other tests' tickets: count ours in the file.
     let text = std::fs::read_to_string(out.join(training_set::CSV)).unwrap();
     let ours: Vec<&str> = text.lines().filter(|l| l.contains(&desk.tag)).collect();
@@ -133,7 +189,7 @@ async fn an_unwritable_directory_is_a_clear_error() {
     let desk = Desk::start(&format!("sqlite://{}", dir.path().join("d.db").display())).await;
     let file = dir.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
-    let e = training_set::export(&desk.store, &file.join("sub"), 0)
+    let e = training_set::export(&desk.store, &file.join("sub"), 0, 80)
         .await
         .unwrap_err();
     assert!(e.to_string().contains("a-file"), "{e}");

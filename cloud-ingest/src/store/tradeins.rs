@@ -549,6 +549,57 @@ impl Store {
             .collect()
     }
 
+    /// Up to `limit` graded trade-ins with an id above `after`, by id: the label
+    /// export's pages.
+    pub async fn graded_tradeins(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, crate::tickets::labels::GradedTradeIn)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.ticket_ref, t.device_id, t.problem, t.opened_ms, t.model_version,
+                t.evidence, t.features, r.quoted_soh, r.record
+             FROM tradeins r JOIN tickets t ON t.id = r.ticket_id
+             WHERE r.graded_ms IS NOT NULL AND t.id > $1 ORDER BY t.id LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let record: Record = serde_json::from_str(&r.try_get::<String, _>(9)?)
+                .map_err(|e| StoreError::Corrupt(format!("trade-in record: {e}")))?;
+            let Some(graded) = record.graded else {
+                continue;
+            };
+            let evidence: String = r.try_get(6)?;
+            let scored_ms = serde_json::from_str::<serde_json::Value>(&evidence)
+                .ok()
+                .and_then(|e| e["scored_at_ms"].as_u64());
+            out.push((
+                r.try_get(0)?,
+                crate::tickets::labels::GradedTradeIn {
+                    ticket: crate::tickets::labels::OutcomeTicket {
+                        ticket_ref: r.try_get(1)?,
+                        device_id: r.try_get(2)?,
+                        problem: r.try_get(3)?,
+                        outcome: "graded".into(),
+                        outcome_category: None,
+                        closed_ms: Some(graded.at_ms),
+                        scored_ms,
+                        opened_ms: r.try_get::<i64, _>(4)?.max(0) as u64,
+                        model_version: r.try_get(5)?,
+                        features: r.try_get(7)?,
+                    },
+                    quoted_soh: r.try_get(8)?,
+                    graded,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
     /// Sets a SKU's weight in the registry, checked; audited.
     pub async fn set_sku_weight(
         &self,

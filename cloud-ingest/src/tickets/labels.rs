@@ -78,15 +78,7 @@ pub fn row_of(t: &OutcomeTicket, schema: &str) -> Result<LabelRow, Skip> {
     if matches!(outcome, Outcome::CustomerDeclined | Outcome::TradedIn) {
         return Err(Skip::NoVerdict);
     }
-    let stored = t.features.as_deref().ok_or(Skip::NoFeatures)?;
-    let f: ScoredFeatures = serde_json::from_str(stored).map_err(|_| Skip::Unreadable)?;
-    if f.schema != schema {
-        return Err(Skip::OtherSchema);
-    }
-    let values: [f64; FEATURE_COUNT] = f.values.try_into().map_err(|_| Skip::Unreadable)?;
-    if values.iter().any(|v| !v.is_finite()) {
-        return Err(Skip::Unreadable);
-    }
+    let values = vector(t.features.as_deref(), schema)?;
     let label = outcome.confirms_fault();
     Ok(LabelRow {
         device_id: t.device_id.clone(),
@@ -103,6 +95,114 @@ pub fn row_of(t: &OutcomeTicket, schema: &str) -> Result<LabelRow, Skip> {
         model_version: t.model_version.clone(),
         values,
     })
+}
+
+/// A stored feature vector under the schema `schema`, or why it cannot be used.
+fn vector(stored: Option<&str>, schema: &str) -> Result<[f64; FEATURE_COUNT], Skip> {
+    let stored = stored.ok_or(Skip::NoFeatures)?;
+    let f: ScoredFeatures = serde_json::from_str(stored).map_err(|_| Skip::Unreadable)?;
+    if f.schema != schema {
+        return Err(Skip::OtherSchema);
+    }
+    let values: [f64; FEATURE_COUNT] = f.values.try_into().map_err(|_| Skip::Unreadable)?;
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err(Skip::Unreadable);
+    }
+    Ok(values)
+}
+
+/// A graded trade-in, as the store gives it to the export: its ticket's features as
+/// scored when quoted, and what the bench found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradedTradeIn {
+    /// The ticket as the label export reads it (outcome `graded`).
+    pub ticket: OutcomeTicket,
+    /// Battery health telemetry showed when quoted, %.
+    pub quoted_soh: Option<f64>,
+    /// The bench grade.
+    pub graded: crate::tradein::lifecycle::Graded,
+}
+
+/// A trade-in's row: the label row (1 when the bench confirmed a fault: functional
+/// grade 3 or worse, or the battery below `battery_floor_pct`; its mode `battery` when
+/// the battery failed, else the ticket's problem) and the bench columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchRow {
+    /// The label row.
+    pub row: LabelRow,
+    /// Bench battery health, %.
+    pub bench_battery_pct: Option<u8>,
+    /// Telemetry's at quote time, %.
+    pub quoted_soh_pct: Option<f64>,
+    /// Functional grade 0–9.
+    pub functional: u8,
+    /// Cosmetic grade A–E.
+    pub cosmetic: &'static str,
+    /// The route the rules gave.
+    pub route: &'static str,
+}
+
+/// The row a graded trade-in gives, or why none.
+pub fn bench_row_of(
+    t: &GradedTradeIn,
+    schema: &str,
+    battery_floor_pct: u8,
+) -> Result<BenchRow, Skip> {
+    let values = vector(t.ticket.features.as_deref(), schema)?;
+    let g = &t.graded.grade;
+    let battery_failed = g.battery_pct.is_some_and(|b| b < battery_floor_pct);
+    let label = g.functional.get() >= 3 || battery_failed;
+    Ok(BenchRow {
+        row: LabelRow {
+            device_id: t.ticket.device_id.clone(),
+            ts_ms: t.ticket.scored_ms.unwrap_or(t.ticket.opened_ms),
+            label,
+            mode: label.then(|| {
+                if battery_failed {
+                    "battery".to_owned()
+                } else {
+                    t.ticket.problem.clone()
+                }
+            }),
+            ticket_ref: t.ticket.ticket_ref.clone(),
+            outcome: "graded".into(),
+            resolved_ms: Some(t.graded.at_ms),
+            model_version: t.ticket.model_version.clone(),
+            values,
+        },
+        bench_battery_pct: g.battery_pct,
+        quoted_soh_pct: t.quoted_soh,
+        functional: g.functional.get(),
+        cosmetic: g.cosmetic.as_str(),
+        route: t.graded.route.as_str(),
+    })
+}
+
+/// The trade-ins' CSV header: [`header`], then the bench columns.
+pub fn bench_header() -> String {
+    format!(
+        "{},bench_battery_pct,quoted_soh_pct,battery_gap_pts,functional_grade,cosmetic_grade,route",
+        header()
+    )
+}
+
+/// A trade-in row as a CSV line (no line break).
+pub fn bench_line(r: &BenchRow) -> String {
+    let gap = match (r.bench_battery_pct, r.quoted_soh_pct) {
+        (Some(b), Some(q)) => (f64::from(b) - q).to_string(),
+        _ => String::new(),
+    };
+    format!(
+        "{},{},{},{gap},{},{},{}",
+        line(&r.row),
+        r.bench_battery_pct
+            .map(|b| b.to_string())
+            .unwrap_or_default(),
+        r.quoted_soh_pct.map(|q| q.to_string()).unwrap_or_default(),
+        r.functional,
+        r.cosmetic,
+        r.route
+    )
 }
 
 /// What an export holds.
@@ -178,6 +278,56 @@ pub fn line(r: &LabelRow) -> String {
 mod tests {
     use super::*;
     use models::schema::schema_fingerprint;
+
+    #[test]
+    fn a_graded_trade_in_is_labelled_by_what_the_bench_found() {
+        use crate::tradein::grading::{BenchGrade, Cosmetic, Functional};
+        use crate::tradein::lifecycle::Graded;
+        use crate::tradein::routing::Route;
+        let schema = schema_fingerprint();
+        let graded = |f: u8, b: Option<u8>| GradedTradeIn {
+            ticket: ticket("traded_in", Some(vector(&schema, 0.5))),
+            quoted_soh: Some(88.0),
+            graded: Graded {
+                grade: BenchGrade {
+                    functional: Functional::new(f).unwrap(),
+                    cosmetic: Cosmetic::C,
+                    battery_pct: b,
+                    activation_lock_off: true,
+                },
+                labels: vec![],
+                battery_gap: None,
+                route: Route::Recycle,
+                route_rule: String::new(),
+                by: "rae".into(),
+                at_ms: 9_000,
+            },
+        };
+        // (functional, bench battery) → (label, mode)
+        for (f, b, label, mode) in [
+            (0, Some(90), false, None),
+            (2, Some(80), false, None),
+            // The ticket's problem (battery) when the battery passed.
+            (3, Some(90), true, Some("battery")),
+            (0, Some(79), true, Some("battery")),
+            (0, None, false, None),
+        ] {
+            let r = bench_row_of(&graded(f, b), &schema, 80).unwrap();
+            assert_eq!(r.row.label, label, "{f} {b:?}");
+            assert_eq!(r.row.mode.as_deref(), mode);
+            assert_eq!(r.row.outcome, "graded");
+            assert_eq!(r.row.resolved_ms, Some(9_000));
+        }
+        let r = bench_row_of(&graded(1, Some(75)), &schema, 80).unwrap();
+        let line = bench_line(&r);
+        assert!(line.ends_with(",75,88,-13,1,C,recycle"), "{line}");
+        assert_eq!(line.split(',').count(), bench_header().split(',').count());
+        let mut other = graded(0, Some(90));
+        other.ticket.features = Some(vector("other", 0.5));
+        assert_eq!(bench_row_of(&other, &schema, 80), Err(Skip::OtherSchema));
+        other.ticket.features = None;
+        assert_eq!(bench_row_of(&other, &schema, 80), Err(Skip::NoFeatures));
+    }
 
     fn ticket(outcome: &str, features: Option<String>) -> OutcomeTicket {
         OutcomeTicket {
