@@ -5,6 +5,7 @@
 //! answering on the progress page; the run ends with a summary scored against the
 //! simulation's ground truth, and the desk stays up on the run's final state.
 
+pub mod recyclers;
 pub mod staff;
 pub mod team;
 
@@ -121,6 +122,18 @@ pub struct Summary {
     pub desk: Option<staff::StaffReport>,
     /// The desk's address, when it was served.
     pub desk_url: Option<String>,
+    /// Trade-ins graded on the bench.
+    pub tradeins_graded: u64,
+    /// Trade-ins routed to refurbishment.
+    pub refurbished: u64,
+    /// Trade-ins routed to recycling.
+    pub recycled: u64,
+    /// Kilograms of e-waste diverted (both routes).
+    pub ewaste_kg: f64,
+    /// Mean settled price over quote (EUR), when any trade-in was settled.
+    pub quote_vs_settled: Option<f64>,
+    /// What the simulated recycling desk did, when the desk was served.
+    pub recycling: Option<recyclers::RecyclingReport>,
 }
 
 /// How a tier's tickets fared against their SLA.
@@ -239,8 +252,31 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
         );
     }
     let (staff_stop_tx, staff_stop) = watch::channel(false);
+    let recycler_fates: HashMap<String, (Fate, u64)> = failing(&fleet)
+        .filter_map(|(d, at)| {
+            Some((
+                d.id.as_str().to_owned(),
+                (Fate::of_mode(d.fate.as_ref()?.mode.as_str()), at),
+            ))
+        })
+        .collect();
+    let mut recycling = None;
     let staff = match (desk_addr, people) {
-        (Some(addr), Some((admin, tokens))) => {
+        (Some(addr), Some((admin, tokens, recycler))) => {
+            let agent_token = tokens
+                .get(&opts.team.agents[0])
+                .cloned()
+                .unwrap_or_default();
+            recycling = Some(tokio::spawn(
+                recyclers::Recyclers {
+                    base: format!("http://{addr}"),
+                    token: recycler,
+                    agent_token,
+                    fates: recycler_fates,
+                    clock: clock.clone(),
+                }
+                .run(staff_stop.clone()),
+            ));
             eprintln!(
                 "the desk: http://{addr}/desk (sign in with the admin token {admin}); a simulated team of {} works the tickets",
                 tokens.len()
@@ -342,6 +378,10 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
         Some(h) => Some(h.await.context("the simulated team panicked")?),
         None => None,
     };
+    let recycling = match recycling {
+        Some(h) => Some(h.await.context("the simulated recycling desk panicked")?),
+        None => None,
+    };
     let _ = ingest_stop_tx.send(true);
     let report = ingest.await.context("the ingest task panicked")??;
     let _ = printer.await;
@@ -377,8 +417,11 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
             rating,
         });
     }
+    let milestones = desk.store.tradein_milestones(0, i64::MAX as u64).await?;
     desk.store.close().await;
     desk_figures(&mut summary, &worked);
+    tradein_figures(&mut summary, &milestones);
+    summary.recycling = recycling;
     summary.desk = staff;
     summary.desk_url = desk_addr.map(|a| format!("http://{a}/desk"));
     Ok(Finished {
@@ -391,12 +434,27 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
     })
 }
 
-/// Creates the desk's users for a run: `admin`, whose token is printed for people, and
-/// the simulated team's agents; the admin token and the agents' tokens by name.
+/// The run's trade-in figures, from every trade-in's milestones.
+pub fn tradein_figures(s: &mut Summary, rows: &[crate::tradein::totals::Milestones]) {
+    let t = crate::tradein::totals::totals(rows, 0, u64::MAX);
+    s.tradeins_graded = t.graded;
+    s.refurbished = t.refurbished;
+    s.recycled = t.recycled;
+    s.ewaste_kg = t.ewaste_kg;
+    s.quote_vs_settled = t
+        .quote_vs_settled
+        .iter()
+        .find(|m| m.currency == "EUR")
+        .map(|m| m.mean_ratio);
+}
+
+/// Creates the desk's users for a run: `admin`, whose token is printed for people, the
+/// simulated team's agents and its recycler `rita`; the admin token, the agents'
+/// tokens by name and the recycler's.
 async fn desk_users(
     store_url: &str,
     team: &TeamConfig,
-) -> anyhow::Result<(String, HashMap<String, String>)> {
+) -> anyhow::Result<(String, HashMap<String, String>, String)> {
     let store = Store::open(store_url, 1, SqliteSync::Normal).await?;
     let now = protocol::clock::SystemClock.now().0;
     let (_, admin) = store.add_user("admin", Role::Admin, "demo", now).await?;
@@ -405,8 +463,9 @@ async fn desk_users(
         let (_, token) = store.add_user(name, Role::Agent, "demo", now).await?;
         tokens.insert(name.clone(), token);
     }
+    let (_, recycler) = store.add_user("rita", Role::Recycler, "demo", now).await?;
     store.close().await;
-    Ok((admin, tokens))
+    Ok((admin, tokens, recycler))
 }
 
 /// A ticket at the end of a run, as the desk sees it.
@@ -546,6 +605,13 @@ async fn register_fleet(url: &str, fleet: &Fleet, tenant: &str) -> anyhow::Resul
         };
         store.register(d.id.as_str(), tenant, &reg).await?;
     }
+    // The registry's SKU weights, for the e-waste diverted.
+    let now = protocol::clock::SystemClock.now().0;
+    for sku in &firmware_sim::fleet::SKUS {
+        store
+            .set_sku_weight(sku.model, i64::from(sku.weight_g), "demo", now)
+            .await?;
+    }
     store.close().await;
     Ok(())
 }
@@ -618,6 +684,12 @@ pub fn summarise(fleet: &Fleet, tickets: &[TicketRow]) -> Summary {
         ratings: None,
         desk: None,
         desk_url: None,
+        tradeins_graded: 0,
+        refurbished: 0,
+        recycled: 0,
+        ewaste_kg: 0.0,
+        quote_vs_settled: None,
+        recycling: None,
     }
 }
 
@@ -683,6 +755,18 @@ pub fn print_summary(s: &Summary) {
         .collect();
     println!("  by tier                 {}", tiers.join(", "));
     println!("  by state                {}", states.join(", "));
+    if s.recycling.is_some() || s.tradeins_graded > 0 {
+        println!(
+            "trade-ins graded          {} ({} refurbished, {} recycled, {:.2} kg e-waste diverted{})",
+            s.tradeins_graded,
+            s.refurbished,
+            s.recycled,
+            s.ewaste_kg,
+            s.quote_vs_settled
+                .map(|r| format!("; settled at {:.0} % of the quote on average", r * 100.0))
+                .unwrap_or_default()
+        );
+    }
     if s.skipped_samples > 0 {
         println!(
             "note: the simulator skipped {} sample periods: lower --speedup for a faithful run",

@@ -282,6 +282,11 @@ async fn a_simulated_fleet_through_the_in_process_broker_loses_nothing() {
         "sla_met_by_tier",
         "outcomes",
         "customer_answers",
+        "tradeins_graded",
+        "refurbished",
+        "recycled",
+        "ewaste_kg",
+        "quote_vs_settled",
     ] {
         assert!(json.get(key).is_some(), "summary lacks {key}");
     }
@@ -298,6 +303,19 @@ async fn a_simulated_fleet_through_the_in_process_broker_loses_nothing() {
         "the page's answers are the customer's moves: {s:?}"
     );
     assert_eq!(s.sla_met_by_tier.len(), 3, "every tier: {s:?}");
+    // The simulated recycling desk worked every trade-in it was given without a refusal.
+    let recycling = s.recycling.as_ref().expect("the recycling desk ran");
+    assert_eq!(
+        (recycling.errors, recycling.refused),
+        (0, 0),
+        "{recycling:?}"
+    );
+    assert!(s.refurbished + s.recycled <= s.tradeins_graded, "{s:?}");
+    assert_eq!(
+        s.ewaste_kg > 0.0,
+        s.refurbished + s.recycled > 0,
+        "routed devices are weighed: {s:?}"
+    );
 
     // After the run the desk stays up on the final state until told to stop.
     let desk = finished.desk.expect("a desk to keep serving");

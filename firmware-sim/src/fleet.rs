@@ -22,6 +22,8 @@ pub struct Sku {
     pub class: DeviceClass,
     /// Its price, in minor units of EUR.
     pub price_minor: u64,
+    /// Its weight, grams (the e-waste a recycled or refurbished one keeps from landfill).
+    pub weight_g: u32,
     /// How long it is expected to last, days.
     pub expected_life_days: u32,
     /// Battery design capacity, mAh; `None` when mains-powered.
@@ -40,6 +42,7 @@ pub struct Sku {
 pub const SKUS: [Sku; 5] = [
     Sku {
         model: "phone-a12",
+        weight_g: 185,
         class: DeviceClass::Phone,
         price_minor: 69_900,
         expected_life_days: 1095,
@@ -51,6 +54,7 @@ pub const SKUS: [Sku; 5] = [
     },
     Sku {
         model: "phone-x9",
+        weight_g: 204,
         class: DeviceClass::Phone,
         price_minor: 109_900,
         expected_life_days: 1278,
@@ -62,6 +66,7 @@ pub const SKUS: [Sku; 5] = [
     },
     Sku {
         model: "speaker-s3",
+        weight_g: 840,
         class: DeviceClass::Speaker,
         price_minor: 19_900,
         expected_life_days: 1460,
@@ -73,6 +78,7 @@ pub const SKUS: [Sku; 5] = [
     },
     Sku {
         model: "watch-w2",
+        weight_g: 38,
         class: DeviceClass::Wearable,
         price_minor: 34_900,
         expected_life_days: 912,
@@ -84,6 +90,7 @@ pub const SKUS: [Sku; 5] = [
     },
     Sku {
         model: "hub-h1",
+        weight_g: 320,
         class: DeviceClass::Hub,
         price_minor: 14_900,
         expected_life_days: 1825,

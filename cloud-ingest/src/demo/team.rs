@@ -191,6 +191,16 @@ pub fn plan(
     let lead = config.agents[0].clone();
     for t in queue {
         let tip = t.offer() == Some(OfferKind::SelfServiceTip);
+        // An accepted trade-in is the recycling desk's to work (it resolves the ticket);
+        // the service team only keeps its clock running.
+        if t.offer() == Some(OfferKind::TradeIn)
+            && matches!(t.state, TicketState::Accepted | TicketState::InProgress)
+        {
+            if t.sla_paused_ms.is_some() {
+                steps.push(act(t.id, &lead, json!({"action": "resume"})));
+            }
+            continue;
+        }
         match t.state {
             // The offer is on its way to the customer: the team waits for the answer.
             TicketState::Opened if t.sla_paused_ms.is_none() && !tip => {
@@ -431,6 +441,30 @@ mod tests {
         );
         // Paused already: no second pause.
         assert!(actions(&plan(&[t], &state, &config, |_| None, 0)).is_empty());
+    }
+
+    #[test]
+    fn accepted_trade_ins_are_left_to_the_recycling_desk() {
+        let config = TeamConfig::default();
+        let mut paused = listed(1, TicketState::Accepted, Tier::Medium, None);
+        paused.offer_kind = "trade_in".into();
+        paused.sla_paused_ms = Some(5);
+        let mut working = listed(2, TicketState::InProgress, Tier::Medium, Some("ana"));
+        working.offer_kind = "trade_in".into();
+        let steps = plan(
+            &[paused, working],
+            &TeamState::default(),
+            &config,
+            |_| None,
+            1 << 40,
+        );
+        let acts = actions(&steps);
+        assert_eq!(acts.len(), 1, "{acts:?}");
+        assert_eq!(
+            (acts[0].0, acts[0].2.as_str()),
+            (1, "resume"),
+            "the clock runs; no start, no resolve"
+        );
     }
 
     #[test]
