@@ -17,8 +17,9 @@ use super::team::{draw, Fate};
 use crate::tradein::lifecycle::{Consent, TradeInState};
 
 const HOUR_MS: u64 = 3_600_000;
-/// How often the recycler looks at the queue (wall clock).
-const LOOK_EVERY: Duration = Duration::from_millis(40);
+/// How often the recycler looks at the queue (wall clock): its steps are hours apart,
+/// so it looks far less often than the service team and leaves the store to ingest.
+const LOOK_EVERY: Duration = Duration::from_millis(250);
 
 /// What the simulation knows about a traded-in device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
