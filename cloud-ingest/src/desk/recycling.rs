@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 
 use super::api::{ApiError, DeskState, MAX_PER_PAGE};
 use super::auth::User;
-use crate::store::tradeins::{SeenTradeIn, Sku, StateCount, TradeIn, TradeInEvent};
+use crate::store::tickets::LogEntry;
+use crate::store::tradeins::{SeenTradeIn, Sku, StateCount, TradeIn};
 use crate::store::StoreError;
 use crate::tickets::Evidence;
 use crate::tradein::lifecycle::{self, Action, Answer, Context, Refusal, TradeInState};
@@ -61,7 +62,7 @@ pub struct TradeInDetail {
     /// The trade-in.
     pub tradein: TradeIn,
     /// Its log, oldest first.
-    pub log: Vec<TradeInEvent>,
+    pub log: Vec<LogEntry>,
     /// What telemetry showed when quoted.
     pub at_quote: AtQuote,
     /// The price the rules give now that it is graded (before it is settled).
@@ -146,14 +147,18 @@ fn no_tradein(id: i64) -> ApiError {
     )
 }
 
-/// A trade-in with its log and condition at quote time.
-pub async fn detail(s: &DeskState, id: i64) -> Result<TradeInDetail, ApiError> {
-    let t = s
-        .store
+/// A trade-in, or 404.
+async fn load(s: &DeskState, id: i64) -> Result<TradeIn, ApiError> {
+    s.store
         .tradein(id)
         .await
         .map_err(ApiError::store)?
-        .ok_or_else(|| no_tradein(id))?;
+        .ok_or_else(|| no_tradein(id))
+}
+
+/// A trade-in with its log and condition at quote time.
+pub async fn detail(s: &DeskState, id: i64) -> Result<TradeInDetail, ApiError> {
+    let t = load(s, id).await?;
     let log = s.store.tradein_log(id).await.map_err(ApiError::store)?;
     let evidence: Option<Evidence> = s
         .store
@@ -213,12 +218,7 @@ pub async fn act(
     action: Action,
     seen: Option<i64>,
 ) -> Result<TradeInDetail, ApiError> {
-    let t = s
-        .store
-        .tradein(id)
-        .await
-        .map_err(ApiError::store)?
-        .ok_or_else(|| no_tradein(id))?;
+    let t = load(s, id).await?;
     if let Some(v) = seen.filter(|&v| v != t.version) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -280,12 +280,7 @@ async fn apply(
 
 /// The customer's answer to the settled price of ticket `id`'s trade-in.
 pub async fn customer_answer(s: &DeskState, id: i64, a: Answer) -> Result<TradeIn, ApiError> {
-    let t = s
-        .store
-        .tradein(id)
-        .await
-        .map_err(ApiError::store)?
-        .ok_or_else(|| no_tradein(id))?;
+    let t = load(s, id).await?;
     let change = lifecycle::answer(&t.standing(), a).map_err(refused)?;
     let name = match a {
         Answer::AcceptPrice => "customer_accept_price",
@@ -300,21 +295,12 @@ pub async fn customer_answer(s: &DeskState, id: i64, a: Answer) -> Result<TradeI
         s.clock.now().0,
     )
     .await?;
-    s.store
-        .tradein(id)
-        .await
-        .map_err(ApiError::store)?
-        .ok_or_else(|| no_tradein(id))
+    load(s, id).await
 }
 
 /// The erasure certificate of a trade-in: its file name and text.
 pub async fn certificate(s: &DeskState, id: i64) -> Result<(String, String), ApiError> {
-    let t = s
-        .store
-        .tradein(id)
-        .await
-        .map_err(ApiError::store)?
-        .ok_or_else(|| no_tradein(id))?;
+    let t = load(s, id).await?;
     let e = t.record.erasure.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,

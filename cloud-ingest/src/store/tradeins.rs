@@ -7,7 +7,7 @@ use protocol::command::Money;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::tickets::NewTicket;
+use super::tickets::{LogEntry, NewTicket};
 use super::users::{audit, AuditEntry};
 use super::{parse, Store, StoreError};
 use crate::tickets::TicketState;
@@ -217,23 +217,6 @@ pub struct SeenTradeIn {
     pub state: TradeInState,
 }
 
-/// One entry of a trade-in's log.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct TradeInEvent {
-    /// When.
-    pub at_ms: i64,
-    /// The action (`ship`, `grade`, …; `quote` and `ticket` for the ticket's moves).
-    pub kind: String,
-    /// The state before.
-    pub from: Option<String>,
-    /// The state after.
-    pub to: String,
-    /// Who.
-    pub actor: String,
-    /// What was recorded, in words.
-    pub note: Option<String>,
-}
-
 /// How many trade-ins stand in a state, and since when the oldest.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct StateCount {
@@ -347,8 +330,9 @@ impl Store {
         Ok(out)
     }
 
-    /// A trade-in's log, oldest first.
-    pub async fn tradein_log(&self, id: i64) -> Result<Vec<TradeInEvent>, StoreError> {
+    /// A trade-in's log, oldest first (`kind`: the action, `quote` and `ticket` for the
+    /// ticket's moves).
+    pub async fn tradein_log(&self, id: i64) -> Result<Vec<LogEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT at_ms, kind, from_state, to_state, actor, note FROM tradein_events
              WHERE ticket_id = $1 ORDER BY id",
@@ -358,7 +342,7 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                Ok(TradeInEvent {
+                Ok(LogEntry {
                     at_ms: r.try_get(0)?,
                     kind: r.try_get(1)?,
                     from: r.try_get(2)?,
