@@ -37,6 +37,17 @@ pub struct StaffReport {
     pub ratings: u64,
     /// Requests that failed otherwise (logged).
     pub errors: u64,
+    /// The first few failures, for the summary.
+    pub first_errors: Vec<String>,
+}
+
+impl StaffReport {
+    fn failed(&mut self, what: String) {
+        self.errors += 1;
+        if self.first_errors.len() < 5 {
+            self.first_errors.push(what);
+        }
+    }
 }
 
 /// How a step went.
@@ -111,7 +122,7 @@ impl Staff {
             let queue = match self.queue(&http, lead).await {
                 Ok(q) => q,
                 Err(e) => {
-                    report.errors += 1;
+                    report.failed(format!("reading the queue: {e:#}"));
                     tracing::warn!(error = %e, "demo team: reading the queue");
                     continue;
                 }
@@ -150,7 +161,7 @@ impl Staff {
                 match r {
                     Ok(done) => apply(&mut state, &mut report, &step, done, now),
                     Err(e) => {
-                        report.errors += 1;
+                        report.failed(format!("{step:?}: {e:#}"));
                         tracing::warn!(error = %e, ?step, "demo team: a step failed");
                     }
                 }
@@ -158,7 +169,7 @@ impl Staff {
             if looks.is_multiple_of(RATING_EVERY) {
                 let open: std::collections::HashSet<i64> = queue.iter().map(|t| t.id).collect();
                 if let Err(e) = self.rate(&http, &open, &mut state, &mut report).await {
-                    report.errors += 1;
+                    report.failed(format!("rating: {e:#}"));
                     tracing::warn!(error = %e, "demo team: rating");
                 }
             }
