@@ -229,4 +229,23 @@ fn export_labels_writes_the_set_and_refuses_a_bad_store_by_name() {
     assert!(!ok && text.contains("mysql://x"), "{text}");
     let (ok, text) = run(&["export-labels", "--store", &store]);
     assert!(!ok && text.contains("--out"), "{text}");
+    let trades = std::fs::read_to_string(out.join("tradeins.csv")).unwrap();
+    assert!(
+        trades
+            .trim_end()
+            .ends_with("functional_grade,cosmetic_grade,route"),
+        "{trades}"
+    );
+    for bad in ["0", "101", "eighty"] {
+        let (ok, text) = run(&[
+            "export-labels",
+            "--store",
+            &store,
+            "--out",
+            out.to_str().unwrap(),
+            "--battery-floor-pct",
+            bad,
+        ]);
+        assert!(!ok && text.contains("--battery-floor-pct"), "{bad}: {text}");
+    }
 }

@@ -734,16 +734,7 @@ async fn act(
         );
     };
     if f.csrf != csrf {
-        return page(
-            StatusCode::FORBIDDEN,
-            "Not done",
-            Some(&user),
-            Some(&csrf),
-            html! {
-                p.error { "The form was not sent from this desk (CSRF check failed); nothing was changed." }
-            p { a href={"/desk/tickets/" (id)} { "Back to the ticket" } }
-            },
-        );
+        return csrf_refused(&user, &csrf, &format!("/desk/tickets/{id}"));
     }
     let done = match (
         action_of(&f),
@@ -763,6 +754,20 @@ async fn act(
             with_notice(&s, &user, &csrf, id, e.status(), notice).await
         }
     }
+}
+
+/// The page a form with a wrong CSRF token gets: 403, nothing changed, a way back.
+pub(crate) fn csrf_refused(user: &User, csrf: &str, back: &str) -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        "Not done",
+        Some(user),
+        Some(csrf),
+        html! {
+            p.error { "The form was not sent from this desk (CSRF check failed); nothing was changed." }
+            p { a href=(back) { "Back" } }
+        },
+    )
 }
 
 /// Who works on which ticket: a user who may work tickets, their CSRF token and the

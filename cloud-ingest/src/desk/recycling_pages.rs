@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::api::{certificate_response, ApiError, DeskState};
 use super::auth::{Access, User};
-use super::pages::{csrf_of, error_page, ms_to_text, page, signed_in};
+use super::pages::{csrf_of, csrf_refused, error_page, ms_to_text, page, signed_in};
 use super::recycling::{self, DeskTotals, TradeInDetail, TradeInList};
 use crate::store::tradeins::TradeIn;
 use crate::tradein::erasure::Method;
@@ -548,19 +548,6 @@ pub fn action_of(f: &StepForm) -> Result<Action, String> {
         },
         other => return Err(format!("{other:?} is not a trade-in step")),
     })
-}
-
-fn csrf_refused(user: &User, csrf: &str, back: &str) -> Response {
-    page(
-        StatusCode::FORBIDDEN,
-        "Not done",
-        Some(user),
-        Some(csrf),
-        html! {
-            p.error { "The form was not sent from this desk (CSRF check failed); nothing was changed." }
-            p { a href=(back) { "Back" } }
-        },
-    )
 }
 
 async fn act(

@@ -253,7 +253,7 @@ pub async fn move_ticket(
     Ok(from)
 }
 
-async fn record_event(
+pub(super) async fn record_event(
     c: &mut AnyConnection,
     id: i64,
     from: Option<TicketState>,

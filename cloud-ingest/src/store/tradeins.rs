@@ -424,18 +424,9 @@ impl Store {
             .bind(ticket.as_str())
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
-                "INSERT INTO ticket_events (ticket_id, at_ms, from_state, to_state, actor, note, kind)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'move')",
-            )
-            .bind(id)
-            .bind(at_ms as i64)
-            .bind(ticket.as_str())
-            .bind(to.as_str())
-            .bind(user)
-            .bind(format!("trade-in {}", change.to.as_str()))
-            .execute(&mut *tx)
-            .await?;
+            let note = format!("trade-in {}", change.to.as_str());
+            super::tickets::record_event(&mut tx, id, Some(ticket), to, user, Some(&note), at_ms)
+                .await?;
         }
         audit(
             &mut tx,
