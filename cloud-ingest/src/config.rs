@@ -59,6 +59,8 @@ pub struct Config {
     pub desk: DeskConfig,
     /// The recycling desk's grading, settlement and routing rules.
     pub tradein: crate::tradein::Rules,
+    /// The cohort watch.
+    pub cohorts: crate::cohorts::watch::WatchConfig,
 }
 
 /// `[desk]`
@@ -384,7 +386,15 @@ impl Config {
             )));
         }
         self.tradein.validate().map_err(ConfigError::Invalid)?;
+        self.cohorts.validate().map_err(ConfigError::Invalid)?;
         Ok(self.policy.validate()?)
+    }
+
+    /// The scheduled cohort watch.
+    pub fn watcher(&self) -> crate::cohorts::watcher::Watcher {
+        crate::cohorts::watcher::Watcher {
+            config: self.cohorts.clone(),
+        }
     }
 
     /// The retention worker.

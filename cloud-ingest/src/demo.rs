@@ -550,6 +550,9 @@ pub async fn keep_serving(after: DeskAfter, mut stop: watch::Receiver<bool>) -> 
         clock: Arc::new(ManualClock::at(after.end)),
         links: crate::desk::api::LinkSettings::default(),
         tradein: Arc::new(crate::tradein::Rules::default()),
+        watch: Arc::new(crate::cohorts::watcher::Watcher {
+            config: crate::cohorts::watch::WatchConfig::default(),
+        }),
     };
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     let serving = tokio::spawn(crate::ops::http::serve(

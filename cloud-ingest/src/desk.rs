@@ -2,13 +2,15 @@
 //! is the JSON API under `/api/v1` and [`pages`] the desk's pages, both calling
 //! [`casework`]; [`progress`] is the customer's page, opened by a link. [`device`] is a device's
 //! page; [`trend`] sums a device's last days and [`charts`] draws them. The recycling
-//! desk's casework is [`recycling`], its pages [`recycling_pages`].
+//! desk's casework is [`recycling`], its pages [`recycling_pages`]. [`fleet`] is the analysts'
+//! API: cohorts, flags, campaigns.
 
 pub mod api;
 pub mod auth;
 pub mod casework;
 pub mod charts;
 pub mod device;
+pub mod fleet;
 pub mod pages;
 pub mod progress;
 pub mod recycling;

@@ -90,6 +90,11 @@ enum Command {
         #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
         battery_floor_pct: u8,
     },
+    /// Run the cohort watch now: every cohort (model, batch, firmware, purchase month)
+    /// and problem against the rest of the fleet at the same ages, batches' first
+    /// 30/60/90 days, firmware against its predecessor; print and record what stands out
+    /// (docs/reports.md). `serve` runs it on a schedule too.
+    Cohorts(CohortsArgs),
     /// List the devices in a store as JSON lines: liveness, message counts, gaps, the
     /// current sequence epoch and how often the device restarted its count.
     Devices {
@@ -101,6 +106,28 @@ enum Command {
         )]
         store: String,
     },
+}
+
+/// `cloud-ingest cohorts`: the cohort watch on demand.
+#[derive(clap::Args)]
+struct CohortsArgs {
+    /// Store URL: sqlite://PATH or postgres://...
+    #[arg(
+        long,
+        env = "FLEET_STORE_URL",
+        default_value = "sqlite://data/fleet.db"
+    )]
+    store: String,
+    /// Configuration file (TOML): its `[cohorts]` section sets the false discovery rate,
+    /// the fewest events to flag and the early-warning windows.
+    #[arg(long, short, env = "FLEET_CONFIG")]
+    config: Option<PathBuf>,
+    /// Only show what would be flagged; record nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the whole table as JSON instead of the flags as text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -416,6 +443,7 @@ async fn main() -> anyhow::Result<()> {
             );
             eprintln!("train with: {}", m.train);
         }
+        Command::Cohorts(args) => cohorts(args).await?,
         Command::Devices { store } => {
             let store = Store::open(&store, 2, SqliteSync::Full).await?;
             for d in store.device_statuses().await? {
@@ -424,5 +452,59 @@ async fn main() -> anyhow::Result<()> {
             store.close().await;
         }
     }
+    Ok(())
+}
+
+/// Runs the cohort watch on a store and prints what stands out.
+async fn cohorts(args: CohortsArgs) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(p) => cloud_ingest::config::Config::from_file(p)
+            .with_context(|| format!("reading {}", p.display()))?,
+        None => cloud_ingest::config::Config::default(),
+    };
+    config
+        .cohorts
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = Store::open(&args.store, 2, SqliteSync::Full).await?;
+    let now = SystemClock.now().0;
+    let report = if args.dry_run {
+        let facts = store.fleet_facts().await?;
+        cloud_ingest::cohorts::watch::run(&facts, &config.cohorts, now)
+    } else {
+        let metrics = cloud_ingest::ops::metrics::Metrics::new();
+        config.watcher().check(&store, now, None, &metrics).await?
+    };
+    store.close().await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{} cells and comparisons tested (false discovery rate {}); {} flagged{}",
+        report.tests,
+        config.cohorts.fdr,
+        report.flags.len(),
+        if args.dry_run { " (not recorded)" } else { "" }
+    );
+    for f in &report.flags {
+        let e = &f.evidence;
+        println!(
+            "  {} {} {}{}: {} observed, {:.1} expected (q = {:.2e}), rate {:.3}/device-year [{:.3}, {:.3}], shrunk {:.3}",
+            f.kind.as_str(),
+            f.cohort,
+            f.problem.map_or("restarts", |p| p.as_str()),
+            f.window_days.map(|w| format!(", first {w} days")).unwrap_or_default(),
+            e.observed,
+            e.expected,
+            e.q_value,
+            e.rate,
+            e.rate_low,
+            e.rate_high,
+            e.shrunk_rate
+        );
+    }
+    let excluded: u64 = report.excluded.iter().map(|x| x.outcomes).sum();
+    println!("{excluded} outcomes kept out of the rates (no fault found, user damage, abuse)");
     Ok(())
 }

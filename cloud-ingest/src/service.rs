@@ -138,6 +138,12 @@ pub async fn run(
         metrics.clone(),
         workers_stop.clone(),
     ));
+    workers.spawn(config.watcher().run(
+        store.clone(),
+        clock.clone(),
+        metrics.clone(),
+        workers_stop.clone(),
+    ));
     workers.spawn(watch_model(
         model.clone(),
         Duration::from_secs(config.model.reload_check_s.max(1)),
@@ -153,6 +159,7 @@ pub async fn run(
             clock: clock.clone(),
             links: config.link_settings(),
             tradein: Arc::new(config.tradein.clone()),
+            watch: Arc::new(config.watcher()),
         };
         let bound = start_http(&mut workers, addr, health, workers_stop.clone()).await;
         if let (Some(a), Some(slot)) = (bound, &observers.http_bound) {

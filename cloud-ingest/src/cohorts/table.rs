@@ -4,6 +4,8 @@
 //! fails more than a young one without anything being wrong with it. Exposure and
 //! events are split into age bands (days since purchase), and a cohort's expectation is
 //! the sum over bands of its exposure there times the rest of the fleet's rate there.
+//! A batch is compared with the other batches of its own model (a phone's battery is not
+//! a hub's), every other cohort with the rest of the fleet.
 
 use std::collections::{HashMap, HashSet};
 
@@ -34,6 +36,8 @@ pub struct Cell {
     pub dimension: Dimension,
     /// The cohort's name within it (a model id, a batch id, a version, `2026-03`).
     pub cohort: String,
+    /// What it is compared within: a batch's model; `None` for the whole fleet.
+    pub within: Option<String>,
     /// The problem.
     pub problem: Problem,
     /// `None`: the devices' whole watched life; `Some(n)`: their first n days after purchase.
@@ -90,6 +94,7 @@ impl Cell {
 struct Spell<'a> {
     device: usize,
     cohort: &'a str,
+    stratum: &'a str,
     purchased_ms: Option<u64>,
     from_ms: u64,
     to_ms: u64,
@@ -191,6 +196,7 @@ fn spells<'a>(dim: Dimension, facts: &'a FleetFacts) -> Vec<Spell<'a>> {
         Spell {
             device: i,
             cohort,
+            stratum: "",
             purchased_ms: d.purchased_ms,
             from_ms: d.from_ms,
             to_ms: d.to_ms.max(d.from_ms),
@@ -202,7 +208,10 @@ fn spells<'a>(dim: Dimension, facts: &'a FleetFacts) -> Vec<Spell<'a>> {
             .map(|i| whole(i, name(&facts.devices[i].model)))
             .collect(),
         Dimension::Batch => (0..facts.devices.len())
-            .map(|i| whole(i, name(&facts.devices[i].batch)))
+            .map(|i| Spell {
+                stratum: name(&facts.devices[i].model),
+                ..whole(i, name(&facts.devices[i].batch))
+            })
             .collect(),
         Dimension::PurchaseMonth => Vec::new(), // built with owned names below
         Dimension::Firmware => {
@@ -216,6 +225,7 @@ fn spells<'a>(dim: Dimension, facts: &'a FleetFacts) -> Vec<Spell<'a>> {
                 out.push(Spell {
                     device: i,
                     cohort: day.firmware.as_str(),
+                    stratum: "",
                     purchased_ms: facts.devices[i].purchased_ms,
                     from_ms: day.day_ms,
                     to_ms: day.day_ms + day.operational_s.min(86_400) * 1000,
@@ -254,6 +264,7 @@ pub fn cells(
             .map(|(i, d)| Spell {
                 device: i,
                 cohort: months[i].as_str(),
+                stratum: "",
                 purchased_ms: d.purchased_ms,
                 from_ms: d.from_ms,
                 to_ms: d.to_ms.max(d.from_ms),
@@ -272,13 +283,13 @@ fn tabulate(
     facts: &FleetFacts,
     spells: &[Spell<'_>],
 ) -> Vec<Cell> {
-    let mut tallies: Vec<(&str, Tally)> = Vec::new();
-    let mut slot: HashMap<&str, usize> = HashMap::new();
+    let mut tallies: Vec<((&str, &str), Tally)> = Vec::new();
+    let mut slot: HashMap<(&str, &str), usize> = HashMap::new();
     // Each device's spells, in time order, to place its events.
     let mut by_device: HashMap<usize, Vec<usize>> = HashMap::new();
     for (n, s) in spells.iter().enumerate() {
-        let t = *slot.entry(s.cohort).or_insert_with(|| {
-            tallies.push((s.cohort, Tally::new()));
+        let t = *slot.entry((s.stratum, s.cohort)).or_insert_with(|| {
+            tallies.push(((s.stratum, s.cohort), Tally::new()));
             tallies.len() - 1
         });
         let x = exposure(s, window);
@@ -322,7 +333,7 @@ fn tabulate(
                 _ => return,
             }
         }
-        let t = &mut tallies[slot[s.cohort]].1;
+        let t = &mut tallies[slot[&(s.stratum, s.cohort)]].1;
         let k = problem_index(e.problem);
         t.counts[row][k][band_of(age)] += 1;
         let first = &mut t.first[row][k];
@@ -340,9 +351,10 @@ fn tabulate(
     for e in facts.truth.iter().flatten() {
         count(TRUTH, e);
     }
-    // The whole fleet's totals, to take each cohort's own share out of.
-    let mut total = Tally::new();
-    for (_, t) in &tallies {
+    // Each stratum's totals, to take each cohort's own share out of.
+    let mut totals: HashMap<&str, Tally> = HashMap::new();
+    for ((stratum, _), t) in &tallies {
+        let total = totals.entry(stratum).or_insert_with(Tally::new);
         for b in 0..BANDS {
             total.exposure[b] += t.exposure[b];
             for row in 0..4 {
@@ -352,9 +364,10 @@ fn tabulate(
             }
         }
     }
-    tallies.sort_by(|a, b| a.0.cmp(b.0));
+    tallies.sort_by(|a, b| a.0.cmp(&b.0));
     let mut out = Vec::new();
-    for (name, t) in &tallies {
+    for ((stratum, name), t) in &tallies {
+        let total = &totals[stratum];
         let exposure_days: f64 = t.exposure.iter().sum();
         let total_days: f64 = total.exposure.iter().sum();
         // A cohort with no exposure, or that is the whole fleet, has nothing to be
@@ -368,12 +381,13 @@ fn tabulate(
                 Measure::Tickets => TICKETS,
             };
             for (k, &problem) in Problem::ALL.iter().enumerate() {
-                let expected = expectation(t, &total, row, k);
+                let expected = expectation(t, total, row, k);
                 let observed: u64 = t.counts[row][k].iter().sum();
                 let sum = |r: usize| t.counts[r][k].iter().sum::<u64>();
                 out.push(Cell {
                     dimension: dim,
                     cohort: (*name).to_owned(),
+                    within: (!stratum.is_empty()).then(|| (*stratum).to_owned()),
                     problem,
                     window_days: window,
                     measure,
@@ -513,10 +527,51 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_is_compared_with_its_own_models_other_batches() {
+        let on = |id: &str, model: &str, batch: &str| DeviceFacts {
+            model: Some(model.into()),
+            ..device(id, batch, 0, 0, 100)
+        };
+        let facts = FleetFacts {
+            devices: vec![
+                on("x1", "X", "X-1"),
+                on("x2", "X", "X-2"),
+                on("y1", "Y", "Y-1"),
+                on("y2", "Y", "Y-2"),
+            ],
+            // Model Y's batteries fail a lot, X's rarely.
+            failures: vec![
+                failure("x2", 50),
+                failure("y1", 10),
+                failure("y2", 20),
+                failure("y2", 30),
+            ],
+            ..FleetFacts::default()
+        };
+        let cells = cells(Dimension::Batch, None, &[Measure::Failures], &facts);
+        let x1 = battery(&cells, "X-1");
+        assert_eq!(x1.within.as_deref(), Some("X"));
+        assert!(
+            (x1.expected - 1.0).abs() < 1e-9,
+            "X-2 only: {}",
+            x1.expected
+        );
+        let y1 = battery(&cells, "Y-1");
+        assert!(
+            (y1.expected - 2.0).abs() < 1e-9,
+            "Y-2 only: {}",
+            y1.expected
+        );
+        let models = super::cells(Dimension::Model, None, &[Measure::Failures], &facts);
+        assert_eq!(battery(&models, "X").within, None);
+    }
+
+    #[test]
     fn a_device_crossing_a_band_edge_splits_its_exposure() {
         let s = Spell {
             device: 0,
             cohort: "x",
+            stratum: "",
             purchased_ms: Some(0),
             from_ms: 20 * D,
             to_ms: 70 * D,

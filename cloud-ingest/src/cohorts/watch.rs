@@ -137,8 +137,10 @@ pub struct Evidence {
     pub first_true_ms: Option<u64>,
     /// The version compared with (firmware regressions).
     pub predecessor: Option<String>,
-    /// Crash-free hours per device-day, this and the predecessor (firmware regressions).
-    pub crash_free_hours: Option<(f64, f64)>,
+    /// Crash-free hours per device-day on this version (firmware regressions).
+    pub crash_free_hours: Option<f64>,
+    /// And on the predecessor.
+    pub predecessor_crash_free_hours: Option<f64>,
 }
 
 /// A cohort that stands out.
@@ -176,6 +178,16 @@ impl Flag {
     }
 }
 
+/// Outcomes of one problem kept out of the failure rates (no fault found, user damage,
+/// abuse).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Excluded {
+    /// The problem.
+    pub problem: Problem,
+    /// How many outcomes.
+    pub outcomes: u64,
+}
+
 /// One run's results: every cell and comparison with its test, and the flags.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WatchReport {
@@ -188,7 +200,7 @@ pub struct WatchReport {
     /// Firmware versions against their predecessors.
     pub firmware: Vec<FirmwareComparison>,
     /// Outcomes kept out of the rates, per problem.
-    pub excluded: Vec<(Problem, u64)>,
+    pub excluded: Vec<Excluded>,
     /// Tests in the BH family.
     pub tests: usize,
     /// What stands out.
@@ -252,11 +264,13 @@ pub fn run(facts: &FleetFacts, config: &WatchConfig, at_ms: u64) -> WatchReport 
     );
     let excluded = Problem::ALL
         .iter()
-        .map(|&p| {
-            (
-                p,
-                facts.special.iter().filter(|(e, _)| e.problem == p).count() as u64,
-            )
+        .map(|&problem| Excluded {
+            problem,
+            outcomes: facts
+                .special
+                .iter()
+                .filter(|(e, _)| e.problem == problem)
+                .count() as u64,
         })
         .collect();
     WatchReport {
@@ -331,6 +345,7 @@ fn cell_flag(c: &Cell) -> Flag {
             first_true_ms: c.first_true_ms,
             predecessor: None,
             crash_free_hours: None,
+            predecessor_crash_free_hours: None,
         },
     }
 }
@@ -359,9 +374,8 @@ fn regression_flag(f: &FirmwareComparison) -> Flag {
             first_event_ms: Some(f.first_day_ms),
             first_true_ms: None,
             predecessor: f.predecessor.clone(),
-            crash_free_hours: f
-                .predecessor_crash_free_hours_per_device_day
-                .map(|b| (f.crash_free_hours_per_device_day, b)),
+            crash_free_hours: Some(f.crash_free_hours_per_device_day),
+            predecessor_crash_free_hours: f.predecessor_crash_free_hours_per_device_day,
         },
     }
 }

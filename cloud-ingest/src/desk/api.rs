@@ -47,16 +47,24 @@ pub struct DeskState {
     pub links: LinkSettings,
     /// The recycling desk's grading, settlement and routing rules.
     pub tradein_rules: Arc<crate::tradein::Rules>,
+    /// The cohort watch an analyst runs on demand.
+    pub watch: Arc<crate::cohorts::watcher::Watcher>,
+    /// Where the watch's flags are counted.
+    pub metrics: Arc<crate::ops::metrics::Metrics>,
 }
 
 impl DeskState {
-    /// A desk on `store` and `clock` with the default link settings.
+    /// A desk on `store` and `clock` with the default settings.
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> DeskState {
         DeskState {
             store,
             clock,
             links: LinkSettings::default(),
             tradein_rules: Arc::new(crate::tradein::Rules::default()),
+            watch: Arc::new(crate::cohorts::watcher::Watcher {
+                config: crate::cohorts::watch::WatchConfig::default(),
+            }),
+            metrics: Arc::default(),
         }
     }
 }
@@ -178,6 +186,21 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/audit",
         access: Access::ReadAll,
     },
+    Route {
+        method: "GET",
+        path: "/api/v1/cohorts",
+        access: Access::ReadAll,
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/cohorts/run",
+        access: Access::WorkFleet,
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/cohort-flags",
+        access: Access::ReadAll,
+    },
 ];
 
 fn handler(r: &Route) -> MethodRouter<DeskState> {
@@ -205,6 +228,9 @@ fn handler(r: &Route) -> MethodRouter<DeskState> {
         ("GET", "/api/v1/users") => on(f, list_users),
         ("POST", "/api/v1/users") => on(f, add_user),
         ("GET", "/api/v1/audit") => on(f, audit),
+        ("GET", "/api/v1/cohorts") => on(f, super::fleet::cohorts),
+        ("POST", "/api/v1/cohorts/run") => on(f, super::fleet::run_watch),
+        ("GET", "/api/v1/cohort-flags") => on(f, super::fleet::flags),
         (m, p) => panic!("route {m} {p} has no handler"),
     }
 }
@@ -277,7 +303,8 @@ async fn guard(
                     Access::WorkTickets => "change tickets",
                     Access::ReadTradeIns => "read the recycling desk's trade-ins",
                     Access::WorkTradeIns => "work trade-ins",
-                    Access::ReadAll => "read the audit log",
+                    Access::ReadAll => "read fleet-wide figures and the audit log",
+                    Access::WorkFleet => "run the cohort watch or decide campaigns",
                     Access::Admin => "manage users",
                 }
             ),
@@ -379,7 +406,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type Answer = Result<Response, ApiError>;
+pub(crate) type Answer = Result<Response, ApiError>;
 
 fn user_of(req_user: Option<axum::Extension<User>>) -> User {
     req_user
@@ -497,7 +524,7 @@ pub struct ProblemDoc {
     pub detail: String,
 }
 
-fn query<T: serde::de::DeserializeOwned + Default>(
+pub(crate) fn query<T: serde::de::DeserializeOwned + Default>(
     q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
 ) -> Result<T, ApiError> {
     q.map(|Query(p)| p)
@@ -878,7 +905,8 @@ async fn audit(
 #[openapi(
     info(title = "Fleet service desk API", version = "1", description = "See docs/desk.md."),
     paths(openapi, me, list_tickets, get_ticket, act, progress_link, get_device, list_tradeins,
-        tradein_totals, get_tradein, act_tradein, certificate, list_skus, set_sku, list_users, add_user, audit),
+        tradein_totals, get_tradein, act_tradein, certificate, list_skus, set_sku, list_users, add_user, audit,
+        super::fleet::cohorts, super::fleet::run_watch, super::fleet::flags),
     components(schemas(ProblemDoc, Action, Outcome, PauseReason, Problem, TicketState, Tier, SlaState, Role, Day,
         TradeInState, TradeInAction)),
     modifiers(&Bearer)

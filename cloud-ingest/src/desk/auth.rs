@@ -47,6 +47,7 @@ impl Role {
             Access::ReadTradeIns => matches!(self, Recycler | Analyst | Admin),
             Access::WorkTradeIns => matches!(self, Recycler | Admin),
             Access::ReadAll => matches!(self, Analyst | Admin),
+            Access::WorkFleet => matches!(self, Analyst | Admin),
             Access::Admin => self == Admin,
         }
     }
@@ -85,6 +86,8 @@ pub enum Access {
     WorkTradeIns,
     /// Read everything, the audit log included.
     ReadAll,
+    /// Run the cohort watch, decide campaigns and action items.
+    WorkFleet,
     /// Manage users.
     Admin,
 }

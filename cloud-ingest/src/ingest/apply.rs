@@ -9,7 +9,9 @@ use sqlx::AnyConnection;
 use super::plan::BatchPlan;
 use super::OpenedTicket;
 use crate::effects::webhooks::{TicketAnnouncement, WebhookBody};
-use crate::store::{dead_letters, devices, features, messages, outbox, tickets, StoreError};
+use crate::store::{
+    cohorts, dead_letters, devices, features, messages, outbox, tickets, StoreError,
+};
 
 /// Writes the plan; the tickets it opened.
 pub async fn apply(
@@ -40,6 +42,8 @@ pub async fn apply(
     for l in &plan.liveness {
         devices::set_liveness(c, l).await?;
     }
+    // After liveness: a birth in the batch has set the firmware the days count for.
+    cohorts::add_usage(c, &plan.usage).await?;
     for a in &plan.answers {
         outbox::record_answer(c, a.device, a.command_id, a.status, plan.now.0).await?;
     }

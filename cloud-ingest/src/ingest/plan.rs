@@ -32,6 +32,7 @@ use crate::policy::{
     self, offer, ContactHistory, Decision, DeviceTerms, Hold, PolicyConfig, PolicyInput, Problem,
 };
 use crate::score::{decode_stored, rebuild_since, FeatureCache, Scored};
+use crate::store::cohorts::FirmwareUsage;
 use crate::store::dead_letters::DeadLetter;
 use crate::store::devices::{Arrivals, DeviceRow, Identity, Liveness, NewEpoch, ScoreRow};
 use crate::store::features::FeatureState;
@@ -185,6 +186,8 @@ pub struct BatchPlan<'a> {
     pub scores: Vec<ScoreRow>,
     /// Each device's feature state as the batch leaves it.
     pub feature_states: Vec<(&'a str, FeatureState)>,
+    /// Heartbeats summed per device and day, for the firmware it runs.
+    pub usage: Vec<FirmwareUsage<'a>>,
     /// Devices the policy may act on (drained by [`decide`]).
     pub candidates: Vec<Candidate>,
     /// Tickets to open.
@@ -227,6 +230,7 @@ pub fn observe<'a>(
             .unwrap_or_else(|| super::epochs::judge(Some(&row), &[], group));
         plan.arrive(group, &row, &ep, settings.export_telemetry);
         plan.liveness.extend(liveness(group, row.state_ms, now));
+        plan.usage.extend(usage(group));
         plan.answer(group, &snapshot.commands, &mut tickets);
         let stored = snapshot
             .histories
@@ -450,6 +454,43 @@ fn liveness<'a>(
             ts_ms: now.0,
             identity,
         });
+    }
+    out
+}
+
+/// One device's heartbeats summed per day (device time): running time, crash-free time,
+/// unexpected restarts and crashes, which the store adds to the day's row for the
+/// firmware the device runs.
+fn usage<'a>(group: &'a [Accepted<'a>]) -> Vec<FirmwareUsage<'a>> {
+    let mut out: Vec<FirmwareUsage<'a>> = Vec::new();
+    for a in group {
+        let Message::Heartbeat(env) = &a.message else {
+            continue;
+        };
+        let hb = &env.body;
+        let day_ms = a.ts_ms - a.ts_ms % 86_400_000;
+        let restarts: u64 = hb
+            .reboots
+            .iter()
+            .filter(|(reason, _)| reason.is_unexpected())
+            .map(|(_, n)| u64::from(*n))
+            .sum();
+        let i = match out.iter().position(|u| u.day_ms == day_ms) {
+            Some(i) => i,
+            None => {
+                out.push(FirmwareUsage {
+                    device_id: a.device(),
+                    day_ms,
+                    ..FirmwareUsage::default()
+                });
+                out.len() - 1
+            }
+        };
+        let u = &mut out[i];
+        u.operational_s += u64::from(hb.operational_s);
+        u.crash_free_s += u64::from(hb.crash_free_s.min(hb.operational_s));
+        u.unexpected_restarts += restarts;
+        u.crashes += u64::from(hb.crashes);
     }
     out
 }

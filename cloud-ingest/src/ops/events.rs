@@ -449,6 +449,56 @@ impl Emit for OutboxFailed<'_> {
     }
 }
 
+/// The cohort watch flagged a cohort for the first time.
+#[derive(Debug, Clone, Copy)]
+pub struct CohortFlagged<'a> {
+    /// The flag.
+    pub flag: &'a crate::cohorts::watch::Flag,
+}
+
+impl Emit for CohortFlagged<'_> {
+    fn emit(self, m: &Metrics) {
+        let f = self.flag;
+        let e = &f.evidence;
+        tracing::warn!(
+            kind = f.kind.as_str(),
+            cohort = f.cohort,
+            problem = f.problem.map_or("restarts", crate::policy::Problem::as_str),
+            window_days = f.window_days,
+            observed = e.observed,
+            expected = e.expected,
+            q = e.q_value,
+            "cohort flagged: it fails more than the rest of the fleet at the same ages"
+        );
+        m.cohort_flags
+            .get_or_create(&label("kind", f.kind.as_str()))
+            .inc();
+    }
+}
+
+/// The cohort watch ran.
+#[derive(Debug, Clone, Copy)]
+pub struct CohortWatchRan {
+    /// Tests in its family.
+    pub tests: usize,
+    /// Flags standing.
+    pub flags: usize,
+    /// Of them, new.
+    pub new: usize,
+}
+
+impl Emit for CohortWatchRan {
+    fn emit(self, m: &Metrics) {
+        tracing::info!(
+            tests = self.tests,
+            flags = self.flags,
+            new = self.new,
+            "cohort watch ran"
+        );
+        m.cohort_watch_runs.inc();
+    }
+}
+
 /// Telemetry points reached InfluxDB.
 #[derive(Debug, Clone, Copy)]
 pub struct PointsExported {

@@ -32,6 +32,8 @@ pub struct Health {
     pub links: crate::desk::api::LinkSettings,
     /// The recycling desk's rules.
     pub tradein: Arc<crate::tradein::Rules>,
+    /// The cohort watch, for runs on demand.
+    pub watch: Arc<crate::cohorts::watcher::Watcher>,
 }
 
 /// The router.
@@ -41,6 +43,8 @@ pub fn router(health: Health) -> Router {
         clock: health.clock.clone(),
         links: health.links.clone(),
         tradein_rules: health.tradein.clone(),
+        watch: health.watch.clone(),
+        metrics: health.metrics.clone(),
     };
     let desk = crate::desk::router(state);
     Router::new()

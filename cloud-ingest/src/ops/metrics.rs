@@ -80,6 +80,10 @@ pub struct Metrics {
     pub mqtt_connection_errors: Counter,
     /// Packets above the session's limit, read once with a raised limit.
     pub oversize_recoveries: Counter,
+    /// Cohorts the watch flagged (each once, when first flagged), by kind.
+    pub cohort_flags: Family<Label, Counter>,
+    /// Runs of the cohort watch.
+    pub cohort_watch_runs: Counter,
 }
 
 impl Default for Metrics {
@@ -273,6 +277,27 @@ impl Metrics {
             "Packets above mqtt.max_packet_bytes, read once with a raised limit",
             Counter::default(),
         );
+        let cohort_flags = register(
+            &mut r,
+            "cohort_flags",
+            "Cohorts the cohort watch flagged, each once when first flagged, by kind",
+            Family::<Label, Counter>::default(),
+        );
+        let cohort_watch_runs = register(
+            &mut r,
+            "cohort_watch_runs",
+            "Runs of the cohort watch",
+            Counter::default(),
+        );
+        for kind in [
+            "model",
+            "batch",
+            "firmware",
+            "purchase_month",
+            "firmware_regression",
+        ] {
+            let _ = cohort_flags.get_or_create(&label("kind", kind));
+        }
         // Every rejection reason shows from the start, at zero.
         for reason in protocol::DecodeError::REASONS
             .iter()
@@ -319,6 +344,8 @@ impl Metrics {
             outbox_errors,
             mqtt_connection_errors,
             oversize_recoveries,
+            cohort_flags,
+            cohort_watch_runs,
         }
     }
 

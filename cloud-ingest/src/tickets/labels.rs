@@ -75,7 +75,11 @@ pub struct LabelRow {
 /// The row ticket `t` gives under the schema with fingerprint `schema`, or why none.
 pub fn row_of(t: &OutcomeTicket, schema: &str) -> Result<LabelRow, Skip> {
     let outcome: Outcome = t.outcome.parse().map_err(|_| Skip::Unreadable)?;
-    if matches!(outcome, Outcome::CustomerDeclined | Outcome::TradedIn) {
+    // Damage by the user says nothing about whether the device would have failed.
+    if matches!(
+        outcome,
+        Outcome::CustomerDeclined | Outcome::TradedIn | Outcome::UserDamage | Outcome::Abuse
+    ) {
         return Err(Skip::NoVerdict);
     }
     let values = vector(t.features.as_deref(), schema)?;

@@ -30,11 +30,17 @@ pub enum Outcome {
     CustomerDeclined,
     /// The customer traded the device in.
     TradedIn,
+    /// Inspected; the device was damaged by the user (dropped, liquid): not a failure
+    /// of the device, kept out of failure rates and training labels.
+    UserDamage,
+    /// Inspected; the device was abused (used far outside its terms): kept out as
+    /// user damage is.
+    Abuse,
 }
 
 impl Outcome {
     /// Every outcome.
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::FaultConfirmed,
         Outcome::Repaired,
         Outcome::BatteryReplaced,
@@ -42,6 +48,8 @@ impl Outcome {
         Outcome::NoFaultFound,
         Outcome::CustomerDeclined,
         Outcome::TradedIn,
+        Outcome::UserDamage,
+        Outcome::Abuse,
     ];
 
     /// The stored name.
@@ -54,6 +62,8 @@ impl Outcome {
             Outcome::NoFaultFound => "no_fault_found",
             Outcome::CustomerDeclined => "customer_declined",
             Outcome::TradedIn => "traded_in",
+            Outcome::UserDamage => "user_damage",
+            Outcome::Abuse => "abuse",
         }
     }
 
@@ -66,6 +76,17 @@ impl Outcome {
                 | Outcome::BatteryReplaced
                 | Outcome::Replaced
         )
+    }
+
+    /// The special case this outcome is, kept out of failure rates (and counted apart).
+    pub fn special_case(self) -> Option<crate::cohorts::SpecialCase> {
+        use crate::cohorts::SpecialCase;
+        match self {
+            Outcome::NoFaultFound => Some(SpecialCase::NoFaultFound),
+            Outcome::UserDamage => Some(SpecialCase::UserDamage),
+            Outcome::Abuse => Some(SpecialCase::Abuse),
+            _ => None,
+        }
     }
 
     /// The state a ticket resolved with this outcome ends in. A customer who says no
