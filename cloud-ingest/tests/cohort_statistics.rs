@@ -2,7 +2,7 @@
 //! (`tests/reference/cohort_statistics.py` made `cohort_statistics.json`).
 
 use cloud_ingest::cohorts::fdr::q_values;
-use cloud_ingest::cohorts::poisson::{mean_interval, rate_ratio_upper_tail, upper_tail};
+use cloud_ingest::cohorts::poisson::{mean_interval, rate_ratio_upper_tail, share_upper_tail};
 use cloud_ingest::cohorts::shrinkage::Prior;
 use serde_json::Value;
 
@@ -29,15 +29,18 @@ fn f(v: &Value, k: &str) -> f64 {
 }
 
 #[test]
-fn exact_poisson_tails_match_scipy() {
+fn conditional_binomial_tails_match_scipy() {
     let r = reference();
-    let cases = r["poisson_upper_tail"].as_array().unwrap();
-    assert!(cases.len() >= 10);
+    let cases = r["share_upper_tail"].as_array().unwrap();
+    assert!(cases.len() >= 8);
     for c in cases {
-        let k = c["observed"].as_u64().unwrap();
-        let got = upper_tail(k, f(c, "expected"));
+        let (k, n) = (
+            c["observed"].as_u64().unwrap(),
+            c["total"].as_u64().unwrap(),
+        );
+        let got = share_upper_tail(k, n, f(c, "share"));
         close(
-            &format!("P(X ≥ {k}) at {}", c["expected"]),
+            &format!("P(X ≥ {k} of {n}) at {}", c["share"]),
             got,
             f(c, "p"),
             1e-9,

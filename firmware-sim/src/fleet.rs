@@ -345,12 +345,24 @@ pub const DEFAULT_START: Timestamp = Timestamp(1_767_225_600_000);
 impl Fleet {
     /// Draws a fleet of `n` devices over `days` days from `seed`.
     pub fn generate(seed: u64, n: usize, days: u32, start: Timestamp) -> Fleet {
+        Fleet::generate_with(seed, n, days, start, batches)
+    }
+
+    /// As [`Fleet::generate`], with each model's batches (and their defects) from
+    /// `batches_of` instead of the catalogue's: a test plants a defect of known size.
+    pub fn generate_with(
+        seed: u64,
+        n: usize,
+        days: u32,
+        start: Timestamp,
+        batches_of: impl Fn(&Sku) -> Vec<Batch>,
+    ) -> Fleet {
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
         let window_ms = u64::from(days) * DAY_MS;
         let devices = (0..n)
             .map(|i| {
                 let sku = pick_sku(&mut rng);
-                let batches = batches(&SKUS[sku]);
+                let batches = batches_of(&SKUS[sku]);
                 let batch = batches[rng.random_range(0..batches.len())].clone();
                 // Bought between 1 month and 3 years before the start, more of them recently.
                 let age_days = 30.0 + 1065.0 * rng.random::<f64>().powf(1.6);

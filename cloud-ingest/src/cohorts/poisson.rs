@@ -1,26 +1,13 @@
-//! Exact tests and intervals for counts of rare events: a cohort's failures against
-//! the number the rest of the fleet predicts, and one firmware's restarts against its
-//! predecessor's. Distributions are statrs'.
+//! Exact tests and intervals for counts of rare events: a cohort's share of its own and
+//! the rest of the fleet's failures against the share its exposure at each age predicts,
+//! and one firmware's restarts against its predecessor's (both conditional binomial
+//! tests, exact given the total), and the Garwood interval of a Poisson rate.
+//! Distributions are statrs'.
 
-use statrs::distribution::{Binomial, ChiSquared, ContinuousCDF, DiscreteCDF, Poisson};
+use statrs::distribution::{Binomial, ChiSquared, ContinuousCDF, DiscreteCDF};
 
 /// Days in a year, for annualised rates.
 pub const DAYS_PER_YEAR: f64 = 365.25;
-
-/// One-sided exact p-value of seeing `observed` or more events where `expected` were
-/// due: P(X ≥ observed) for X ~ Poisson(expected). With nothing expected, any event at
-/// all is as surprising as it gets (0), and none is no evidence (1).
-pub fn upper_tail(observed: u64, expected: f64) -> f64 {
-    if observed == 0 {
-        return 1.0;
-    }
-    if expected <= 0.0 || expected.is_nan() {
-        return 0.0;
-    }
-    let d = Poisson::new(expected).expect("a positive mean");
-    // sf(k - 1) = P(X > k - 1) = P(X ≥ k), without the cancellation of 1 - cdf.
-    d.sf(observed - 1).clamp(0.0, 1.0)
-}
 
 /// The exact (Garwood) two-sided interval for a Poisson mean given `observed` events,
 /// at confidence `level` (0.95 for a 95 % interval): (low, high) in events.
@@ -77,13 +64,21 @@ impl AnnualRate {
 /// over `exposure_b`): conditional on the total, A's count is binomial with A's share of
 /// the exposure under equal rates, so p = P(X ≥ a), X ~ Binomial(a + b, share).
 pub fn rate_ratio_upper_tail(a: u64, exposure_a: f64, b: u64, exposure_b: f64) -> f64 {
-    if a == 0 {
+    if exposure_a <= 0.0 || exposure_a.is_nan() || exposure_b <= 0.0 || exposure_b.is_nan() {
         return 1.0;
     }
-    if (exposure_a <= 0.0 || exposure_a.is_nan()) || (exposure_b <= 0.0 || exposure_b.is_nan()) {
+    share_upper_tail(a, a + b, exposure_a / (exposure_a + exposure_b))
+}
+
+/// One-sided exact p-value that `observed` of `total` events is more than `share` of
+/// them would be: P(X ≥ observed), X ~ Binomial(total, share).
+pub fn share_upper_tail(observed: u64, total: u64, share: f64) -> f64 {
+    if observed == 0 || share >= 1.0 || share.is_nan() {
         return 1.0;
     }
-    let share = exposure_a / (exposure_a + exposure_b);
-    let d = Binomial::new(share, a + b).expect("a share in (0, 1)");
-    d.sf(a - 1).clamp(0.0, 1.0)
+    if share <= 0.0 {
+        return 0.0;
+    }
+    let d = Binomial::new(share, total).expect("a share in (0, 1)");
+    d.sf(observed - 1).clamp(0.0, 1.0)
 }

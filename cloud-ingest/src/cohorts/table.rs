@@ -19,7 +19,7 @@ const DAY_MS: f64 = 86_400_000.0;
 
 /// Lower edges of the age bands, days since purchase; the last is open-ended. The
 /// first three are the early-warning windows' edges.
-pub const AGE_BANDS_DAYS: [f64; 7] = [0.0, 30.0, 60.0, 90.0, 180.0, 365.0, 730.0];
+pub const AGE_BANDS_DAYS: [f64; 9] = [0.0, 30.0, 60.0, 90.0, 180.0, 365.0, 545.0, 730.0, 1095.0];
 /// Bands, with one more for devices whose purchase date is unknown.
 const BANDS: usize = AGE_BANDS_DAYS.len() + 1;
 const UNKNOWN_AGE: usize = AGE_BANDS_DAYS.len();
@@ -52,6 +52,11 @@ pub struct Cell {
     pub observed: u64,
     /// Events the rest of the fleet at the same ages predicts.
     pub expected: f64,
+    /// Events in the rest of the fleet (what `expected` was estimated from).
+    pub rest_observed: u64,
+    /// The cohort's share of all events (its own and the rest's) if it failed as the
+    /// whole fleet does at each age: the conditional test's null share.
+    pub null_share: f64,
     /// Confirmed failures (equal to `observed` when that is what it counts).
     pub failures: u64,
     /// Tickets opened.
@@ -66,7 +71,9 @@ pub struct Cell {
     pub expected_rate: f64,
     /// The empirical-Bayes rate per device-year (the shrunk ratio times the expectation).
     pub shrunk_rate: f64,
-    /// One-sided exact Poisson p-value of `observed` given `expected`.
+    /// One-sided exact p-value of `observed`: conditional on all events of the cohort
+    /// and the rest, binomial with the `null_share` (so a small reference group's own
+    /// uncertainty counts, which a Poisson test against `expected` would ignore).
     pub p_value: f64,
     /// Benjamini–Hochberg q-value across every cell tested in the same run.
     pub q_value: f64,
@@ -383,6 +390,12 @@ fn tabulate(
             for (k, &problem) in Problem::ALL.iter().enumerate() {
                 let expected = expectation(t, total, row, k);
                 let observed: u64 = t.counts[row][k].iter().sum();
+                let all: u64 = total.counts[row][k].iter().sum();
+                let null_share = if all > 0 {
+                    (pooled(t, total, row, k) / all as f64).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
                 let sum = |r: usize| t.counts[r][k].iter().sum::<u64>();
                 out.push(Cell {
                     dimension: dim,
@@ -395,6 +408,8 @@ fn tabulate(
                     exposure_days,
                     observed,
                     expected,
+                    rest_observed: all - observed,
+                    null_share,
                     failures: sum(FAILURES),
                     tickets: sum(TICKETS),
                     true_failures: facts.truth.as_ref().map(|_| sum(TRUTH)),
@@ -411,6 +426,15 @@ fn tabulate(
         }
     }
     out
+}
+
+/// Events of `row`, problem `k`, the cohort would have at the whole stratum's (its own
+/// and the rest's) rate at each age.
+fn pooled(t: &Tally, total: &Tally, row: usize, k: usize) -> f64 {
+    (0..BANDS)
+        .filter(|&b| total.exposure[b] > 0.0)
+        .map(|b| t.exposure[b] * total.counts[row][k][b] as f64 / total.exposure[b])
+        .sum()
 }
 
 /// Events of `row`, problem `k`, the rest of the fleet at the cohort's ages predicts:
@@ -509,7 +533,7 @@ mod tests {
         let b = battery(&cells, "B");
         assert_eq!((b.devices, b.observed), (2, 1));
         assert!((b.exposure_days - 60.0).abs() < 1e-9);
-        // The rest at B's age (365–730 band): C's 60 days (2 failures) and nothing of A.
+        // The rest at B's age (365–545 band): C's 60 days (2 failures) and nothing of A.
         assert!(
             (b.expected - 60.0 * 2.0 / 60.0).abs() < 1e-9,
             "{}",
@@ -523,6 +547,13 @@ mod tests {
             a.expected
         );
         assert!((b.rate.rate - 1.0 / 60.0 * DAYS_PER_YEAR).abs() < 1e-9);
+        // The conditional test's share: B's 60 days of the 120 at its age (A is younger).
+        assert_eq!(b.rest_observed, 2);
+        assert!(
+            (b.null_share - 60.0 * 3.0 / 120.0 / 3.0).abs() < 1e-9,
+            "{}",
+            b.null_share
+        );
         assert!(b.rate.low < b.rate.rate && b.rate.rate < b.rate.high);
     }
 

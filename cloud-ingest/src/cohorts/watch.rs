@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fdr::q_values;
 use super::firmware::{self, FirmwareComparison};
-use super::poisson::{upper_tail, DAYS_PER_YEAR};
+use super::poisson::{share_upper_tail, DAYS_PER_YEAR};
 use super::shrinkage::Prior;
 use super::table::{self, Cell};
 use super::{Dimension, FleetFacts, Measure};
@@ -227,7 +227,7 @@ pub fn run(facts: &FleetFacts, config: &WatchConfig, at_ms: u64) -> WatchReport 
         .collect();
     let mut firmware = firmware::compare(&facts.firmware_days);
     for c in cells.iter_mut().chain(early.iter_mut()) {
-        c.p_value = upper_tail(c.observed, c.expected);
+        c.p_value = share_upper_tail(c.observed, c.observed + c.rest_observed, c.null_share);
     }
     shrink(&mut cells);
     shrink(&mut early);

@@ -23,15 +23,12 @@ from statsmodels.stats.rates import confint_poisson
 
 OUT = pathlib.Path(__file__).with_name("cohort_statistics.json")
 
-# One-sided exact Poisson test: P(X >= k), X ~ Poisson(mu).
-poisson_cases = [
-    (1, 0.5), (3, 0.7), (8, 2.0), (10, 2.0), (0, 3.0), (5, 5.0), (12, 3.1),
-    (40, 21.5), (150, 100.0), (2, 0.01), (25, 4.0), (1000, 900.0),
-]
-poisson = [
-    {"observed": k, "expected": mu, "p": float(stats.poisson.sf(k - 1, mu)) if k > 0 else 1.0}
-    for k, mu in poisson_cases
-]
+# One-sided conditional binomial test: k of n events where a share p was due.
+share_cases = []
+for k, n, p in [(1, 1, 0.5), (3, 4, 0.2), (10, 12, 0.3), (25, 34, 0.37), (6, 7, 0.32),
+                (0, 5, 0.1), (150, 260, 0.4), (2, 2, 0.01), (1000, 1900, 0.47)]:
+    pv = stats.binomtest(k, n, p, alternative="greater").pvalue if k > 0 else 1.0
+    share_cases.append({"observed": k, "total": n, "share": p, "p": float(pv)})
 
 # Exact (Garwood) 95 % interval for a Poisson mean.
 interval = []
@@ -64,7 +61,7 @@ shrunk = (o + alpha) / (e + beta)
 
 OUT.write_text(json.dumps({
     "generated_by": f"scipy {scipy.__version__}, statsmodels {statsmodels.__version__}, numpy {np.__version__}",
-    "poisson_upper_tail": poisson,
+    "share_upper_tail": share_cases,
     "poisson_interval_95": interval,
     "rate_ratio_upper_tail": ratio,
     "bh": {"p": p_family.tolist(), "q": q_family.tolist()},
