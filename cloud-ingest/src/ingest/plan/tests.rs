@@ -950,3 +950,44 @@ fn a_first_epoch_is_no_reset_and_old_epochs_never_become_current_again() {
     let (fresh, _) = accept(&batch);
     assert!(!epochs::needs_known(Some(&row), &fresh));
 }
+
+#[test]
+fn heartbeats_are_summed_per_device_and_day_for_the_firmware_rollup() {
+    // The example heartbeat: an hour running, 3410 s crash-free, one brown-out (an
+    // unexpected restart) and one crash. T0 is 08:00; T0 + 17 h is the next day.
+    let mut user_restart = at(examples::heartbeat(), "dev-a", 3, T0 + 2 * MIN);
+    user_restart.body.reboots =
+        std::collections::BTreeMap::from([(protocol::reboot::RebootReason::UserRequest, 2)]);
+    let batch = deliveries(&[
+        hb("dev-a", 1, T0),
+        hb("dev-a", 2, T0 + MIN),
+        Message::Heartbeat(user_restart),
+        hb("dev-a", 4, T0 + 17 * 60 * MIN),
+        birth("dev-b", 1, T0),
+    ]);
+    let (fresh, _) = accept(&batch);
+    let plan = Run::new(false).observe(&fresh, &Snapshot::default());
+    let day = T0 - T0 % 86_400_000;
+    let got: Vec<(&str, u64, u64, u64, u64, u64)> = plan
+        .usage
+        .iter()
+        .map(|u| {
+            (
+                u.device_id,
+                u.day_ms,
+                u.operational_s,
+                u.crash_free_s,
+                u.unexpected_restarts,
+                u.crashes,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("dev-a", day, 3 * 3600, 3 * 3410, 2, 3),
+            ("dev-a", day + 86_400_000, 3600, 3410, 1, 1),
+        ],
+        "a user's restart is not counted; a birth adds no usage"
+    );
+}
