@@ -5,6 +5,7 @@
 //! answering on the progress page; the run ends with a summary scored against the
 //! simulation's ground truth, and the desk stays up on the run's final state.
 
+pub mod analysts;
 pub mod recyclers;
 pub mod staff;
 pub mod team;
@@ -134,6 +135,8 @@ pub struct Summary {
     pub quote_vs_settled: Option<f64>,
     /// What the simulated recycling desk did, when the desk was served.
     pub recycling: Option<recyclers::RecyclingReport>,
+    /// Cohorts the weekly watch flagged, in the order it flagged them.
+    pub cohorts_flagged: Vec<analysts::FlaggedCohort>,
 }
 
 /// How a tier's tickets fared against their SLA.
@@ -296,11 +299,23 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
                 fates,
                 clock: clock.clone(),
             };
-            Some(tokio::spawn(staff.run(staff_stop)))
+            Some(tokio::spawn(staff.run(staff_stop.clone())))
         }
         _ => None,
     };
 
+    let analysts = tokio::spawn(
+        analysts::Analysts {
+            store: Store::open(&store_url, 1, SqliteSync::Normal).await?,
+            watcher: crate::cohorts::watcher::Watcher {
+                config: crate::cohorts::watch::WatchConfig::default(),
+            },
+            fleet: fleet.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+        }
+        .run(staff_stop.clone()),
+    );
     let print = opts.print_tickets;
     let start = fleet.start;
     let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -382,6 +397,7 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
         Some(h) => Some(h.await.context("the simulated recycling desk panicked")?),
         None => None,
     };
+    let cohorts_flagged = analysts.await.context("the simulated analysts panicked")?;
     let _ = ingest_stop_tx.send(true);
     let report = ingest.await.context("the ingest task panicked")??;
     let _ = printer.await;
@@ -422,6 +438,7 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
     desk_figures(&mut summary, &worked);
     tradein_figures(&mut summary, &milestones);
     summary.recycling = recycling;
+    summary.cohorts_flagged = cohorts_flagged;
     summary.desk = staff;
     summary.desk_url = desk_addr.map(|a| format!("http://{a}/desk"));
     Ok(Finished {
@@ -693,6 +710,7 @@ pub fn summarise(fleet: &Fleet, tickets: &[TicketRow]) -> Summary {
         ewaste_kg: 0.0,
         quote_vs_settled: None,
         recycling: None,
+        cohorts_flagged: Vec::new(),
     }
 }
 

@@ -23,6 +23,7 @@
 
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
+pub mod campaigns;
 pub mod cohorts;
 pub mod config;
 #[cfg(feature = "demo")]

@@ -466,25 +466,9 @@ pub fn decide(input: &PolicyInput<'_>, cfg: &PolicyConfig) -> Decision {
     if safety.is_empty() && !score.alarm && !tip {
         return Decision::Hold(Hold::LowRisk);
     }
-    // A customer who just answered (or declined) is left alone for a while, and not
-    // contacted too often; a safety risk overrides both, asked again at most daily.
-    let closed_within = |ms: u64| {
-        input
-            .contacts
-            .last_closed_ms
-            .is_some_and(|closed| input.now_ms < closed.saturating_add(ms))
-    };
-    if !safety.is_empty() {
-        if closed_within(u64::from(cfg.safety_repeat_hours) * HOUR_MS) {
-            return Decision::Hold(Hold::SafetyRepeat);
-        }
-    } else if closed_within(u64::from(cfg.cooldown_days) * DAY_MS) {
-        return Decision::Hold(Hold::CoolDown);
-    } else if input.contacts.contacts_in_window >= cfg.contact_cap {
-        return Decision::Hold(Hold::ContactCap);
+    if let Some(h) = contact_hold(&input.contacts, !safety.is_empty(), input.now_ms, cfg) {
+        return Decision::Hold(h);
     }
-    let value = residual_value(terms, cfg);
-    let repair = cfg.repair_cost_minor.of(problem);
     let (offer, quote, extra, tier);
     if !safety.is_empty() {
         reasoning.extend(safety.iter().cloned());
@@ -493,58 +477,8 @@ pub fn decide(input: &PolicyInput<'_>, cfg: &PolicyConfig) -> Decision {
         reasoning.push("below the alarm threshold: a self-service tip first".into());
         (offer, quote, extra, tier) = (OfferKind::SelfServiceTip, None, None, Tier::Low);
     } else {
-        let out_of_warranty = terms.in_warranty == Some(false);
-        let worn_out = terms
-            .age_days
-            .is_some_and(|d| d >= f64::from(cfg.useful_life_months) * 30.44);
-        let uneconomic = value.is_some_and(|v| {
-            out_of_warranty && repair as f64 >= cfg.trade_in_when_repair_over_residual * v as f64
-        });
-        if let Some(v) = value {
-            reasoning.push(format!(
-                "repair estimate {repair} against residual value {v} (minor units); warranty {}",
-                match terms.in_warranty {
-                    Some(true) => "runs",
-                    Some(false) => "ended",
-                    None => "unknown",
-                }
-            ));
-        }
-        tier = if terms.price_minor.is_some_and(|p| p >= cfg.high_value_minor) {
-            reasoning.push("high-value device".into());
-            Tier::High
-        } else {
-            Tier::Medium
-        };
-        if (worn_out || uneconomic) && value.is_some() {
-            let condition = tradein::Condition::from_features(input.features);
-            let q = tradein::quote(value.unwrap_or(0), &condition);
-            reasoning.push(format!(
-                "{}: trade-in quoted at {q} ({})",
-                if worn_out {
-                    "past its useful life"
-                } else {
-                    "repair not worth it"
-                },
-                condition.describe()
-            ));
-            (offer, quote, extra) = (OfferKind::TradeIn, Some(q), None);
-        } else {
-            offer = if problem == Problem::Battery {
-                OfferKind::BatteryReplacement
-            } else {
-                OfferKind::Inspection
-            };
-            if out_of_warranty {
-                quote = Some(repair);
-                extra =
-                    (cfg.extended_warranty_months > 0).then_some(OfferExtra::ExtendedWarranty {
-                        months: cfg.extended_warranty_months,
-                    });
-            } else {
-                (quote, extra) = (None, None);
-            }
-        }
+        let r = remedy(problem, terms, input.features, cfg, &mut reasoning);
+        (offer, quote, extra, tier) = (r.offer, r.quote_minor, r.extra, r.tier);
     }
     Decision::Open(Plan {
         problem,
@@ -557,6 +491,123 @@ pub fn decide(input: &PolicyInput<'_>, cfg: &PolicyConfig) -> Decision {
         safety,
         reasoning,
     })
+}
+
+/// Why a customer is not to be contacted now, if they are not: one who just answered
+/// (or declined) is left alone for a while, and not contacted too often; a safety risk
+/// overrides both, asked again at most daily.
+pub fn contact_hold(
+    contacts: &ContactHistory,
+    safety: bool,
+    now_ms: u64,
+    cfg: &PolicyConfig,
+) -> Option<Hold> {
+    let closed_within = |ms: u64| {
+        contacts
+            .last_closed_ms
+            .is_some_and(|closed| now_ms < closed.saturating_add(ms))
+    };
+    if safety {
+        closed_within(u64::from(cfg.safety_repeat_hours) * HOUR_MS).then_some(Hold::SafetyRepeat)
+    } else if closed_within(u64::from(cfg.cooldown_days) * DAY_MS) {
+        Some(Hold::CoolDown)
+    } else if contacts.contacts_in_window >= cfg.contact_cap {
+        Some(Hold::ContactCap)
+    } else {
+        None
+    }
+}
+
+/// The remedy the policy offers for a problem that is no safety risk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Remedy {
+    /// The offer.
+    pub offer: OfferKind,
+    /// Its price: the trade-in quote, or the repair out of warranty.
+    pub quote_minor: Option<u64>,
+    /// An extra on top.
+    pub extra: Option<OfferExtra>,
+    /// The tier.
+    pub tier: Tier,
+    /// What it costs the service if taken up: the repair estimate, or the trade-in quote.
+    pub cost_minor: u64,
+}
+
+/// Repair (a battery, an inspection) or trade-in for `problem` on a device with these
+/// terms: a trade-in when the device is past its useful life, or out of warranty with a
+/// repair not worth its residual value; a high-value device is high tier.
+pub fn remedy(
+    problem: Problem,
+    terms: &DeviceTerms,
+    features: &FeatureVector,
+    cfg: &PolicyConfig,
+    reasoning: &mut Vec<String>,
+) -> Remedy {
+    let value = residual_value(terms, cfg);
+    let repair = cfg.repair_cost_minor.of(problem);
+    let out_of_warranty = terms.in_warranty == Some(false);
+    let worn_out = terms
+        .age_days
+        .is_some_and(|d| d >= f64::from(cfg.useful_life_months) * 30.44);
+    let uneconomic = value.is_some_and(|v| {
+        out_of_warranty && repair as f64 >= cfg.trade_in_when_repair_over_residual * v as f64
+    });
+    if let Some(v) = value {
+        reasoning.push(format!(
+            "repair estimate {repair} against residual value {v} (minor units); warranty {}",
+            match terms.in_warranty {
+                Some(true) => "runs",
+                Some(false) => "ended",
+                None => "unknown",
+            }
+        ));
+    }
+    let tier = if terms.price_minor.is_some_and(|p| p >= cfg.high_value_minor) {
+        reasoning.push("high-value device".into());
+        Tier::High
+    } else {
+        Tier::Medium
+    };
+    let (offer, quote, extra);
+    if (worn_out || uneconomic) && value.is_some() {
+        let condition = tradein::Condition::from_features(features);
+        let q = tradein::quote(value.unwrap_or(0), &condition);
+        reasoning.push(format!(
+            "{}: trade-in quoted at {q} ({})",
+            if worn_out {
+                "past its useful life"
+            } else {
+                "repair not worth it"
+            },
+            condition.describe()
+        ));
+        (offer, quote, extra) = (OfferKind::TradeIn, Some(q), None);
+    } else {
+        offer = if problem == Problem::Battery {
+            OfferKind::BatteryReplacement
+        } else {
+            OfferKind::Inspection
+        };
+        if out_of_warranty {
+            quote = Some(repair);
+            extra = (cfg.extended_warranty_months > 0).then_some(OfferExtra::ExtendedWarranty {
+                months: cfg.extended_warranty_months,
+            });
+        } else {
+            (quote, extra) = (None, None);
+        }
+    }
+    Remedy {
+        offer,
+        quote_minor: quote,
+        extra,
+        tier,
+        cost_minor: if offer == OfferKind::TradeIn {
+            quote.unwrap_or(0)
+        } else {
+            repair
+        },
+    }
 }
 
 /// What the device is worth now: its price depreciated straight-line over its useful

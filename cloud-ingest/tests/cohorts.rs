@@ -11,6 +11,7 @@ use cloud_ingest::cohorts::watch::WatchConfig;
 use cloud_ingest::cohorts::watcher::Watcher;
 use cloud_ingest::desk::auth::Role;
 use cloud_ingest::ops::metrics::Metrics;
+use cloud_ingest::store::cohorts;
 use desk::{Desk, T0};
 use serde_json::Value;
 
@@ -109,6 +110,60 @@ async fn the_watch_over_the_store(url: &str) {
     outcome(&d, &good_ids[2], 0, "battery", "user_damage", None).await;
     outcome(&d, &good_ids[3], 0, "battery", "abuse", None).await;
     outcome(&d, &good_ids[4], 0, "battery", "customer_declined", None).await;
+
+    // Heartbeats count for the firmware their boot ran, not the device's latest: a
+    // device births before it sends what it spooled on the old version.
+    let dev = &good_ids[5];
+    let mut tx = d.store.begin().await.unwrap();
+    sqlx::query("UPDATE devices SET firmware = '2.0' WHERE device_id = $1")
+        .bind(dev.as_str())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    cohorts::add_boots(
+        &mut tx,
+        &[cohorts::Boot {
+            device_id: dev,
+            boot_id: "boot-old",
+            firmware: "1.0",
+            ts_ms: T0 - 3 * DAY,
+        }],
+    )
+    .await
+    .unwrap();
+    let usage = |boot_id, restarts| cohorts::FirmwareUsage {
+        device_id: dev,
+        boot_id,
+        day_ms: T0 - 2 * DAY,
+        operational_s: 3600,
+        crash_free_s: 3000,
+        unexpected_restarts: restarts,
+        crashes: 0,
+    };
+    cohorts::add_usage(
+        &mut tx,
+        &[
+            usage("boot-old", 2),
+            usage("boot-old", 1),
+            usage("boot-new", 5),
+        ],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let facts = d.store.fleet_facts().await.unwrap();
+    let mut days: Vec<(String, u64, u64)> = facts
+        .firmware_days
+        .iter()
+        .filter(|f| &f.device_id == dev)
+        .map(|f| (f.firmware.clone(), f.operational_s, f.unexpected_restarts))
+        .collect();
+    days.sort();
+    assert_eq!(
+        days,
+        [("1.0".to_owned(), 7200, 3), ("2.0".to_owned(), 3600, 5)],
+        "the old boot's days on 1.0 (summed), an unknown boot's on the device's latest"
+    );
 
     let (s, table) = d
         .call(

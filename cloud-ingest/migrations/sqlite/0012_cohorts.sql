@@ -1,3 +1,14 @@
+-- The firmware each boot of a device ran, from its birth: a device that comes back
+-- online births before it sends what it spooled while offline, so the firmware a
+-- heartbeat ran is its boot's, not the device's latest.
+CREATE TABLE device_boots (
+    device_id TEXT    NOT NULL,
+    boot_id   TEXT    NOT NULL,
+    firmware  TEXT    NOT NULL,
+    ts_ms     INTEGER NOT NULL,
+    PRIMARY KEY (device_id, boot_id)
+);
+
 -- Each device's days on each firmware version, summed from its heartbeats in the batch
 -- that accepted them: the cohort watch's exposure per version and the restarts and
 -- crash-free time it compares with the version before. A row a device, day and version.

@@ -82,6 +82,16 @@ pub enum Fate {
 }
 
 impl Fate {
+    /// The problem category an inspection files this fate under.
+    pub fn problem(self) -> Problem {
+        match self {
+            Fate::Battery => Problem::Battery,
+            Fate::Thermal => Problem::Thermal,
+            Fate::Storage => Problem::Storage,
+            Fate::Board => Problem::Stability,
+        }
+    }
+
     /// The fate of a failure mode's name (`firmware_sim::fleet::FailureMode::as_str`).
     pub fn of_mode(mode: &str) -> Fate {
         match mode {

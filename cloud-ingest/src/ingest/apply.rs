@@ -6,7 +6,7 @@
 
 use sqlx::AnyConnection;
 
-use super::plan::BatchPlan;
+use super::plan::{BatchPlan, Opening};
 use super::OpenedTicket;
 use crate::effects::webhooks::{TicketAnnouncement, WebhookBody};
 use crate::store::{
@@ -42,7 +42,8 @@ pub async fn apply(
     for l in &plan.liveness {
         devices::set_liveness(c, l).await?;
     }
-    // After liveness: a birth in the batch has set the firmware the days count for.
+    // Boots first: a birth in the batch names the firmware its heartbeats ran.
+    cohorts::add_boots(c, &plan.boots).await?;
     cohorts::add_usage(c, &plan.usage).await?;
     for a in &plan.answers {
         outbox::record_answer(c, a.device, a.command_id, a.status, plan.now.0).await?;
@@ -56,25 +57,35 @@ pub async fn apply(
     features::save(c, &plan.feature_states, plan.now.0).await?;
     let mut opened = Vec::with_capacity(plan.openings.len());
     for o in &mut plan.openings {
-        let Some(id) = tickets::open(c, &o.ticket).await? else {
-            // Another replica opened it first: the constraint holds.
-            continue;
-        };
-        o.command.ticket_id = Some(id);
-        if let Some(w) = &o.withdraw {
-            outbox::queue_command(c, w).await?;
-        }
-        outbox::queue_command(c, &o.command).await?;
-        if let Some(evidence) = &o.announced {
-            let body =
-                WebhookBody::opened(TicketAnnouncement::new(id, &o.ticket, evidence.clone()))
-                    .to_json();
-            for url in webhooks {
-                outbox::queue_webhook(c, id, url, &body).await?;
-            }
-        }
-        o.summary.id = id;
-        opened.push(o.summary.clone());
+        // Another replica opened it first: the constraint holds.
+        opened.extend(open(c, o, webhooks).await?);
     }
     Ok(opened)
+}
+
+/// Opens one planned ticket with its offer command (after the withdrawal it waits for)
+/// and its announcement to every webhook; `None` when a ticket for the device and
+/// problem is open already (the database's constraint decides).
+pub async fn open(
+    c: &mut AnyConnection,
+    o: &mut Opening,
+    webhooks: &[String],
+) -> Result<Option<OpenedTicket>, StoreError> {
+    let Some(id) = tickets::open(c, &o.ticket).await? else {
+        return Ok(None);
+    };
+    o.command.ticket_id = Some(id);
+    if let Some(w) = &o.withdraw {
+        outbox::queue_command(c, w).await?;
+    }
+    outbox::queue_command(c, &o.command).await?;
+    if let Some(evidence) = &o.announced {
+        let body =
+            WebhookBody::opened(TicketAnnouncement::new(id, &o.ticket, evidence.clone())).to_json();
+        for url in webhooks {
+            outbox::queue_webhook(c, id, url, &body).await?;
+        }
+    }
+    o.summary.id = id;
+    Ok(Some(o.summary.clone()))
 }

@@ -32,7 +32,7 @@ use crate::policy::{
     self, offer, ContactHistory, Decision, DeviceTerms, Hold, PolicyConfig, PolicyInput, Problem,
 };
 use crate::score::{decode_stored, rebuild_since, FeatureCache, Scored};
-use crate::store::cohorts::FirmwareUsage;
+use crate::store::cohorts::{Boot, FirmwareUsage};
 use crate::store::dead_letters::DeadLetter;
 use crate::store::devices::{Arrivals, DeviceRow, Identity, Liveness, NewEpoch, ScoreRow};
 use crate::store::features::FeatureState;
@@ -186,7 +186,9 @@ pub struct BatchPlan<'a> {
     pub scores: Vec<ScoreRow>,
     /// Each device's feature state as the batch leaves it.
     pub feature_states: Vec<(&'a str, FeatureState)>,
-    /// Heartbeats summed per device and day, for the firmware it runs.
+    /// Births' boots and the firmware each ran.
+    pub boots: Vec<Boot<'a>>,
+    /// Heartbeats summed per device, boot and day, for the firmware the boot ran.
     pub usage: Vec<FirmwareUsage<'a>>,
     /// Devices the policy may act on (drained by [`decide`]).
     pub candidates: Vec<Candidate>,
@@ -230,6 +232,7 @@ pub fn observe<'a>(
             .unwrap_or_else(|| super::epochs::judge(Some(&row), &[], group));
         plan.arrive(group, &row, &ep, settings.export_telemetry);
         plan.liveness.extend(liveness(group, row.state_ms, now));
+        plan.boots.extend(boots(group));
         plan.usage.extend(usage(group));
         plan.answer(group, &snapshot.commands, &mut tickets);
         let stored = snapshot
@@ -458,9 +461,28 @@ fn liveness<'a>(
     out
 }
 
-/// One device's heartbeats summed per day (device time): running time, crash-free time,
-/// unexpected restarts and crashes, which the store adds to the day's row for the
-/// firmware the device runs.
+/// The boots one device's births announce, with their firmware.
+fn boots<'a>(group: &'a [Accepted<'a>]) -> Vec<Boot<'a>> {
+    group
+        .iter()
+        .filter_map(|a| match &a.message {
+            Message::State(env) => match &env.body {
+                State::Online(b) => Some(Boot {
+                    device_id: a.device(),
+                    boot_id: env.boot_id.as_str(),
+                    firmware: b.firmware.as_str(),
+                    ts_ms: a.ts_ms,
+                }),
+                State::Offline(_) => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// One device's heartbeats summed per boot and day (device time): running time,
+/// crash-free time, unexpected restarts and crashes, which the store adds to the day's
+/// row for the firmware the boot ran.
 fn usage<'a>(group: &'a [Accepted<'a>]) -> Vec<FirmwareUsage<'a>> {
     let mut out: Vec<FirmwareUsage<'a>> = Vec::new();
     for a in group {
@@ -468,6 +490,7 @@ fn usage<'a>(group: &'a [Accepted<'a>]) -> Vec<FirmwareUsage<'a>> {
             continue;
         };
         let hb = &env.body;
+        let boot_id = env.boot_id.as_str();
         let day_ms = a.ts_ms - a.ts_ms % 86_400_000;
         let restarts: u64 = hb
             .reboots
@@ -475,11 +498,15 @@ fn usage<'a>(group: &'a [Accepted<'a>]) -> Vec<FirmwareUsage<'a>> {
             .filter(|(reason, _)| reason.is_unexpected())
             .map(|(_, n)| u64::from(*n))
             .sum();
-        let i = match out.iter().position(|u| u.day_ms == day_ms) {
+        let i = match out
+            .iter()
+            .position(|u| u.day_ms == day_ms && u.boot_id == boot_id)
+        {
             Some(i) => i,
             None => {
                 out.push(FirmwareUsage {
                     device_id: a.device(),
+                    boot_id,
                     day_ms,
                     ..FirmwareUsage::default()
                 });
@@ -770,7 +797,6 @@ fn opening(
     settings: &PipelineSettings,
     now: Timestamp,
 ) -> Result<Opening, offer::OfferError> {
-    let reference = ticket_ref(&c.device, p.problem, now);
     let top = evidence_features(&c.scored);
     let evidence = Evidence {
         risk: c.scored.explanation.score.probability,
@@ -785,22 +811,80 @@ fn opening(
             .collect(),
         reasoning: p.reasoning.clone(),
     };
+    let why = top
+        .iter()
+        .filter(|f| f.contribution > 0.0)
+        .take(3)
+        .map(|f| format!("{} = {:.2} {}", f.feature, f.value, f.unit))
+        .chain(p.safety.iter().cloned())
+        .collect();
+    let features = serde_json::to_string(&crate::store::tickets::ScoredFeatures {
+        schema: models::schema::schema_fingerprint(),
+        values: c.scored.features.0.to_vec(),
+    })
+    .expect("numbers serialise");
+    let target = Target {
+        device: &c.device,
+        tenant: &c.tenant,
+        schema: c.schema,
+        registration: reg,
+    };
+    opening_rows(
+        &target,
+        p,
+        evidence,
+        Some(features),
+        why,
+        superseded,
+        settings,
+        now,
+    )
+}
+
+/// The device a ticket opens for.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The device.
+    pub device: &'a str,
+    /// Its tenant.
+    pub tenant: &'a str,
+    /// The schema its commands are written in.
+    pub schema: u32,
+    /// Its owner and terms.
+    pub registration: &'a Registration,
+}
+
+/// The rows a ticket the policy planned opens with: the ticket, its offer command (and
+/// the withdrawal of the offer it supersedes), its announcement and its summary. Shared
+/// by scored devices and campaigns, so both reach a customer the same way.
+#[allow(clippy::too_many_arguments)]
+pub fn opening_rows(
+    t: &Target<'_>,
+    p: &policy::Plan,
+    evidence: Evidence,
+    features: Option<String>,
+    why: Vec<String>,
+    superseded: Option<&str>,
+    settings: &PipelineSettings,
+    now: Timestamp,
+) -> Result<Opening, offer::OfferError> {
+    let reference = ticket_ref(t.device, p.problem, now);
     let command = offer::offer_command(
-        &c.device,
-        &c.tenant,
+        t.device,
+        t.tenant,
         &reference,
         p,
         now,
         settings.offer_valid_hours,
-        c.schema,
+        t.schema,
     )?;
     // A device that reads schema 2 is told the old offer is gone before it gets the
     // new one; a schema-1 device cannot be (docs/protocol.md §12).
     let withdraw = match superseded {
-        Some(old) if c.schema >= protocol::envelope::EPOCH_SCHEMA => {
+        Some(old) if t.schema >= protocol::envelope::EPOCH_SCHEMA => {
             let w = offer::withdraw_command(
-                &c.device,
-                &c.tenant,
+                t.device,
+                t.tenant,
                 old,
                 WithdrawReason::Superseded,
                 now,
@@ -809,7 +893,7 @@ fn opening(
             Some(NewCommand {
                 command_id: w.command_id.as_str().to_owned(),
                 ticket_id: None,
-                device_id: c.device.clone(),
+                device_id: t.device.to_owned(),
                 topic: w.topic,
                 payload: w.payload,
                 created_ms: now.0,
@@ -819,19 +903,12 @@ fn opening(
         }
         _ => None,
     };
-    let why = top
-        .iter()
-        .filter(|f| f.contribution > 0.0)
-        .take(3)
-        .map(|f| format!("{} = {:.2} {}", f.feature, f.value, f.unit))
-        .chain(p.safety.iter().cloned())
-        .collect();
     Ok(Opening {
         ticket: NewTicket {
             ticket_ref: reference.clone(),
-            device_id: c.device.clone(),
-            tenant: c.tenant.clone(),
-            customer_id: reg.customer_id.clone(),
+            device_id: t.device.to_owned(),
+            tenant: t.tenant.to_owned(),
+            customer_id: t.registration.customer_id.clone(),
             problem: p.problem,
             tier: p.tier,
             offer: p.offer,
@@ -840,20 +917,14 @@ fn opening(
             opened_ms: now.0,
             due_ms: p.due_ms,
             risk: evidence.risk,
-            model_version: model.version.clone(),
+            model_version: evidence.model_version.clone(),
             evidence: serde_json::to_string(&evidence).expect("evidence serialises"),
-            features: Some(
-                serde_json::to_string(&crate::store::tickets::ScoredFeatures {
-                    schema: models::schema::schema_fingerprint(),
-                    values: c.scored.features.0.to_vec(),
-                })
-                .expect("numbers serialise"),
-            ),
+            features,
         },
         command: NewCommand {
             command_id: command.command_id.as_str().to_owned(),
             ticket_id: None,
-            device_id: c.device.clone(),
+            device_id: t.device.to_owned(),
             topic: command.topic,
             payload: command.payload,
             created_ms: now.0,
@@ -865,7 +936,7 @@ fn opening(
         summary: OpenedTicket {
             id: 0,
             ticket_ref: reference,
-            device_id: c.device.clone(),
+            device_id: t.device.to_owned(),
             risk: evidence.risk,
             problem: p.problem,
             offer: p.offer,

@@ -10,11 +10,43 @@ use crate::cohorts::{DeviceFacts, FirmwareDay, FleetFacts, Incident, Measure};
 use crate::policy::Problem;
 use crate::tickets::work::Outcome;
 
-/// One device's day of heartbeats, summed by the batch that accepted them.
+/// A boot's firmware, from its birth.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Boot<'a> {
+    /// The device.
+    pub device_id: &'a str,
+    /// The boot.
+    pub boot_id: &'a str,
+    /// The firmware it ran.
+    pub firmware: &'a str,
+    /// The birth's device time, ms.
+    pub ts_ms: u64,
+}
+
+/// Records boots (a repeated birth changes nothing).
+pub async fn add_boots(c: &mut AnyConnection, boots: &[Boot<'_>]) -> Result<(), StoreError> {
+    for b in boots {
+        sqlx::query(
+            "INSERT INTO device_boots (device_id, boot_id, firmware, ts_ms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (device_id, boot_id) DO NOTHING",
+        )
+        .bind(b.device_id)
+        .bind(b.boot_id)
+        .bind(b.firmware)
+        .bind(b.ts_ms as i64)
+        .execute(&mut *c)
+        .await?;
+    }
+    Ok(())
+}
+
+/// One device's heartbeats of one boot and day, summed by the batch that accepted them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FirmwareUsage<'a> {
     /// The device.
     pub device_id: &'a str,
+    /// The boot they came from.
+    pub boot_id: &'a str,
     /// The day (UTC, device time), ms.
     pub day_ms: u64,
     /// Seconds running.
@@ -27,8 +59,8 @@ pub struct FirmwareUsage<'a> {
     pub crashes: u64,
 }
 
-/// Adds each day to its row for the firmware the device runs now (`unknown` before its
-/// first birth).
+/// Adds each day to its row for the firmware its boot ran (the device's latest when the
+/// boot's birth is unknown, `unknown` before any birth).
 pub async fn add_usage(
     c: &mut AnyConnection,
     days: &[FirmwareUsage<'_>],
@@ -37,7 +69,9 @@ pub async fn add_usage(
         sqlx::query(
             "INSERT INTO firmware_days (device_id, day_ms, firmware, operational_s, crash_free_s,
                 unexpected_restarts, crashes)
-             SELECT device_id, $2, COALESCE(firmware, 'unknown'), $3, $4, $5, $6
+             SELECT device_id, $2, COALESCE((SELECT b.firmware FROM device_boots b
+                    WHERE b.device_id = $1 AND b.boot_id = $7), firmware, 'unknown'),
+                $3, $4, $5, $6
                 FROM devices WHERE device_id = $1
              ON CONFLICT (device_id, day_ms, firmware) DO UPDATE SET
                 operational_s = firmware_days.operational_s + excluded.operational_s,
@@ -51,6 +85,7 @@ pub async fn add_usage(
         .bind(d.crash_free_s as i64)
         .bind(d.unexpected_restarts as i64)
         .bind(d.crashes as i64)
+        .bind(d.boot_id)
         .execute(&mut *c)
         .await?;
     }
@@ -204,46 +239,88 @@ impl Store {
 
     /// Recorded flags, newest first; with `status`, only those.
     pub async fn cohort_flags(&self, status: Option<&str>) -> Result<Vec<FlagRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, kind, cohort, problem, window_days, measure, first_flagged_ms,
-                last_flagged_ms, runs, status, evidence FROM cohort_flags
-             WHERE $1 IS NULL OR status = $1 ORDER BY first_flagged_ms DESC, id DESC",
-        )
-        .bind(status)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let kind: String = r.try_get(1)?;
-                let measure: String = r.try_get(5)?;
-                let evidence: String = r.try_get(10)?;
-                Ok(FlagRecord {
-                    id: r.try_get(0)?,
-                    flag: Flag {
-                        kind: kind_of(&kind)?,
-                        cohort: r.try_get(2)?,
-                        problem: r
-                            .try_get::<Option<String>, _>(3)?
-                            .map(|p| parse(&p))
-                            .transpose()?,
-                        window_days: r
-                            .try_get::<Option<i64>, _>(4)?
-                            .map(|w| w.clamp(0, i64::from(u32::MAX)) as u32),
-                        measure: match measure.as_str() {
-                            "tickets" => Measure::Tickets,
-                            _ => Measure::Failures,
-                        },
-                        evidence: serde_json::from_str::<Evidence>(&evidence)
-                            .map_err(|e| StoreError::Corrupt(format!("flag evidence: {e}")))?,
-                    },
-                    first_flagged_ms: ms(r.try_get(6)?),
-                    last_flagged_ms: ms(r.try_get(7)?),
-                    runs: ms(r.try_get(8)?),
-                    status: r.try_get(9)?,
-                })
-            })
-            .collect()
+        let sql = format!(
+            "{FLAG_COLUMNS} WHERE $1 IS NULL OR status = $1 ORDER BY first_flagged_ms DESC, id DESC"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(status)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(flag_record).collect()
     }
+
+    /// One recorded flag.
+    pub async fn cohort_flag(&self, id: i64) -> Result<Option<FlagRecord>, StoreError> {
+        let sql = format!("{FLAG_COLUMNS} WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(flag_record).transpose()
+    }
+
+    /// Dismisses an open flag (`by` who, audited); `false` when it is not open.
+    pub async fn dismiss_flag(&self, id: i64, by: &str, now_ms: u64) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE cohort_flags SET status = 'dismissed' WHERE id = $1 AND status = 'open'",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        super::users::audit(
+            &mut tx,
+            &super::users::AuditEntry {
+                at_ms: now_ms as i64,
+                user_name: by.to_owned(),
+                action: "cohort_flag.dismiss".into(),
+                subject: format!("cohort_flag:{id}"),
+                before: Some("open".into()),
+                after: Some("dismissed".into()),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+const FLAG_COLUMNS: &str =
+    "SELECT id, kind, cohort, problem, window_days, measure, first_flagged_ms,
+    last_flagged_ms, runs, status, evidence FROM cohort_flags";
+
+fn flag_record(r: &sqlx::any::AnyRow) -> Result<FlagRecord, StoreError> {
+    let kind: String = r.try_get(1)?;
+    let measure: String = r.try_get(5)?;
+    let evidence: String = r.try_get(10)?;
+    Ok(FlagRecord {
+        id: r.try_get(0)?,
+        flag: Flag {
+            kind: kind_of(&kind)?,
+            cohort: r.try_get(2)?,
+            problem: r
+                .try_get::<Option<String>, _>(3)?
+                .map(|p| parse(&p))
+                .transpose()?,
+            window_days: r
+                .try_get::<Option<i64>, _>(4)?
+                .map(|w| w.clamp(0, i64::from(u32::MAX)) as u32),
+            measure: match measure.as_str() {
+                "tickets" => Measure::Tickets,
+                _ => Measure::Failures,
+            },
+            evidence: serde_json::from_str::<Evidence>(&evidence)
+                .map_err(|e| StoreError::Corrupt(format!("flag evidence: {e}")))?,
+        },
+        first_flagged_ms: ms(r.try_get(6)?),
+        last_flagged_ms: ms(r.try_get(7)?),
+        runs: ms(r.try_get(8)?),
+        status: r.try_get(9)?,
+    })
 }
 
 fn measure_name(m: Measure) -> &'static str {

@@ -990,4 +990,22 @@ fn heartbeats_are_summed_per_device_and_day_for_the_firmware_rollup() {
         ],
         "a user's restart is not counted; a birth adds no usage"
     );
+    assert!(plan
+        .usage
+        .iter()
+        .all(|u| u.boot_id == examples::heartbeat().boot_id.as_str()));
+    let boots: Vec<(&str, &str, &str)> = plan
+        .boots
+        .iter()
+        .map(|b| (b.device_id, b.boot_id, b.firmware))
+        .collect();
+    let birth = examples::birth();
+    let protocol::state::State::Online(b) = &birth.body else {
+        panic!("the example birth is a birth")
+    };
+    assert_eq!(
+        boots,
+        [("dev-b", birth.boot_id.as_str(), b.firmware.as_str())],
+        "the birth names its boot's firmware"
+    );
 }

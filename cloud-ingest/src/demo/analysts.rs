@@ -1,0 +1,126 @@
+//! The simulated analysts: run the cohort watch every simulated week on what the store
+//! knows (confirmed outcomes, tickets, firmware days), with the simulation's ground
+//! truth beside it for the table's `true_failures`, and note each cohort when it is
+//! first flagged and how long after its first real failure.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use firmware_sim::fleet::{Fleet, DAY_MS};
+use protocol::clock::Clock;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::team::Fate;
+use crate::cohorts::watch::{Flag, WatchReport};
+use crate::cohorts::watcher::Watcher;
+use crate::cohorts::Incident;
+use crate::ops::metrics::Metrics;
+use crate::store::Store;
+
+/// A cohort the watch flagged during the run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FlaggedCohort {
+    /// `batch`, `firmware_regression`, ...
+    pub kind: String,
+    /// The cohort.
+    pub name: String,
+    /// The problem (`restarts` for a firmware regression).
+    pub problem: String,
+    /// `None`: whole life; else the first days after purchase.
+    pub window_days: Option<u32>,
+    /// The simulated day it was first flagged.
+    pub flagged_day: f64,
+    /// Days from the cohort's first real failure (its first restart-heavy day for a
+    /// firmware regression) to the flag.
+    pub days_after_first_failure: Option<f64>,
+}
+
+/// The analysts' weekly watch.
+pub struct Analysts {
+    /// The store.
+    pub store: Store,
+    /// The watch.
+    pub watcher: Watcher,
+    /// The simulated fleet (its ground truth).
+    pub fleet: Arc<Fleet>,
+    /// The simulation's clock.
+    pub clock: Arc<dyn Clock>,
+    /// Where flags are counted.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Analysts {
+    /// The failures that have really happened by `now`.
+    fn truth(&self, now: u64) -> Vec<Incident> {
+        self.fleet
+            .devices
+            .iter()
+            .filter_map(|d| {
+                let f = d.fate.as_ref()?;
+                (f.failed_at.0 <= now).then(|| Incident {
+                    device_id: d.id.as_str().to_owned(),
+                    problem: Fate::of_mode(f.mode.as_str()).problem(),
+                    at_ms: f.failed_at.0,
+                })
+            })
+            .collect()
+    }
+
+    /// One run now; the flags seen for the first time are added to `seen`.
+    pub async fn check(
+        &self,
+        seen: &mut BTreeMap<String, FlaggedCohort>,
+    ) -> anyhow::Result<WatchReport> {
+        let now = self.clock.now().0;
+        let report = self
+            .watcher
+            .check(&self.store, now, Some(self.truth(now)), &self.metrics)
+            .await?;
+        let day = now.saturating_sub(self.fleet.start.0) as f64 / DAY_MS as f64;
+        for f in &report.flags {
+            seen.entry(f.key())
+                .or_insert_with(|| flagged(f, day, now, self.fleet.start.0));
+        }
+        Ok(report)
+    }
+
+    /// Runs every simulated week until `stop`, then once more; what was flagged.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Vec<FlaggedCohort> {
+        let mut seen = BTreeMap::new();
+        let mut next = self.clock.now().0 + 7 * DAY_MS;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            if self.clock.now().0 < next {
+                continue;
+            }
+            next += 7 * DAY_MS;
+            if let Err(e) = self.check(&mut seen).await {
+                eprintln!("the cohort watch failed: {e:#}");
+            }
+        }
+        if let Err(e) = self.check(&mut seen).await {
+            eprintln!("the cohort watch failed: {e:#}");
+        }
+        let mut out: Vec<FlaggedCohort> = seen.into_values().collect();
+        out.sort_by(|a, b| a.flagged_day.total_cmp(&b.flagged_day));
+        out
+    }
+}
+
+fn flagged(f: &Flag, day: f64, now: u64, start: u64) -> FlaggedCohort {
+    let first = f.evidence.first_true_ms.or(f.evidence.first_event_ms);
+    FlaggedCohort {
+        kind: f.kind.as_str().to_owned(),
+        name: f.cohort.clone(),
+        problem: f.problem.map_or("restarts", |p| p.as_str()).to_owned(),
+        window_days: f.window_days,
+        flagged_day: (day * 10.0).round() / 10.0,
+        days_after_first_failure: first
+            .filter(|&t| t >= start)
+            .map(|t| (now.saturating_sub(t) as f64 / DAY_MS as f64 * 10.0).round() / 10.0),
+    }
+}
