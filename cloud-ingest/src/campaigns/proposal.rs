@@ -121,7 +121,7 @@ mod tests {
     use super::*;
 
     const DAY: u64 = 86_400_000;
-    const NOW: u64 = 1_000 * DAY;
+    const NOW: u64 = 3_000 * DAY;
 
     fn member(id: &str, age_days: u64, warranty: bool) -> MemberFacts {
         MemberFacts {
