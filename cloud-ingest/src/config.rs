@@ -397,6 +397,16 @@ impl Config {
         }
     }
 
+    /// The campaign rollout: approved campaigns' members, a batch every few seconds.
+    pub fn rollout(&self) -> crate::campaigns::rollout::Rollout {
+        crate::campaigns::rollout::Rollout {
+            policy: self.policy.clone(),
+            settings: self.pipeline_settings(),
+            batch: 200,
+            poll: Duration::from_secs(5),
+        }
+    }
+
     /// The retention worker.
     pub fn pruner(&self) -> crate::retention::Pruner {
         crate::retention::Pruner {

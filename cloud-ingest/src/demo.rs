@@ -570,6 +570,7 @@ pub async fn keep_serving(after: DeskAfter, mut stop: watch::Receiver<bool>) -> 
         watch: Arc::new(crate::cohorts::watcher::Watcher {
             config: crate::cohorts::watch::WatchConfig::default(),
         }),
+        policy: Arc::default(),
     };
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     let serving = tokio::spawn(crate::ops::http::serve(

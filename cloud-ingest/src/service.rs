@@ -138,6 +138,12 @@ pub async fn run(
         metrics.clone(),
         workers_stop.clone(),
     ));
+    workers.spawn(config.rollout().run(
+        store.clone(),
+        clock.clone(),
+        metrics.clone(),
+        workers_stop.clone(),
+    ));
     workers.spawn(config.watcher().run(
         store.clone(),
         clock.clone(),
@@ -160,6 +166,7 @@ pub async fn run(
             links: config.link_settings(),
             tradein: Arc::new(config.tradein.clone()),
             watch: Arc::new(config.watcher()),
+            policy: Arc::new(config.policy.clone()),
         };
         let bound = start_http(&mut workers, addr, health, workers_stop.clone()).await;
         if let (Some(a), Some(slot)) = (bound, &observers.http_bound) {

@@ -17,62 +17,6 @@ use serde_json::Value;
 
 const DAY: u64 = 86_400_000;
 
-/// `n` devices of `model`, batch `batch`, bought 200 days before T0 and watched for the
-/// 100 days before it.
-async fn devices(d: &Desk, model: &str, batch: &str, n: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    let mut tx = d.store.begin().await.unwrap();
-    for i in 0..n {
-        let id = format!("{batch}-{i:03}");
-        sqlx::query(
-            "INSERT INTO devices (device_id, tenant, model, batch, firmware, purchased_ms,
-                first_seen_ms, last_seen_ms, min_seq, max_seq)
-             VALUES ($1, 'acme', $2, $3, '1.0', $4, $5, $6, 1, 1)",
-        )
-        .bind(id.as_str())
-        .bind(model)
-        .bind(batch)
-        .bind((T0 - 200 * DAY) as i64)
-        .bind((T0 - 100 * DAY) as i64)
-        .bind(T0 as i64)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-        ids.push(id);
-    }
-    tx.commit().await.unwrap();
-    ids
-}
-
-/// A closed ticket on `device` for `problem` with `outcome` (and its category).
-async fn outcome(
-    d: &Desk,
-    device: &str,
-    n: usize,
-    problem: &str,
-    outcome: &str,
-    category: Option<&str>,
-) {
-    let mut tx = d.store.begin().await.unwrap();
-    sqlx::query(
-        "INSERT INTO tickets (ticket_ref, device_id, tenant, problem, state, tier, offer_kind,
-            opened_ms, due_ms, closed_ms, risk, model_version, evidence, outcome, outcome_category)
-         VALUES ($1, $2, 'acme', $3, 'resolved', 'medium', 'inspection', $4, $5, $5, 0.9, 'm1',
-            '{}', $6, $7)",
-    )
-    .bind(format!("T-{device}-{n}"))
-    .bind(device)
-    .bind(problem)
-    .bind((T0 - 50 * DAY + n as u64 * DAY) as i64)
-    .bind((T0 - 40 * DAY + n as u64 * DAY) as i64)
-    .bind(outcome)
-    .bind(category)
-    .execute(&mut *tx)
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-}
-
 fn battery_cell<'a>(table: &'a Value, batch: &str) -> &'a Value {
     table["cells"]
         .as_array()
@@ -88,28 +32,27 @@ async fn the_watch_over_the_store(url: &str) {
     let (_, agent) = d.user("age", Role::Agent).await;
     let model = format!("m-{}", d.tag);
     let (good, bad) = (format!("{model}-good"), format!("{model}-bad"));
-    let good_ids = devices(&d, &model, &good, 40).await;
-    let bad_ids = devices(&d, &model, &bad, 40).await;
+    let good_ids = d.cohort_devices(&model, &good, 40).await;
+    let bad_ids = d.cohort_devices(&model, &bad, 40).await;
     // The bad batch: 12 confirmed battery faults, one of them categorised by the
     // inspection (a stability ticket that turned out to be the battery).
     for (n, dev) in bad_ids.iter().take(11).enumerate() {
-        outcome(&d, dev, n, "battery", "battery_replaced", Some("battery")).await;
+        d.closed_ticket(dev, n, "battery", "battery_replaced", Some("battery"))
+            .await;
     }
-    outcome(
-        &d,
-        &bad_ids[11],
-        0,
-        "stability",
-        "replaced",
-        Some("battery"),
-    )
-    .await;
+    d.closed_ticket(&bad_ids[11], 0, "stability", "replaced", Some("battery"))
+        .await;
     // The good batch: one confirmed fault, and special cases that are not failures.
-    outcome(&d, &good_ids[0], 0, "battery", "repaired", None).await;
-    outcome(&d, &good_ids[1], 0, "battery", "no_fault_found", None).await;
-    outcome(&d, &good_ids[2], 0, "battery", "user_damage", None).await;
-    outcome(&d, &good_ids[3], 0, "battery", "abuse", None).await;
-    outcome(&d, &good_ids[4], 0, "battery", "customer_declined", None).await;
+    d.closed_ticket(&good_ids[0], 0, "battery", "repaired", None)
+        .await;
+    d.closed_ticket(&good_ids[1], 0, "battery", "no_fault_found", None)
+        .await;
+    d.closed_ticket(&good_ids[2], 0, "battery", "user_damage", None)
+        .await;
+    d.closed_ticket(&good_ids[3], 0, "battery", "abuse", None)
+        .await;
+    d.closed_ticket(&good_ids[4], 0, "battery", "customer_declined", None)
+        .await;
 
     // Heartbeats count for the firmware their boot ran, not the device's latest: a
     // device births before it sends what it spooled on the old version.

@@ -57,6 +57,10 @@ pub struct Cell {
     /// The cohort's share of all events (its own and the rest's) if it failed as the
     /// whole fleet does at each age: the conditional test's null share.
     pub null_share: f64,
+    /// Events at the whole comparison group's rates (the cohort's own included) at its
+    /// ages: what the shrinkage measures the cohort against (it is never zero while the
+    /// group has any event, as `expected` is when only the cohort had them).
+    pub pooled_expected: f64,
     /// Confirmed failures (equal to `observed` when that is what it counts).
     pub failures: u64,
     /// Tickets opened.
@@ -391,8 +395,9 @@ fn tabulate(
                 let expected = expectation(t, total, row, k);
                 let observed: u64 = t.counts[row][k].iter().sum();
                 let all: u64 = total.counts[row][k].iter().sum();
+                let pooled_expected = pooled(t, total, row, k);
                 let null_share = if all > 0 {
-                    (pooled(t, total, row, k) / all as f64).clamp(0.0, 1.0)
+                    (pooled_expected / all as f64).clamp(0.0, 1.0)
                 } else {
                     0.0
                 };
@@ -410,6 +415,7 @@ fn tabulate(
                     expected,
                     rest_observed: all - observed,
                     null_share,
+                    pooled_expected,
                     failures: sum(FAILURES),
                     tickets: sum(TICKETS),
                     true_failures: facts.truth.as_ref().map(|_| sum(TRUTH)),

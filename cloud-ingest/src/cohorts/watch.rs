@@ -295,7 +295,7 @@ fn stands_out(c: &Cell, config: &WatchConfig) -> bool {
 }
 
 /// Fills in each cell's shrunk rate, with a prior fitted per dimension, window, measure
-/// and problem.
+/// and problem to the cells' ratios of observed to pooled expected events.
 fn shrink(cells: &mut [Cell]) {
     let mut groups: Vec<(Dimension, Option<u32>, Measure, Problem)> = cells
         .iter()
@@ -308,13 +308,14 @@ fn shrink(cells: &mut [Cell]) {
         let pairs: Vec<(u64, f64)> = cells
             .iter()
             .filter(|c| member(c))
-            .map(|c| (c.observed, c.expected))
+            .map(|c| (c.observed, c.pooled_expected))
             .collect();
         let prior = Prior::fit(&pairs);
         for c in cells.iter_mut().filter(|c| member(c)) {
             c.shrunk_rate = match prior {
                 Some(p) if c.exposure_days > 0.0 => {
-                    p.shrink(c.observed, c.expected) * c.expected / c.exposure_days * DAYS_PER_YEAR
+                    p.shrink(c.observed, c.pooled_expected) * c.pooled_expected / c.exposure_days
+                        * DAYS_PER_YEAR
                 }
                 _ => c.rate.rate,
             };

@@ -51,6 +51,8 @@ pub struct DeskState {
     pub watch: Arc<crate::cohorts::watcher::Watcher>,
     /// Where the watch's flags are counted.
     pub metrics: Arc<crate::ops::metrics::Metrics>,
+    /// The after-sales policy: campaigns' remedies and costs.
+    pub policy: Arc<crate::policy::PolicyConfig>,
 }
 
 impl DeskState {
@@ -65,6 +67,7 @@ impl DeskState {
                 config: crate::cohorts::watch::WatchConfig::default(),
             }),
             metrics: Arc::default(),
+            policy: Arc::default(),
         }
     }
 }
@@ -201,6 +204,31 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/cohort-flags",
         access: Access::ReadAll,
     },
+    Route {
+        method: "POST",
+        path: "/api/v1/cohort-flags/:id/campaign",
+        access: Access::WorkFleet,
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/cohort-flags/:id/dismiss",
+        access: Access::WorkFleet,
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/campaigns",
+        access: Access::ReadAll,
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/campaigns/:id",
+        access: Access::ReadAll,
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/campaigns/:id/decision",
+        access: Access::WorkFleet,
+    },
 ];
 
 fn handler(r: &Route) -> MethodRouter<DeskState> {
@@ -231,6 +259,11 @@ fn handler(r: &Route) -> MethodRouter<DeskState> {
         ("GET", "/api/v1/cohorts") => on(f, super::fleet::cohorts),
         ("POST", "/api/v1/cohorts/run") => on(f, super::fleet::run_watch),
         ("GET", "/api/v1/cohort-flags") => on(f, super::fleet::flags),
+        ("POST", "/api/v1/cohort-flags/:id/campaign") => on(f, super::fleet::propose),
+        ("POST", "/api/v1/cohort-flags/:id/dismiss") => on(f, super::fleet::dismiss),
+        ("GET", "/api/v1/campaigns") => on(f, super::fleet::campaigns),
+        ("GET", "/api/v1/campaigns/:id") => on(f, super::fleet::campaign),
+        ("POST", "/api/v1/campaigns/:id/decision") => on(f, super::fleet::decide),
         (m, p) => panic!("route {m} {p} has no handler"),
     }
 }
@@ -906,7 +939,8 @@ async fn audit(
     info(title = "Fleet service desk API", version = "1", description = "See docs/desk.md."),
     paths(openapi, me, list_tickets, get_ticket, act, progress_link, get_device, list_tradeins,
         tradein_totals, get_tradein, act_tradein, certificate, list_skus, set_sku, list_users, add_user, audit,
-        super::fleet::cohorts, super::fleet::run_watch, super::fleet::flags),
+        super::fleet::cohorts, super::fleet::run_watch, super::fleet::flags, super::fleet::propose,
+        super::fleet::dismiss, super::fleet::campaigns, super::fleet::campaign, super::fleet::decide),
     components(schemas(ProblemDoc, Action, Outcome, PauseReason, Problem, TicketState, Tier, SlaState, Role, Day,
         TradeInState, TradeInAction)),
     modifiers(&Bearer)

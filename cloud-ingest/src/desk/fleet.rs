@@ -1,19 +1,25 @@
 //! The analysts' API for fleet intelligence: the cohort table and the firmware
-//! comparisons as they stand, the watch run on demand, and the flags it recorded.
+//! comparisons as they stand, the watch run on demand, the flags it recorded, and the
+//! campaigns a flag proposes, decided by a person.
 //! Routes are listed (with their access) in [`super::api::ROUTES`].
 
-use axum::extract::{Query, State};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::api::{query, Answer, ApiError, DeskState, ProblemDoc};
+use super::auth::User;
+use crate::campaigns::Verdict;
 use crate::cohorts::firmware::FirmwareComparison;
 use crate::cohorts::table::Cell;
 use crate::cohorts::watch::{self, Excluded, Flag};
 use crate::cohorts::Dimension;
 use crate::policy::Problem;
+use crate::store::campaigns::{Campaign, Member};
 use crate::store::cohorts::FlagRecord;
 
 /// Which cells.
@@ -167,4 +173,190 @@ pub(crate) async fn flags(
         .await
         .map_err(ApiError::store)?;
     Ok(Json(FlagList { items }).into_response())
+}
+
+fn id_of(
+    what: &str,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<i64, ApiError> {
+    let Path(raw) = p.map_err(|e| ApiError::bad(e.body_text()))?;
+    raw.parse::<i64>()
+        .map_err(|_| ApiError::bad(format!("{what} id {raw:?} is not a number")))
+}
+
+fn not_found(what: &str, id: i64) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not found",
+        &format!("no {what} {id}"),
+    )
+}
+
+/// A campaign with its members.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignDetail {
+    /// The campaign and its progress.
+    pub campaign: Campaign,
+    /// Every device it reaches, and what the rollout did for each.
+    pub members: Vec<Member>,
+}
+
+async fn detail(s: &DeskState, id: i64) -> Result<CampaignDetail, ApiError> {
+    let (campaign, members) = s
+        .store
+        .campaign(id, &s.policy.repair_cost_minor)
+        .await
+        .map_err(ApiError::store)?
+        .ok_or_else(|| not_found("campaign", id))?;
+    Ok(CampaignDetail { campaign, members })
+}
+
+/// Proposes a campaign from an open flag: its members are the cohort's devices now, each
+/// with the remedy the policy would offer it.
+#[utoipa::path(post, path = "/api/v1/cohort-flags/{id}/campaign",
+    params(("id" = i64, Path, description = "the flag's id")), security(("bearer" = [])),
+    responses((status = 201, body = CampaignDetail), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc),
+        (status = 404, body = ProblemDoc),
+        (status = 409, description = "the flag is not open", body = ProblemDoc)))]
+pub(crate) async fn propose(
+    State(s): State<DeskState>,
+    u: Option<axum::Extension<User>>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Answer {
+    let user = u.map(|u| u.0).expect("the guard signs every request in");
+    let id = id_of("flag", p)?;
+    let c = s
+        .store
+        .propose_campaign(id, &user.name, &s.policy, s.clock.now().0)
+        .await
+        .map_err(ApiError::store)?
+        .ok_or_else(|| not_found("cohort flag", id))?;
+    Ok((StatusCode::CREATED, Json(detail(&s, c.id).await?)).into_response())
+}
+
+/// Dismisses an open flag: no campaign.
+#[utoipa::path(post, path = "/api/v1/cohort-flags/{id}/dismiss",
+    params(("id" = i64, Path, description = "the flag's id")), security(("bearer" = [])),
+    responses((status = 200, body = FlagRecord), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc),
+        (status = 404, body = ProblemDoc),
+        (status = 409, description = "the flag is not open", body = ProblemDoc)))]
+pub(crate) async fn dismiss(
+    State(s): State<DeskState>,
+    u: Option<axum::Extension<User>>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Answer {
+    let user = u.map(|u| u.0).expect("the guard signs every request in");
+    let id = id_of("flag", p)?;
+    let flag = s
+        .store
+        .cohort_flag(id)
+        .await
+        .map_err(ApiError::store)?
+        .ok_or_else(|| not_found("cohort flag", id))?;
+    if !s
+        .store
+        .dismiss_flag(id, &user.name, s.clock.now().0)
+        .await
+        .map_err(ApiError::store)?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            &format!(
+                "flag {id} is {}: only an open flag is dismissed",
+                flag.status
+            ),
+        ));
+    }
+    let flag = s.store.cohort_flag(id).await.map_err(ApiError::store)?;
+    Ok(Json(flag).into_response())
+}
+
+/// Campaigns.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignList {
+    /// Newest first, each with its progress.
+    pub items: Vec<Campaign>,
+}
+
+/// Every campaign, newest first.
+#[utoipa::path(get, path = "/api/v1/campaigns", security(("bearer" = [])),
+    responses((status = 200, body = CampaignList), (status = 401, body = ProblemDoc),
+        (status = 403, body = ProblemDoc)))]
+pub(crate) async fn campaigns(State(s): State<DeskState>) -> Answer {
+    let items = s
+        .store
+        .campaigns(&s.policy.repair_cost_minor)
+        .await
+        .map_err(ApiError::store)?;
+    Ok(Json(CampaignList { items }).into_response())
+}
+
+/// One campaign with its members and progress.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}",
+    params(("id" = i64, Path, description = "the campaign's id")), security(("bearer" = [])),
+    responses((status = 200, body = CampaignDetail), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc),
+        (status = 404, body = ProblemDoc)))]
+pub(crate) async fn campaign(
+    State(s): State<DeskState>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Answer {
+    let id = id_of("campaign", p)?;
+    Ok(Json(detail(&s, id).await?).into_response())
+}
+
+/// A decision on a proposed campaign.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    /// `approve` or `reject`.
+    pub decision: Verdict,
+    /// The campaign's version the decision was made on.
+    pub version: i64,
+    /// Why (up to 2000 bytes).
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Approves or rejects a proposed campaign, at the version the analyst saw.
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/decision",
+    params(("id" = i64, Path, description = "the campaign's id")), request_body = Decision,
+    security(("bearer" = [])),
+    responses((status = 200, body = CampaignDetail), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc),
+        (status = 404, body = ProblemDoc),
+        (status = 409, description = "already decided, or stale", body = ProblemDoc),
+        (status = 422, body = ProblemDoc)))]
+pub(crate) async fn decide(
+    State(s): State<DeskState>,
+    u: Option<axum::Extension<User>>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    body: Bytes,
+) -> Answer {
+    let user = u.map(|u| u.0).expect("the guard signs every request in");
+    let id = id_of("campaign", p)?;
+    let d: Decision = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::unprocessable(format!(
+            "{e}; a decision is {{\"decision\": \"approve\" | \"reject\", \"version\": N, \"note\"?: \"...\"}}"
+        ))
+    })?;
+    if d.note.as_ref().is_some_and(|n| n.len() > 2000) {
+        return Err(ApiError::unprocessable("note: at most 2000 bytes"));
+    }
+    s.store
+        .decide_campaign(
+            id,
+            d.decision,
+            d.version,
+            &user.name,
+            d.note.as_deref(),
+            s.clock.now().0,
+        )
+        .await
+        .map_err(ApiError::store)?
+        .ok_or_else(|| not_found("campaign", id))?;
+    Ok(Json(detail(&s, id).await?).into_response())
 }

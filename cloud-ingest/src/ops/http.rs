@@ -34,6 +34,8 @@ pub struct Health {
     pub tradein: Arc<crate::tradein::Rules>,
     /// The cohort watch, for runs on demand.
     pub watch: Arc<crate::cohorts::watcher::Watcher>,
+    /// The after-sales policy.
+    pub policy: Arc<crate::policy::PolicyConfig>,
 }
 
 /// The router.
@@ -45,6 +47,7 @@ pub fn router(health: Health) -> Router {
         tradein_rules: health.tradein.clone(),
         watch: health.watch.clone(),
         metrics: health.metrics.clone(),
+        policy: health.policy.clone(),
     };
     let desk = crate::desk::router(state);
     Router::new()

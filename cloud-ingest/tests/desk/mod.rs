@@ -49,6 +49,131 @@ impl Desk {
         }
     }
 
+    /// `n` devices of `model`, batch `batch`, each its own customer's (`c-` and its id),
+    /// bought for EUR 600.00 200 days before T0 with a year's warranty left, and watched
+    /// for the 100 days before T0.
+    pub async fn cohort_devices(&self, model: &str, batch: &str, n: usize) -> Vec<String> {
+        const DAY: u64 = 24 * H;
+        let mut ids = Vec::new();
+        let mut tx = self.store.begin().await.unwrap();
+        for i in 0..n {
+            let id = format!("{batch}-{i:03}");
+            sqlx::query(
+                "INSERT INTO devices (device_id, tenant, model, batch, firmware, customer_id,
+                    purchased_ms, warranty_until_ms, price_minor, currency, first_seen_ms,
+                    last_seen_ms, min_seq, max_seq)
+                 VALUES ($1, 'acme', $2, $3, '1.0', $4, $5, $6, 60000, 'EUR', $7, $8, 1, 1)",
+            )
+            .bind(id.as_str())
+            .bind(model)
+            .bind(batch)
+            .bind(format!("c-{id}"))
+            .bind((T0 - 200 * DAY) as i64)
+            .bind((T0 + 165 * DAY) as i64)
+            .bind((T0 - 100 * DAY) as i64)
+            .bind(T0 as i64)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            ids.push(id);
+        }
+        tx.commit().await.unwrap();
+        ids
+    }
+
+    /// A closed ticket (the `n`th) on `device` for `problem` with `outcome` (and its
+    /// category), opened `50 - n` days before T0 and closed ten days later.
+    pub async fn closed_ticket(
+        &self,
+        device: &str,
+        n: usize,
+        problem: &str,
+        outcome: &str,
+        category: Option<&str>,
+    ) {
+        self.dated_ticket(
+            device,
+            n,
+            problem,
+            outcome,
+            category,
+            T0 - (50 - n as u64) * 24 * H,
+        )
+        .await
+    }
+
+    /// A ticket for `problem` on existing device `device`, its offer shown (`offered`).
+    pub async fn offered_ticket_on(&self, device: &str, problem: Problem) -> i64 {
+        let mut tx = self.store.begin().await.unwrap();
+        let id = tickets::open(
+            &mut tx,
+            &NewTicket {
+                ticket_ref: format!("T-open-{device}"),
+                device_id: device.to_owned(),
+                tenant: "acme".into(),
+                customer_id: Some(format!("c-{device}")),
+                problem,
+                tier: Tier::Medium,
+                offer: OfferKind::Inspection,
+                quote_minor: None,
+                currency: None,
+                opened_ms: T0 - 24 * H,
+                due_ms: T0,
+                risk: 0.6,
+                model_version: "m1".into(),
+                evidence: EVIDENCE.into(),
+                features: None,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        tickets::move_ticket(
+            &mut tx,
+            id,
+            TicketState::Offered,
+            "device",
+            None,
+            T0 - 23 * H,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        id
+    }
+
+    /// As [`Desk::closed_ticket`], opened at `opened_ms`.
+    pub async fn dated_ticket(
+        &self,
+        device: &str,
+        n: usize,
+        problem: &str,
+        outcome: &str,
+        category: Option<&str>,
+        opened_ms: u64,
+    ) {
+        let mut tx = self.store.begin().await.unwrap();
+        sqlx::query(
+            "INSERT INTO tickets (ticket_ref, device_id, tenant, customer_id, problem, state,
+                tier, offer_kind, opened_ms, due_ms, closed_ms, risk, model_version, evidence,
+                outcome, outcome_category)
+             VALUES ($1, $2, 'acme', $3, $4, 'resolved', 'medium', 'inspection', $5, $6, $6,
+                0.9, 'm1', '{}', $7, $8)",
+        )
+        .bind(format!("T-{device}-{n}"))
+        .bind(device)
+        .bind(format!("c-{device}"))
+        .bind(problem)
+        .bind(opened_ms as i64)
+        .bind((opened_ms + 10 * 24 * H) as i64)
+        .bind(outcome)
+        .bind(category)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+
     pub async fn user(&self, name: &str, role: Role) -> (String, String) {
         let name = format!("{name}-{}", self.tag);
         let (_, token) = self.store.add_user(&name, role, "test", T0).await.unwrap();
