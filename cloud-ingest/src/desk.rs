@@ -3,7 +3,7 @@
 //! [`casework`]; [`progress`] is the customer's page, opened by a link. [`device`] is a device's
 //! page; [`trend`] sums a device's last days and [`charts`] draws them. The recycling
 //! desk's casework is [`recycling`], its pages [`recycling_pages`]. [`fleet`] is the analysts'
-//! API: cohorts, flags, campaigns.
+//! API: cohorts, flags, campaigns; [`fleet_pages`] its pages.
 
 pub mod api;
 pub mod auth;
@@ -11,6 +11,7 @@ pub mod casework;
 pub mod charts;
 pub mod device;
 pub mod fleet;
+pub mod fleet_pages;
 pub mod pages;
 pub mod progress;
 pub mod recycling;
@@ -23,5 +24,6 @@ pub fn router(state: api::DeskState) -> axum::Router {
         .merge(pages::router(state.clone()))
         .merge(device::router(state.clone()))
         .merge(recycling_pages::router(state.clone()))
+        .merge(fleet_pages::router(state.clone()))
         .merge(progress::router(state))
 }

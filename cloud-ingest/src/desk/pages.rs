@@ -127,6 +127,7 @@ fn layout(title: &str, user: Option<&User>, csrf: Option<&str>, body: Markup) ->
                         nav.desks {
                             @if u.role.may(Access::ReadTickets) { a href="/desk" { "Tickets" } }
                             @if u.role.may(Access::ReadTradeIns) { a href="/desk/tradeins" { "Trade-ins" } }
+                            @if u.role.may(Access::ReadAll) { a href="/desk/fleet" { "Fleet" } }
                         }
                         span.who { (u.name) " · " (u.role) }
                         @if let Some(c) = csrf {
