@@ -137,6 +137,8 @@ pub struct Summary {
     pub recycling: Option<recyclers::RecyclingReport>,
     /// Cohorts the weekly watch flagged, in the order it flagged them.
     pub cohorts_flagged: Vec<analysts::FlaggedCohort>,
+    /// The campaigns the simulated analysts approved, with their progress at the end.
+    pub campaigns: Vec<analysts::CampaignSummary>,
 }
 
 /// How a tier's tickets fared against their SLA.
@@ -313,6 +315,7 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
             fleet: fleet.clone(),
             clock: clock.clone(),
             metrics: metrics.clone(),
+            policy: crate::policy::PolicyConfig::default(),
         }
         .run(staff_stop.clone()),
     );
@@ -434,6 +437,8 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
         });
     }
     let milestones = desk.store.tradein_milestones(0, i64::MAX as u64).await?;
+    summary.campaigns =
+        analysts::campaigns(&desk.store, &crate::policy::PolicyConfig::default()).await?;
     desk.store.close().await;
     desk_figures(&mut summary, &worked);
     tradein_figures(&mut summary, &milestones);
@@ -712,6 +717,7 @@ pub fn summarise(fleet: &Fleet, tickets: &[TicketRow]) -> Summary {
         quote_vs_settled: None,
         recycling: None,
         cohorts_flagged: Vec::new(),
+        campaigns: Vec::new(),
     }
 }
 
@@ -787,6 +793,28 @@ pub fn print_summary(s: &Summary) {
             s.quote_vs_settled
                 .map(|r| format!("; settled at {:.0} % of the quote on average", r * 100.0))
                 .unwrap_or_default()
+        );
+    }
+    for f in &s.cohorts_flagged {
+        println!(
+            "cohort flagged            {} {} ({}{}) on day {:.0}{}",
+            f.kind.replace('_', " "),
+            f.name,
+            f.problem,
+            f.window_days
+                .map(|w| format!(", first {w} days"))
+                .unwrap_or_default(),
+            f.flagged_day,
+            f.days_after_first_failure
+                .map(|d| format!(", {d:.0} days after its first failure"))
+                .unwrap_or_default()
+        );
+    }
+    for c in &s.campaigns {
+        let p = &c.progress;
+        println!(
+            "campaign                  {} ({}): {} members, {} offered, {} attached, {} held; {} reached, {} accepted, {} faults confirmed",
+            c.title, c.state.replace('_', " "), p.members, p.offered, p.attached, p.held, p.reached, p.accepted, p.faults_confirmed
         );
     }
     if s.skipped_samples > 0 {

@@ -1,7 +1,8 @@
 //! The simulated analysts: run the cohort watch every simulated week on what the store
 //! knows (confirmed outcomes, tickets, firmware days), with the simulation's ground
-//! truth beside it for the table's `true_failures`, and note each cohort when it is
-//! first flagged and how long after its first real failure.
+//! truth beside it for the table's `true_failures`, note each cohort when it is first
+//! flagged and how long after its first real failure, and approve a campaign for each
+//! flagged batch and firmware regression (the rollout inside `serve` contacts them).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,10 +13,12 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::team::Fate;
-use crate::cohorts::watch::{Flag, WatchReport};
+use crate::campaigns::Verdict;
+use crate::cohorts::watch::{Flag, FlagKind, WatchReport};
 use crate::cohorts::watcher::Watcher;
 use crate::cohorts::Incident;
 use crate::ops::metrics::Metrics;
+use crate::policy::PolicyConfig;
 use crate::store::Store;
 
 /// A cohort the watch flagged during the run.
@@ -48,7 +51,12 @@ pub struct Analysts {
     pub clock: Arc<dyn Clock>,
     /// Where flags are counted.
     pub metrics: Arc<Metrics>,
+    /// The policy campaigns are proposed under.
+    pub policy: PolicyConfig,
 }
+
+/// The analyst's name on what the simulated analysts decide.
+pub const ANALYST: &str = "analyst-sim";
 
 impl Analysts {
     /// The failures that have really happened by `now`.
@@ -82,7 +90,45 @@ impl Analysts {
             seen.entry(f.key())
                 .or_insert_with(|| flagged(f, day, now, self.fleet.start.0));
         }
+        self.campaign(now).await?;
         Ok(report)
+    }
+
+    /// Proposes and approves a campaign for every open whole-life flag of a batch or a
+    /// firmware regression (the cohorts a recall or a fix is about); the rest are left
+    /// for a person to look at.
+    async fn campaign(&self, now: u64) -> anyhow::Result<()> {
+        for r in self.store.cohort_flags(Some("open")).await? {
+            let f = &r.flag;
+            let wanted = f.window_days.is_none()
+                && f.measure == crate::cohorts::Measure::Failures
+                && matches!(f.kind, FlagKind::Batch | FlagKind::FirmwareRegression);
+            if !wanted {
+                continue;
+            }
+            let Some(c) = self
+                .store
+                .propose_campaign(r.id, ANALYST, &self.policy, now)
+                .await?
+            else {
+                continue;
+            };
+            self.store
+                .decide_campaign(
+                    c.id,
+                    Verdict::Approve,
+                    c.version,
+                    ANALYST,
+                    Some("approved by the simulated analysts"),
+                    now,
+                )
+                .await?;
+            eprintln!(
+                "campaign {} approved: {} ({} devices)",
+                c.id, c.title, c.proposal.devices
+            );
+        }
+        Ok(())
     }
 
     /// Runs every simulated week until `stop`, then once more; what was flagged.
@@ -123,4 +169,35 @@ fn flagged(f: &Flag, day: f64, now: u64, start: u64) -> FlaggedCohort {
             .filter(|&t| t >= start)
             .map(|t| (now.saturating_sub(t) as f64 / DAY_MS as f64 * 10.0).round() / 10.0),
     }
+}
+
+/// A campaign as the run left it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CampaignSummary {
+    /// What it is about.
+    pub title: String,
+    /// Where it stands.
+    pub state: String,
+    /// Its figures.
+    pub progress: crate::campaigns::Progress,
+    /// Its cost if every offer were taken up, per currency, minor units.
+    pub expected_cost_minor: BTreeMap<String, u64>,
+}
+
+/// Every campaign of the run.
+pub async fn campaigns(
+    store: &Store,
+    policy: &PolicyConfig,
+) -> anyhow::Result<Vec<CampaignSummary>> {
+    Ok(store
+        .campaigns(&policy.repair_cost_minor)
+        .await?
+        .into_iter()
+        .map(|c| CampaignSummary {
+            title: c.title,
+            state: c.state.as_str().to_owned(),
+            progress: c.progress,
+            expected_cost_minor: c.proposal.expected_cost_minor,
+        })
+        .collect())
 }
