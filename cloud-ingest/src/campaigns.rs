@@ -15,6 +15,10 @@ use crate::tickets::UnknownName;
 pub mod proposal;
 pub mod rollout;
 
+/// What a campaign's tickets carry where a scored ticket names its model: they were
+/// opened for the cohort, not by a score.
+pub const CAMPAIGN_MODEL: &str = "campaign";
+
 /// Where a campaign stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

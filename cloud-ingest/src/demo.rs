@@ -71,7 +71,8 @@ pub struct Summary {
     pub days: u32,
     /// Devices that failed within the run.
     pub failed_devices: usize,
-    /// Failing devices that got a service ticket (not just a tip) before they failed.
+    /// Failing devices that got a service ticket (not just a tip, nor a campaign's)
+    /// before they failed.
     pub reached_before_failure: usize,
     /// Failing devices whose first ticket came after the failure, or never.
     pub missed: usize,
@@ -645,8 +646,10 @@ async fn register_fleet(url: &str, fleet: &Fleet, tenant: &str) -> anyhow::Resul
 /// Scores the tickets against the fleet's ground truth.
 pub fn summarise(fleet: &Fleet, tickets: &[TicketRow]) -> Summary {
     let is_tip = |t: &&TicketRow| t.offer_kind == protocol::command::OfferKind::SelfServiceTip;
+    // The model's alarms: a campaign's tickets are the cohort's, not the model's.
+    let is_campaign = |t: &&TicketRow| t.model_version == crate::campaigns::CAMPAIGN_MODEL;
     let mut first_service: HashMap<&str, i64> = HashMap::new();
-    for t in tickets.iter().filter(|t| !is_tip(t)) {
+    for t in tickets.iter().filter(|t| !is_tip(t) && !is_campaign(t)) {
         let e = first_service
             .entry(t.device_id.as_str())
             .or_insert(t.opened_ms);

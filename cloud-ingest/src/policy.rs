@@ -194,6 +194,53 @@ pub struct PolicyConfig {
     pub runaway_temp_c: f64,
     /// Safety: this many over-temperature events in 7 days are a thermal-runaway sign.
     pub runaway_over_temp_events: f64,
+    /// A fault of a core part soon after purchase gets a replacement, not a repair.
+    pub early_life: EarlyLife,
+}
+
+/// `[policy.early_life]`: the early-life rule. A fault of a core part confirmed on a
+/// ticket opened within `days` of purchase is resolved by replacing the device; the desk
+/// refuses to close it as a repair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EarlyLife {
+    /// Days after purchase the rule covers (0 turns it off).
+    pub days: u32,
+    /// The problems that are faults of a core part.
+    pub core_parts: Vec<Problem>,
+}
+
+impl Default for EarlyLife {
+    fn default() -> Self {
+        EarlyLife {
+            days: 30,
+            core_parts: vec![
+                Problem::Battery,
+                Problem::Thermal,
+                Problem::Storage,
+                Problem::Stability,
+            ],
+        }
+    }
+}
+
+impl EarlyLife {
+    /// Whether a confirmed fault of `category`, on a ticket opened at `opened_ms` for a
+    /// device bought at `purchased_ms`, must be resolved by a replacement.
+    pub fn requires_replacement(
+        &self,
+        purchased_ms: Option<u64>,
+        opened_ms: u64,
+        category: Problem,
+    ) -> bool {
+        let Some(bought) = purchased_ms else {
+            return false;
+        };
+        self.days > 0
+            && self.core_parts.contains(&category)
+            && opened_ms >= bought
+            && opened_ms - bought < u64::from(self.days) * DAY_MS
+    }
 }
 
 /// Estimated repair cost per problem, minor units.
@@ -257,6 +304,7 @@ impl Default for PolicyConfig {
             swelling_soh_pct: 60.0,
             runaway_temp_c: 80.0,
             runaway_over_temp_events: 10.0,
+            early_life: EarlyLife::default(),
         }
     }
 }
@@ -286,6 +334,9 @@ impl PolicyConfig {
         }
         if self.high_due_hours > self.medium_due_hours {
             return Err(PolicyError::HighSlowerThanMedium);
+        }
+        if self.early_life.days > 365 {
+            return Err(PolicyError::EarlyLifeTooLong(self.early_life.days));
         }
         Ok(())
     }
@@ -317,6 +368,9 @@ pub enum PolicyError {
     /// High-tier tickets would be due later than medium ones.
     #[error("policy.high_due_hours must not exceed medium_due_hours")]
     HighSlowerThanMedium,
+    /// An early-life window longer than a year.
+    #[error("policy.early_life.days must be 0 (off) to 365, not {0}")]
+    EarlyLifeTooLong(u32),
 }
 
 /// What the registry knows of a device's commercial terms; any of it may be unknown.
@@ -653,6 +707,35 @@ mod tests {
             v.0[i] = *value;
         }
         v
+    }
+
+    #[test]
+    fn a_core_part_failing_in_the_first_month_is_replaced() {
+        let rule = EarlyLife::default();
+        let bought = 100 * DAY_MS;
+        assert!(rule.requires_replacement(Some(bought), bought + 29 * DAY_MS, Problem::Battery));
+        assert!(!rule.requires_replacement(Some(bought), bought + 30 * DAY_MS, Problem::Battery));
+        assert!(
+            !rule.requires_replacement(Some(bought), bought + DAY_MS, Problem::Connectivity),
+            "not a core part"
+        );
+        assert!(
+            !rule.requires_replacement(None, bought, Problem::Battery),
+            "age unknown"
+        );
+        let off = EarlyLife {
+            days: 0,
+            ..EarlyLife::default()
+        };
+        assert!(!off.requires_replacement(Some(bought), bought, Problem::Battery));
+        let long = PolicyConfig {
+            early_life: EarlyLife {
+                days: 400,
+                ..EarlyLife::default()
+            },
+            ..PolicyConfig::default()
+        };
+        assert_eq!(long.validate(), Err(PolicyError::EarlyLifeTooLong(400)));
     }
 
     fn young_in_warranty() -> DeviceTerms {

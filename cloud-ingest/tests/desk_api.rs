@@ -719,3 +719,57 @@ async fn sqlite_the_queue_pages_running_clocks_then_paused_ones() {
 async fn postgres_the_queue_pages_running_clocks_then_paused_ones() {
     the_queue_pages_running_clocks_then_paused_ones(&tests::services::postgres_url()).await;
 }
+
+/// The early-life rule: a battery fault on a ticket opened in the device's first month is
+/// resolved by a replacement; the desk refuses a repair and says so, and changes nothing.
+#[tokio::test]
+async fn a_core_part_failing_in_the_first_month_is_replaced_not_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let desk = Desk::start(&format!("sqlite://{}", dir.path().join("e.db").display())).await;
+    let (_, ana) = desk.user("ana", Role::Agent).await;
+    let young = desk.accepted_ticket("dev-young", "B1", Tier::Medium).await;
+    let old = desk.accepted_ticket("dev-old", "B1", Tier::Medium).await;
+    let mut tx = desk.store.begin().await.unwrap();
+    for (device, days) in [("dev-young", 10), ("dev-old", 40)] {
+        sqlx::query("UPDATE devices SET purchased_ms = $2 WHERE device_id = $1")
+            .bind(format!("{device}-{}", desk.tag))
+            .bind((T0 - days * 24 * H) as i64)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let act = |id: i64, body: Value| {
+        let (desk, ana) = (&desk, &ana);
+        async move {
+            desk.call(
+                "POST",
+                &format!("/api/v1/tickets/{id}/actions"),
+                Some(ana),
+                Some(body),
+            )
+            .await
+        }
+    };
+    for id in [young, old] {
+        let (s, v) = act(id, json!({"action": "start"})).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    for outcome in ["repaired", "battery_replaced"] {
+        let (s, v) = act(young, json!({"action": "resolve", "outcome": outcome})).await;
+        assert_eq!(s, 422, "{outcome}: {v}");
+        assert!(
+            v["detail"].as_str().unwrap().contains("early-life rule"),
+            "{v}"
+        );
+    }
+    let (_, v) = desk
+        .call("GET", &format!("/api/v1/tickets/{young}"), Some(&ana), None)
+        .await;
+    assert_eq!(v["ticket"]["state"], "in_progress", "nothing changed: {v}");
+    let (s, v) = act(young, json!({"action": "resolve", "outcome": "replaced"})).await;
+    assert_eq!(s, 200, "{v}");
+    // Forty days old: a repair is fine.
+    let (s, v) = act(old, json!({"action": "resolve", "outcome": "repaired"})).await;
+    assert_eq!(s, 200, "{v}");
+}

@@ -47,7 +47,10 @@ impl Rollout {
         for m in &pending {
             self.work(store, m, now, metrics).await?;
         }
-        store.finish_rollouts().await?;
+        // A pass with nothing to do writes nothing (SQLite has one writer: ingest's).
+        if pending.len() < self.batch && store.any_approved_campaign().await? {
+            store.finish_rollouts().await?;
+        }
         Ok(pending.len())
     }
 
@@ -86,7 +89,7 @@ impl Rollout {
                         let evidence = Evidence {
                             risk: 0.0,
                             threshold: 0.0,
-                            model_version: "campaign".into(),
+                            model_version: super::CAMPAIGN_MODEL.into(),
                             scored_at_ms: now.0,
                             top_features: Vec::new(),
                             safety: Vec::new(),

@@ -442,6 +442,22 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_flag_reads_as_a_flag() {
+        let doc = include_str!("../../../docs/reports.md");
+        let start = doc
+            .find("```json\n")
+            .expect("docs/reports.md has a JSON example")
+            + 8;
+        let end = start + doc[start..].find("```").expect("the example ends");
+        let f: Flag = serde_json::from_str(&doc[start..end]).expect("the example is a flag");
+        assert_eq!(f.key(), "batch:A12-2024Q4:battery:life:failures");
+        assert!(f.evidence.shrunk_rate < f.evidence.rate);
+        let back = serde_json::to_value(&f).unwrap();
+        let example: serde_json::Value = serde_json::from_str(&doc[start..end]).unwrap();
+        assert_eq!(back, example, "every documented field, and no other");
+    }
+
+    #[test]
     fn nothing_is_flagged_when_every_batch_fails_alike() {
         let r = run(&fleet(1), &WatchConfig::default(), 500 * D);
         assert!(r.flags.is_empty(), "{:#?}", r.flags);

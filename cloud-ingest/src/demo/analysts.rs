@@ -2,7 +2,7 @@
 //! knows (confirmed outcomes, tickets, firmware days), with the simulation's ground
 //! truth beside it for the table's `true_failures`, note each cohort when it is first
 //! flagged and how long after its first real failure, and approve a campaign for each
-//! flagged batch and firmware regression (the rollout inside `serve` contacts them).
+//! flagged batch (the rollout inside `serve` contacts its customers).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -94,15 +94,15 @@ impl Analysts {
         Ok(report)
     }
 
-    /// Proposes and approves a campaign for every open whole-life flag of a batch or a
-    /// firmware regression (the cohorts a recall or a fix is about); the rest are left
-    /// for a person to look at.
+    /// Proposes and approves a campaign for every open whole-life flag of a batch (the
+    /// hardware a recall is about); the rest are left for a person: a firmware
+    /// regression is answered by the next release, not by inspecting every device.
     async fn campaign(&self, now: u64) -> anyhow::Result<()> {
         for r in self.store.cohort_flags(Some("open")).await? {
             let f = &r.flag;
             let wanted = f.window_days.is_none()
                 && f.measure == crate::cohorts::Measure::Failures
-                && matches!(f.kind, FlagKind::Batch | FlagKind::FirmwareRegression);
+                && f.kind == FlagKind::Batch;
             if !wanted {
                 continue;
             }

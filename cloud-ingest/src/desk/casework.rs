@@ -16,7 +16,7 @@ use crate::store::progress::StoredRating;
 use crate::store::tickets::{LogEntry, QueueFilter, QueueItem, Seen};
 use crate::store::StoreError;
 use crate::tickets::sla::{self, ClockEvent, PauseReason, SlaClock, SlaState};
-use crate::tickets::work::{self, Action, Standing};
+use crate::tickets::work::{self, Action, Outcome, Standing};
 use crate::tickets::{TicketState, Tier};
 use models::features::DAY_MS;
 
@@ -344,6 +344,27 @@ pub async fn act(
             ),
             &item,
         ));
+    }
+    if let Action::Resolve {
+        outcome: outcome @ (Outcome::Repaired | Outcome::BatteryReplaced),
+        category,
+        ..
+    } = &action
+    {
+        let category = category.unwrap_or(item.problem);
+        let bought = s
+            .store
+            .registration(&item.device_id)
+            .await
+            .map_err(ApiError::store)?
+            .and_then(|r| r.purchased_ms);
+        let rule = &s.policy.early_life;
+        if rule.requires_replacement(bought, item.opened_ms.max(0) as u64, category) {
+            return Err(ApiError::unprocessable(format!(
+                "the early-life rule: a {category} fault on a ticket opened within {} days of purchase gets a replacement, not a repair; resolve it as replaced (not {outcome})",
+                rule.days
+            )));
+        }
     }
     let users = s.store.users().await.map_err(ApiError::store)?;
     let standing = Standing {

@@ -180,11 +180,17 @@ fn id_of(
     p: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<i64, ApiError> {
     let Path(raw) = p.map_err(|e| ApiError::bad(e.body_text()))?;
+    parse_id(what, &raw)
+}
+
+/// The id in a path, or a 400 that says what it should have been.
+pub(crate) fn parse_id(what: &str, raw: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>()
         .map_err(|_| ApiError::bad(format!("{what} id {raw:?} is not a number")))
 }
 
-fn not_found(what: &str, id: i64) -> ApiError {
+/// The 404 for a missing `what`.
+pub(crate) fn not_found(what: &str, id: i64) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not found",

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::api::{ApiError, DeskState};
 use super::auth::{Access, User};
+use super::fleet::{not_found, parse_id};
 use super::pages::{csrf_of, csrf_refused, error_page, ms_to_text, page, signed_in};
 use crate::campaigns::{CampaignState, Verdict};
 use crate::cohorts::table::Cell;
@@ -285,12 +286,9 @@ async fn flag_action(
         Some(f) if f.csrf == csrf => {}
         _ => return csrf_refused(&user, &csrf, "/desk/fleet"),
     }
-    let Ok(id) = raw.parse::<i64>() else {
-        return error_page(
-            Some(&user),
-            Some(&csrf),
-            ApiError::bad(format!("flag id {raw:?} is not a number")),
-        );
+    let id = match parse_id("flag", &raw) {
+        Ok(id) => id,
+        Err(e) => return error_page(Some(&user), Some(&csrf), e),
     };
     let now = s.clock.now().0;
     let done = match what.as_str() {
@@ -300,11 +298,7 @@ async fn flag_action(
             .await
         {
             Ok(Some(c)) => Ok(format!("/desk/campaigns/{}", c.id)),
-            Ok(None) => Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not found",
-                &format!("no cohort flag {id}"),
-            )),
+            Ok(None) => Err(not_found("cohort flag", id)),
             Err(e) => Err(ApiError::store(e)),
         },
         "dismiss" => match s.store.dismiss_flag(id, &user.name, now).await {
@@ -338,12 +332,9 @@ async fn campaign_page(
         Err(r) => return r,
     };
     let csrf = csrf_of(&token);
-    let Ok(id) = raw.parse::<i64>() else {
-        return error_page(
-            Some(&user),
-            Some(&csrf),
-            ApiError::bad(format!("campaign id {raw:?} is not a number")),
-        );
+    let id = match parse_id("campaign", &raw) {
+        Ok(id) => id,
+        Err(e) => return error_page(Some(&user), Some(&csrf), e),
     };
     render_campaign(&s, &user, &csrf, id, StatusCode::OK, None).await
 }
@@ -358,17 +349,7 @@ async fn render_campaign(
 ) -> Response {
     let (c, members) = match s.store.campaign(id, &s.policy.repair_cost_minor).await {
         Ok(Some(v)) => v,
-        Ok(None) => {
-            return error_page(
-                Some(user),
-                Some(csrf),
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "not found",
-                    &format!("no campaign {id}"),
-                ),
-            )
-        }
+        Ok(None) => return error_page(Some(user), Some(csrf), not_found("campaign", id)),
         Err(e) => return error_page(Some(user), Some(csrf), ApiError::store(e)),
     };
     let works = user.role.may(Access::WorkFleet);
@@ -473,12 +454,9 @@ async fn decision(
         Err(r) => return r,
     };
     let csrf = csrf_of(&token);
-    let Ok(id) = raw.parse::<i64>() else {
-        return error_page(
-            Some(&user),
-            Some(&csrf),
-            ApiError::bad(format!("campaign id {raw:?} is not a number")),
-        );
+    let id = match parse_id("campaign", &raw) {
+        Ok(id) => id,
+        Err(e) => return error_page(Some(&user), Some(&csrf), e),
     };
     let Some(f) = form_of::<DecisionForm>(&s, req).await else {
         return error_page(
@@ -514,15 +492,7 @@ async fn decision(
         .await
     {
         Ok(Some(_)) => Redirect::to(&format!("/desk/campaigns/{id}")).into_response(),
-        Ok(None) => error_page(
-            Some(&user),
-            Some(&csrf),
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not found",
-                &format!("no campaign {id}"),
-            ),
-        ),
+        Ok(None) => error_page(Some(&user), Some(&csrf), not_found("campaign", id)),
         Err(e) => {
             let e = ApiError::store(e);
             let notice =

@@ -497,6 +497,15 @@ impl Store {
             .collect()
     }
 
+    /// Whether any campaign is approved (and not yet rolled out).
+    pub async fn any_approved_campaign(&self) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM campaigns WHERE state = 'approved'")
+            .fetch_one(self.pool())
+            .await?
+            .try_get(0)?;
+        Ok(n > 0)
+    }
+
     /// Marks approved campaigns with no member left to work as rolled out.
     pub async fn finish_rollouts(&self) -> Result<u64, StoreError> {
         Ok(sqlx::query(

@@ -199,6 +199,9 @@ impl Store {
     /// Records a run's flags: a new key is inserted, a known one gets the run's evidence
     /// and time. Returns the flags seen for the first time.
     pub async fn record_flags(&self, flags: &[Flag], at_ms: u64) -> Result<Vec<Flag>, StoreError> {
+        if flags.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin().await?;
         let mut new = Vec::new();
         for f in flags {

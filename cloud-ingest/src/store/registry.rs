@@ -154,6 +154,16 @@ impl Store {
     }
 }
 
+impl Store {
+    /// One device's registration; `None` when it was never registered.
+    pub async fn registration(&self, device: &str) -> Result<Option<Registration>, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut regs = registrations(&mut tx, &[device]).await?;
+        tx.commit().await?;
+        Ok(regs.remove(device))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
