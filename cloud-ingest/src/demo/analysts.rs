@@ -131,19 +131,22 @@ impl Analysts {
         Ok(())
     }
 
-    /// Runs every simulated week until `stop`, then once more; what was flagged.
+    /// Runs every simulated week (and at most every five wall seconds, so a fast
+    /// simulation does not spend its cores on the watch) until `stop`, then once more;
+    /// what was flagged.
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> Vec<FlaggedCohort> {
         let mut seen = BTreeMap::new();
         let mut next = self.clock.now().0 + 7 * DAY_MS;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
-            if self.clock.now().0 < next {
+            let now = self.clock.now().0;
+            if now < next {
                 continue;
             }
-            next += 7 * DAY_MS;
+            next = now + 7 * DAY_MS;
             if let Err(e) = self.check(&mut seen).await {
                 eprintln!("the cohort watch failed: {e:#}");
             }

@@ -244,7 +244,11 @@ impl Staff {
             }
             Step::Answer { ticket, accept } => {
                 let path = state.links[ticket].0.clone();
-                let csrf = self.page_csrf(http, &path).await?;
+                // The offer was answered on the device (or lapsed) since the customer
+                // decided to look: the page shows where the case is, without a form.
+                let Some(csrf) = self.page_csrf(http, &path).await? else {
+                    return Ok(Done::TooLate);
+                };
                 let answer = if *accept { "accept" } else { "decline" };
                 let r = http
                     .post(format!("{}{path}/answer", self.base))
@@ -261,8 +265,12 @@ impl Staff {
     }
 
     /// Opens the progress page as the customer's browser does and reads its form's CSRF
-    /// token.
-    async fn page_csrf(&self, http: &reqwest::Client, path: &str) -> anyhow::Result<String> {
+    /// token; `None` when the page has no form.
+    async fn page_csrf(
+        &self,
+        http: &reqwest::Client,
+        path: &str,
+    ) -> anyhow::Result<Option<String>> {
         let page = http
             .get(format!("{}{path}", self.base))
             .send()
@@ -271,14 +279,13 @@ impl Staff {
             .text()
             .await?;
         let marker = "name=\"csrf\" value=\"";
-        let start = page
-            .find(marker)
-            .map(|i| i + marker.len())
-            .ok_or_else(|| anyhow::anyhow!("{path} has no form"))?;
+        let Some(start) = page.find(marker).map(|i| i + marker.len()) else {
+            return Ok(None);
+        };
         let end = page[start..]
             .find('"')
             .ok_or_else(|| anyhow::anyhow!("{path}: an unterminated csrf value"))?;
-        Ok(page[start..start + end].to_owned())
+        Ok(Some(page[start..start + end].to_owned()))
     }
 
     /// Customers of linked tickets that left the queue rate them once resolved.
@@ -312,7 +319,9 @@ impl Staff {
             else {
                 continue;
             };
-            let csrf = self.page_csrf(http, &path).await?;
+            let csrf = self.page_csrf(http, &path).await?.ok_or_else(|| {
+                anyhow::anyhow!("{path}: a resolved case's page has no rating form")
+            })?;
             let r = http
                 .post(format!("{}{path}/rating", self.base))
                 .form(&[
