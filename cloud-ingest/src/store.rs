@@ -18,6 +18,7 @@
 //! directory, picked at start. SQLite gets one connection: every write is funnelled
 //! through it, so "database is locked" cannot happen inside one process.
 
+pub mod actions;
 pub mod campaigns;
 pub mod cohorts;
 pub mod dead_letters;

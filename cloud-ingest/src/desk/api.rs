@@ -229,6 +229,21 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/campaigns/:id/decision",
         access: Access::WorkFleet,
     },
+    Route {
+        method: "GET",
+        path: "/api/v1/action-items",
+        access: Access::ReadAll,
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/action-items",
+        access: Access::WorkFleet,
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/action-items/:id",
+        access: Access::WorkFleet,
+    },
 ];
 
 fn handler(r: &Route) -> MethodRouter<DeskState> {
@@ -264,6 +279,9 @@ fn handler(r: &Route) -> MethodRouter<DeskState> {
         ("GET", "/api/v1/campaigns") => on(f, super::fleet::campaigns),
         ("GET", "/api/v1/campaigns/:id") => on(f, super::fleet::campaign),
         ("POST", "/api/v1/campaigns/:id/decision") => on(f, super::fleet::decide),
+        ("GET", "/api/v1/action-items") => on(f, super::fleet::actions),
+        ("POST", "/api/v1/action-items") => on(f, super::fleet::add_action),
+        ("POST", "/api/v1/action-items/:id") => on(f, super::fleet::move_action),
         (m, p) => panic!("route {m} {p} has no handler"),
     }
 }
@@ -940,7 +958,8 @@ async fn audit(
     paths(openapi, me, list_tickets, get_ticket, act, progress_link, get_device, list_tradeins,
         tradein_totals, get_tradein, act_tradein, certificate, list_skus, set_sku, list_users, add_user, audit,
         super::fleet::cohorts, super::fleet::run_watch, super::fleet::flags, super::fleet::propose,
-        super::fleet::dismiss, super::fleet::campaigns, super::fleet::campaign, super::fleet::decide),
+        super::fleet::dismiss, super::fleet::campaigns, super::fleet::campaign, super::fleet::decide,
+        super::fleet::actions, super::fleet::add_action, super::fleet::move_action),
     components(schemas(ProblemDoc, Action, Outcome, PauseReason, Problem, TicketState, Tier, SlaState, Role, Day,
         TradeInState, TradeInAction)),
     modifiers(&Bearer)

@@ -19,6 +19,8 @@ use crate::cohorts::table::Cell;
 use crate::cohorts::watch::{self, Excluded, Flag};
 use crate::cohorts::Dimension;
 use crate::policy::Problem;
+use crate::report::actions::{self, ActionStatus, NewAction};
+use crate::store::actions::{ActionItem, ActionMoved};
 use crate::store::campaigns::{Campaign, Member};
 use crate::store::cohorts::FlagRecord;
 
@@ -365,4 +367,122 @@ pub(crate) async fn decide(
         .map_err(ApiError::store)?
         .ok_or_else(|| not_found("campaign", id))?;
     Ok(Json(detail(&s, id).await?).into_response())
+}
+
+/// Which action items.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ActionParams {
+    /// `open`, `in_progress`, `done` or `dropped`; all when absent.
+    status: Option<ActionStatus>,
+}
+
+/// Action items.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActionList {
+    /// By due time.
+    pub items: Vec<ActionItem>,
+}
+
+/// The action items, by due time.
+#[utoipa::path(get, path = "/api/v1/action-items", params(ActionParams), security(("bearer" = [])),
+    responses((status = 200, body = ActionList), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc)))]
+pub(crate) async fn actions(
+    State(s): State<DeskState>,
+    q: Result<Query<ActionParams>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let p = query(q)?;
+    let items = s.store.actions(p.status).await.map_err(ApiError::store)?;
+    Ok(Json(ActionList { items }).into_response())
+}
+
+/// Raises an action item: a problem, its owner (a desk user), due date, KPI and target.
+#[utoipa::path(post, path = "/api/v1/action-items", request_body = NewAction,
+    security(("bearer" = [])),
+    responses((status = 201, body = ActionItem), (status = 401, body = ProblemDoc),
+        (status = 403, body = ProblemDoc), (status = 422, body = ProblemDoc)))]
+pub(crate) async fn add_action(
+    State(s): State<DeskState>,
+    u: Option<axum::Extension<User>>,
+    body: Bytes,
+) -> Answer {
+    let user = u.map(|u| u.0).expect("the guard signs every request in");
+    let n: NewAction = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::unprocessable(format!(
+            "{e}; an action item is {{\"problem\", \"owner\", \"due\": \"YYYY-MM-DD\", \"kpi\", \"target\", \"source\"?}}"
+        ))
+    })?;
+    let users = s.store.users().await.map_err(ApiError::store)?;
+    let now = s.clock.now().0;
+    let checked = actions::check(&n, |name| users.iter().any(|u| u.name == name), now)
+        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let item = s
+        .store
+        .add_action(&checked, &user.name, now)
+        .await
+        .map_err(ApiError::store)?;
+    Ok((StatusCode::CREATED, Json(item)).into_response())
+}
+
+/// A move of an action item.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionMove {
+    /// Where it stands now.
+    pub status: ActionStatus,
+    /// The item's version the move was decided on.
+    pub version: i64,
+    /// What was done, or why it was dropped (up to 2000 bytes).
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Moves an action item (in progress, done, dropped) at the version seen.
+#[utoipa::path(post, path = "/api/v1/action-items/{id}",
+    params(("id" = i64, Path, description = "the item's id")), request_body = ActionMove,
+    security(("bearer" = [])),
+    responses((status = 200, body = ActionItem), (status = 400, body = ProblemDoc),
+        (status = 401, body = ProblemDoc), (status = 403, body = ProblemDoc),
+        (status = 404, body = ProblemDoc),
+        (status = 409, description = "done or dropped, or stale", body = ProblemDoc),
+        (status = 422, body = ProblemDoc)))]
+pub(crate) async fn move_action(
+    State(s): State<DeskState>,
+    u: Option<axum::Extension<User>>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    body: Bytes,
+) -> Answer {
+    let user = u.map(|u| u.0).expect("the guard signs every request in");
+    let id = id_of("action item", p)?;
+    let m: ActionMove = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::unprocessable(format!(
+            "{e}; a move is {{\"status\": \"open\" | \"in_progress\" | \"done\" | \"dropped\", \"version\": N, \"note\"?}}"
+        ))
+    })?;
+    if m.note.as_ref().is_some_and(|n| n.len() > 2000) {
+        return Err(ApiError::unprocessable("note: at most 2000 bytes"));
+    }
+    let current = s
+        .store
+        .action(id)
+        .await
+        .map_err(ApiError::store)?
+        .ok_or_else(|| not_found("action item", id))?;
+    actions::check_move(current.status, m.status)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "refused", &e.to_string()))?;
+    let moved = ActionMoved {
+        id,
+        from: current.status,
+        to: m.status,
+        note: m.note.as_deref(),
+        version: m.version,
+    };
+    s.store
+        .move_action(&moved, &user.name, s.clock.now().0)
+        .await
+        .map_err(ApiError::store)?;
+    let item = s.store.action(id).await.map_err(ApiError::store)?;
+    Ok(Json(item).into_response())
 }
