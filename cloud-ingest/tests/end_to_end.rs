@@ -290,6 +290,8 @@ async fn a_simulated_fleet_through_the_in_process_broker_loses_nothing() {
         "recycled",
         "ewaste_kg",
         "quote_vs_settled",
+        "cohorts_flagged",
+        "campaigns",
     ] {
         assert!(json.get(key).is_some(), "summary lacks {key}");
     }
