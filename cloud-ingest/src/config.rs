@@ -611,5 +611,20 @@ mod tests {
         assert!(e.contains("desk.progress_link_days"), "{e}");
         let e = toml::from_str::<Config>("[desk]\nlink_days = 3").unwrap_err();
         assert!(e.to_string().contains("link_days"), "{e}");
+        // The cohort watch and the early-life rule.
+        let e = toml::from_str::<Config>("[cohorts]\nfdr_level = 0.1").unwrap_err();
+        assert!(e.to_string().contains("fdr_level"), "{e}");
+        let c: Config = toml::from_str("[cohorts]\nfdr = 0.9").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("cohorts.fdr"), "{e}");
+        let c: Config = toml::from_str("[cohorts]\nearly_windows_days = [30, 0]").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("cohorts.early_windows_days"), "{e}");
+        let e =
+            toml::from_str::<Config>("[policy.early_life]\ncore_parts = [\"screen\"]").unwrap_err();
+        assert!(e.to_string().contains("screen"), "{e}");
+        let c: Config = toml::from_str("[policy.early_life]\ndays = 400").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("policy.early_life.days"), "{e}");
     }
 }
