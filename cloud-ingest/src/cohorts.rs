@@ -185,3 +185,40 @@ pub struct FleetFacts {
     /// In simulation: every failure that really happened.
     pub truth: Option<Vec<Incident>>,
 }
+
+impl FleetFacts {
+    /// The facts as they stood at `at_ms`: devices seen by then, their spans cut there,
+    /// and only the days and incidents before it (a report's period end).
+    pub fn as_of(&self, at_ms: u64) -> FleetFacts {
+        let before = |i: &&Incident| i.at_ms < at_ms;
+        FleetFacts {
+            devices: self
+                .devices
+                .iter()
+                .filter(|d| d.from_ms < at_ms)
+                .map(|d| DeviceFacts {
+                    to_ms: d.to_ms.min(at_ms),
+                    ..d.clone()
+                })
+                .collect(),
+            firmware_days: self
+                .firmware_days
+                .iter()
+                .filter(|d| d.day_ms < at_ms)
+                .cloned()
+                .collect(),
+            failures: self.failures.iter().filter(before).cloned().collect(),
+            tickets: self.tickets.iter().filter(before).cloned().collect(),
+            special: self
+                .special
+                .iter()
+                .filter(|(i, _)| i.at_ms < at_ms)
+                .cloned()
+                .collect(),
+            truth: self
+                .truth
+                .as_ref()
+                .map(|t| t.iter().filter(before).cloned().collect()),
+        }
+    }
+}

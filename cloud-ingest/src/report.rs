@@ -3,3 +3,6 @@
 //! rules, purely.
 
 pub mod actions;
+pub mod kpis;
+pub mod root_causes;
+pub mod trend;

@@ -28,6 +28,7 @@ pub mod messages;
 pub mod outbox;
 pub mod progress;
 pub mod registry;
+pub mod reports;
 pub mod retention;
 pub mod tickets;
 pub mod tradeins;

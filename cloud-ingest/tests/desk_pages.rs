@@ -20,7 +20,7 @@ async fn api_ticket(desk: &Desk, id: i64, token: &str) -> Value {
 }
 
 async fn submit(b: &Browser, form: &str) {
-    b.click(&format!("{form} button[type=submit]")).await;
+    b.submit(&format!("{form} button[type=submit]")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +138,7 @@ async fn an_agent_works_a_ticket_in_the_browser() {
     b.shot_of("section.charts", "ticket-charts").await;
 
     // The device's page, from the ticket: identity, liveness, gaps, its tickets, charts.
-    b.click("div.summary a[href^='/desk/devices/']").await;
+    b.submit("div.summary a[href^='/desk/devices/']").await;
     b.find("section.liveness").await;
     let text = b.text().await;
     for want in [
@@ -324,7 +324,7 @@ async fn a_customer_accepts_and_rates_from_the_progress_link() {
         .goto(&format!("{base}/desk/tickets/{id}"))
         .await
         .unwrap();
-    agent.click("#progress-link").await;
+    agent.submit("#progress-link").await;
     let link = agent.find("#customer-link").await;
     let url = link.text().await.unwrap();
     assert!(url.starts_with(&format!("{base}/progress/track_")), "{url}");
@@ -343,7 +343,7 @@ async fn a_customer_accepts_and_rates_from_the_progress_link() {
     }
     phone.shot("offer").await;
     desk.clock.set(Timestamp(T0 + 2 * H));
-    phone.click("#accept").await;
+    phone.submit("#accept").await;
     phone.find("ol.tracker li.current").await;
     let text = phone.text().await;
     assert!(
@@ -378,7 +378,7 @@ async fn a_customer_accepts_and_rates_from_the_progress_link() {
         .fill("textarea[name=comment]", "Fixed before it broke.")
         .await;
     phone.shot("rating-form").await;
-    phone.click("#rate").await;
+    phone.submit("#rate").await;
     phone.find("section.rating blockquote").await;
     assert!(
         phone.text().await.contains("Thank you for rating"),

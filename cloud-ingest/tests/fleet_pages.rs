@@ -36,14 +36,14 @@ async fn an_analyst_finds_a_bad_batch_and_runs_a_campaign() {
     let mut b = Browser::start("fleet_pages", 1280, 1000).await;
     b.client.goto(&format!("{base}/login")).await.unwrap();
     b.fill("#token", &ana).await;
-    b.click("form.card button[type=submit]").await;
+    b.submit("form.card button[type=submit]").await;
     b.find("header.top nav.desks").await;
     b.client.goto(&format!("{base}/desk/fleet")).await.unwrap();
     assert!(
         b.text().await.contains("No cohort stands out"),
         "nothing recorded yet"
     );
-    b.click("#run-watch").await;
+    b.submit("#run-watch").await;
     let flags = b.find("#flags").await.text().await.unwrap();
     assert!(flags.contains(&bad) && flags.contains("battery"), "{flags}");
     let cohorts = b.find("#cohorts").await.text().await.unwrap();
@@ -55,7 +55,7 @@ async fn an_analyst_finds_a_bad_batch_and_runs_a_campaign() {
     b.shot("fleet").await;
 
     // Propose from the flag's row; the campaign's page shows what it would do.
-    b.click("#flags button.propose").await;
+    b.submit("#flags button.propose").await;
     b.find("#proposal").await;
     let proposal = b.find("#proposal").await.text().await.unwrap();
     // The customer whose damaged device was closed ten days ago is in the cool-down.
@@ -84,7 +84,7 @@ async fn an_analyst_finds_a_bad_batch_and_runs_a_campaign() {
         )
         .await
         .unwrap();
-    b.click("#approve").await;
+    b.submit("#approve").await;
     assert!(
         b.text().await.contains("CSRF check failed"),
         "{}",
@@ -103,7 +103,7 @@ async fn an_analyst_finds_a_bad_batch_and_runs_a_campaign() {
         .await
         .unwrap();
     b.fill("#note", "weak cell supplier, Q4 lot").await;
-    b.click("#approve").await;
+    b.submit("#approve").await;
     let page = b.find("main").await.text().await.unwrap();
     assert!(
         page.contains("approved") && page.contains("weak cell supplier"),
@@ -149,7 +149,7 @@ async fn an_analyst_finds_a_bad_batch_and_runs_a_campaign() {
     // An agent is not shown the fleet pages.
     b.client.goto(&format!("{base}/login")).await.unwrap();
     b.fill("#token", &age).await;
-    b.click("form.card button[type=submit]").await;
+    b.submit("form.card button[type=submit]").await;
     b.find("header.top").await;
     b.client.goto(&format!("{base}/desk/fleet")).await.unwrap();
     assert!(

@@ -10,7 +10,7 @@ use desk::Desk;
 use tests::browser::Browser;
 
 async fn submit(b: &Browser, button: &str) {
-    b.click(button).await;
+    b.submit(button).await;
 }
 
 /// Ships, receives, grades, erases and settles trade-in `id` on its page.
@@ -58,7 +58,7 @@ async fn a_recycler_refurbishes_one_device_and_recycles_another() {
     let mut b = Browser::start("tradein_pages", 1280, 900).await;
     b.client.goto(&format!("{base}/login")).await.unwrap();
     b.fill("#token", &rae).await;
-    b.click("form.card button[type=submit]").await;
+    b.submit("form.card button[type=submit]").await;
     // The recycler lands on the recycling desk: two accepted trade-ins waiting.
     b.find("#tradeins").await;
     let text = b.text().await;
@@ -79,7 +79,7 @@ async fn a_recycler_refurbishes_one_device_and_recycles_another() {
     // A negative weight is refused with a message; a good one is kept.
     b.fill("#sku-model", &model).await;
     b.fill("#sku-weight", "-190").await;
-    b.click("#set-weight").await;
+    b.submit("#set-weight").await;
     let text = b.find("p.error").await.text().await.unwrap();
     assert!(text.contains("weight -190 g"), "{text}");
     b.client
@@ -88,7 +88,7 @@ async fn a_recycler_refurbishes_one_device_and_recycles_another() {
         .unwrap();
     b.fill("#sku-model", &model).await;
     b.fill("#sku-weight", "190").await;
-    b.click("#set-weight").await;
+    b.submit("#set-weight").await;
     assert!(b
         .find("#skus")
         .await
@@ -193,7 +193,7 @@ async fn a_recycler_refurbishes_one_device_and_recycles_another() {
         .unwrap()
         .contains("heavy wear"));
     phone.shot_of("#tradein", "customer-settled-price").await;
-    phone.click("#accept-price").await;
+    phone.submit("#accept-price").await;
     assert!(phone
         .find("#tradein")
         .await

@@ -149,6 +149,38 @@ impl Browser {
             .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
     }
 
+    /// Clicks what `css` selects and waits up to 10 s for the page it loads: without
+    /// the wait, a following `find` can pick the same selector off the old page.
+    pub async fn submit(&self, css: &str) {
+        self.client
+            .execute("window.__fleet_old_page = true;", vec![])
+            .await
+            .unwrap_or_else(|e| panic!("marking the page before {css}: {e}"));
+        self.click(css).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            // A script error here means the old page is going away: keep waiting.
+            let loaded = self
+                .client
+                .execute(
+                    "return !window.__fleet_old_page && document.readyState === 'complete';",
+                    vec![],
+                )
+                .await
+                .ok()
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
+            if loaded {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "clicking {css} loaded no new page within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The page's visible text.
     pub async fn text(&self) -> String {
         self.find("body")

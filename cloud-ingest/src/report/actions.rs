@@ -83,6 +83,11 @@ pub struct NewAction {
     /// Where it was raised: `report:2026-11`, `report:2026-W48` or `flag:12`.
     #[serde(default)]
     pub source: Option<String>,
+    /// The report figure that measures the KPI (`faults:battery:S1`; docs/reports.md
+    /// lists the keys), so the next report can say whether the target was met; the
+    /// target must then read as one (`below 4`, `down 30 %`).
+    #[serde(default)]
+    pub measure: Option<String>,
 }
 
 /// A new action item that passed its checks.
@@ -100,6 +105,8 @@ pub struct CheckedAction {
     pub target: String,
     /// Where it was raised (`manual` when not given).
     pub source: String,
+    /// The report figure that measures it, if named.
+    pub measure: Option<String>,
 }
 
 /// Why an action item or a move is refused.
@@ -127,6 +134,12 @@ pub enum ActionError {
     /// The source is not a period's report or a flag.
     #[error("source {0:?}: report:2026-11, report:2026-W48 or flag:ID")]
     BadSource(String),
+    /// The measure is not a report figure.
+    #[error("measure: {0}")]
+    UnknownMeasure(String),
+    /// A measured item's target does not read as a bound or a change.
+    #[error("target {0:?}: with a measure, `below 4`, `above 0.8`, `down 30 %` or `up 10 %`")]
+    BadTarget(String),
     /// The item is done or dropped.
     #[error("the action item is {0}: nothing follows")]
     Final(ActionStatus),
@@ -184,6 +197,15 @@ pub fn check(
             s.to_owned()
         }
     };
+    let measure = match n.measure.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(m) => {
+            super::kpis::measure(&Default::default(), m, 0, 1)
+                .map_err(ActionError::UnknownMeasure)?;
+            Target::parse(&target).ok_or_else(|| ActionError::BadTarget(target.clone()))?;
+            Some(m.to_owned())
+        }
+    };
     Ok(CheckedAction {
         problem,
         owner,
@@ -191,6 +213,7 @@ pub fn check(
         kpi,
         target,
         source,
+        measure,
     })
 }
 
@@ -230,6 +253,79 @@ pub fn review(status: ActionStatus, due_ms: u64, done_ms: Option<u64>, end_ms: u
     }
 }
 
+/// A target as a rule: a bound on the figure, or a change against its value in the
+/// period the item was raised.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    /// At most this.
+    AtMost(f64),
+    /// At least this.
+    AtLeast(f64),
+    /// Down by this share (0.3 for 30 %) from the baseline.
+    DownBy(f64),
+    /// Up by this share from the baseline.
+    UpBy(f64),
+}
+
+impl Target {
+    /// Reads `below 4`, `≤ 4`, `above 0.8`, `>= 0.8`, `down 30 %`, `-30%`, `up 10 %`,
+    /// `+10%` (words after the number are the reader's: `down 30 % within two months`).
+    pub fn parse(text: &str) -> Option<Target> {
+        let t = text.trim().to_lowercase();
+        let (kind, rest) = [
+            ("below", 0),
+            ("under", 0),
+            ("at most", 0),
+            ("<=", 0),
+            ("≤", 0),
+            ("<", 0),
+            ("above", 1),
+            ("over", 1),
+            ("at least", 1),
+            (">=", 1),
+            ("≥", 1),
+            (">", 1),
+            ("down by", 2),
+            ("down", 2),
+            ("-", 2),
+            ("up by", 3),
+            ("up", 3),
+            ("+", 3),
+        ]
+        .into_iter()
+        .find_map(|(w, k)| t.strip_prefix(w).map(|r| (k, r.trim_start())))?;
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let x: f64 = rest[..end].parse().ok().filter(|x: &f64| x.is_finite())?;
+        let after = rest[end..].trim_start();
+        let percent = after.starts_with('%');
+        Some(match kind {
+            0 => Target::AtMost(x),
+            1 => Target::AtLeast(x),
+            // A change must say it is a percentage: "down 3" is ambiguous.
+            2 if percent && x <= 100.0 => Target::DownBy(x / 100.0),
+            3 if percent => Target::UpBy(x / 100.0),
+            _ => return None,
+        })
+    }
+
+    /// Whether `now` meets the target, `baseline` being the figure when the item was
+    /// raised; `None` when a change has no baseline to read against.
+    pub fn met(self, now: f64, baseline: Option<f64>) -> Option<bool> {
+        match self {
+            Target::AtMost(x) => Some(now <= x),
+            Target::AtLeast(x) => Some(now >= x),
+            Target::DownBy(s) => baseline
+                .filter(|b| *b > 0.0)
+                .map(|b| now <= b * (1.0 - s) + 1e-9),
+            Target::UpBy(s) => baseline
+                .filter(|b| *b > 0.0)
+                .map(|b| now >= b * (1.0 + s) - 1e-9),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,6 +341,7 @@ mod tests {
             kpi: "battery failures per device-year, A12-2024Q4".into(),
             target: "below 0.12".into(),
             source: Some("report:2026-11".into()),
+            measure: None,
         }
     }
 
@@ -299,8 +396,50 @@ mod tests {
             check(&today, |_| true, NOW).is_ok(),
             "due today is not past"
         );
+        assert_eq!(
+            bad(|n| n.measure = Some("happiness".into())),
+            ActionError::UnknownMeasure(
+                "unknown KPI \"happiness\" (docs/reports.md lists them)".into()
+            )
+        );
+        assert_eq!(
+            bad(|n| {
+                n.measure = Some("faults:battery".into());
+                n.target = "fewer".into();
+            }),
+            ActionError::BadTarget("fewer".into())
+        );
+        let mut measured = item();
+        measured.measure = Some("faults:battery:S1".into());
+        assert_eq!(
+            check(&measured, |_| true, NOW).unwrap().measure.as_deref(),
+            Some("faults:battery:S1")
+        );
         today.source = Some("flag:7".into());
         assert_eq!(check(&today, |_| true, NOW).unwrap().source, "flag:7");
+    }
+
+    #[test]
+    fn targets_read_as_bounds_or_changes_and_are_met_against_the_baseline() {
+        use Target::*;
+        assert_eq!(Target::parse("below 0.12"), Some(AtMost(0.12)));
+        assert_eq!(Target::parse("≤ 4"), Some(AtMost(4.0)));
+        assert_eq!(Target::parse("At least 0.8"), Some(AtLeast(0.8)));
+        assert_eq!(
+            Target::parse("down 30 % within two months"),
+            Some(DownBy(0.3))
+        );
+        assert_eq!(Target::parse("-30%"), Some(DownBy(0.3)));
+        assert_eq!(Target::parse("+10 %"), Some(UpBy(0.1)));
+        for bad in ["down 30", "fewer returns", "below", "down 130 %", ""] {
+            assert_eq!(Target::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(AtMost(4.0).met(4.0, None), Some(true));
+        assert_eq!(AtLeast(0.8).met(0.7, None), Some(false));
+        assert_eq!(DownBy(0.3).met(7.0, Some(10.0)), Some(true));
+        assert_eq!(DownBy(0.3).met(8.0, Some(10.0)), Some(false));
+        assert_eq!(DownBy(0.3).met(0.0, None), None);
+        assert_eq!(UpBy(0.1).met(11.0, Some(10.0)), Some(true));
     }
 
     #[test]

@@ -38,10 +38,12 @@ pub struct ActionItem {
     pub done_ms: Option<i64>,
     /// Bumped by every change.
     pub version: i64,
+    /// The report figure that measures it, if named.
+    pub measure: Option<String>,
 }
 
 const COLUMNS: &str = "SELECT id, problem, owner, due_ms, kpi, target, status, source, note,
-    created_ms, created_by, updated_ms, done_ms, version FROM action_items";
+    created_ms, created_by, updated_ms, done_ms, version, measure FROM action_items";
 
 fn item(r: &sqlx::any::AnyRow) -> Result<ActionItem, StoreError> {
     Ok(ActionItem {
@@ -59,6 +61,7 @@ fn item(r: &sqlx::any::AnyRow) -> Result<ActionItem, StoreError> {
         updated_ms: r.try_get(11)?,
         done_ms: r.try_get(12)?,
         version: r.try_get(13)?,
+        measure: r.try_get(14)?,
     })
 }
 
@@ -73,8 +76,8 @@ impl Store {
         let mut tx = self.begin().await?;
         let id: i64 = sqlx::query(
             "INSERT INTO action_items (problem, owner, due_ms, kpi, target, status, source,
-                created_ms, created_by, updated_ms)
-             VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $7) RETURNING id",
+                created_ms, created_by, updated_ms, measure)
+             VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $7, $9) RETURNING id",
         )
         .bind(a.problem.as_str())
         .bind(a.owner.as_str())
@@ -84,6 +87,7 @@ impl Store {
         .bind(a.source.as_str())
         .bind(now_ms as i64)
         .bind(by)
+        .bind(a.measure.as_deref())
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;

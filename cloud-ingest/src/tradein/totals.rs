@@ -32,6 +32,8 @@ pub struct QuoteVsSettled {
     pub mean_quote_minor: u64,
     /// Mean settled price, minor units.
     pub mean_settled_minor: u64,
+    /// Every settled price summed, minor units.
+    pub total_settled_minor: u64,
     /// Mean of each settled price over its quote.
     pub mean_ratio: f64,
 }
@@ -101,6 +103,7 @@ pub fn totals(rows: &[Milestones], from_ms: u64, to_ms: u64) -> Totals {
             settled: n,
             mean_quote_minor: q / n,
             mean_settled_minor: p / n,
+            total_settled_minor: p,
             mean_ratio: r / n as f64,
         })
         .collect();
