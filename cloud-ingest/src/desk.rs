@@ -3,7 +3,8 @@
 //! [`casework`]; [`progress`] is the customer's page, opened by a link. [`device`] is a device's
 //! page; [`trend`] sums a device's last days and [`charts`] draws them. The recycling
 //! desk's casework is [`recycling`], its pages [`recycling_pages`]. [`fleet`] is the analysts'
-//! API: cohorts, flags, campaigns; [`fleet_pages`] its pages.
+//! API: cohorts, flags, campaigns; [`fleet_pages`] its pages. [`reports`] serves the
+//! after-sales review and root-cause records; [`report_pages`] their pages.
 
 pub mod api;
 pub mod auth;
@@ -16,6 +17,8 @@ pub mod pages;
 pub mod progress;
 pub mod recycling;
 pub mod recycling_pages;
+pub mod report_pages;
+pub mod reports;
 pub mod trend;
 
 /// The desk's whole router: the API under `/api/v1` and the pages.
@@ -25,5 +28,6 @@ pub fn router(state: api::DeskState) -> axum::Router {
         .merge(device::router(state.clone()))
         .merge(recycling_pages::router(state.clone()))
         .merge(fleet_pages::router(state.clone()))
+        .merge(report_pages::router(state.clone()))
         .merge(progress::router(state))
 }

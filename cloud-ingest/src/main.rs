@@ -95,6 +95,12 @@ enum Command {
     /// 30/60/90 days, firmware against its predecessor; print and record what stands out
     /// (docs/reports.md). `serve` runs it on a schedule too.
     Cohorts(CohortsArgs),
+    /// Write a period's after-sales review report (docs/reports.md): the summary, the key
+    /// figures against the period before, problem frequency, the cohort table, the
+    /// trend, notable cases, root causes, satisfaction and the action items under
+    /// review. `--format html` is one self-contained file that prints well; `md` is for
+    /// pasting; `json` follows the documented schema.
+    Report(ReportArgs),
     /// List the devices in a store as JSON lines: liveness, message counts, gaps, the
     /// current sequence epoch and how often the device restarted its count.
     Devices {
@@ -128,6 +134,35 @@ struct CohortsArgs {
     /// Print the whole table as JSON instead of the flags as text.
     #[arg(long)]
     json: bool,
+}
+
+/// `cloud-ingest report`: a period's review as a file.
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// Store URL: sqlite://PATH or postgres://...
+    #[arg(
+        long,
+        env = "FLEET_STORE_URL",
+        default_value = "sqlite://data/fleet.db"
+    )]
+    store: String,
+    /// Configuration file (TOML): `[cohorts]` for the cohort table, `desk.public_url`
+    /// for the links.
+    #[arg(long, short, env = "FLEET_CONFIG")]
+    config: Option<PathBuf>,
+    /// The period: a month (`2026-11`) or an ISO week (`2026-W48`).
+    #[arg(long)]
+    period: String,
+    /// The file format.
+    #[arg(long, value_enum, default_value = "html")]
+    format: cloud_ingest::report::Format,
+    /// Where to write it; standard output when not given.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The desk's address, for the report's links to tickets and flags (default:
+    /// `desk.public_url`, else http://127.0.0.1:8080).
+    #[arg(long)]
+    link_base: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -444,6 +479,7 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("train with: {}", m.train);
         }
         Command::Cohorts(args) => cohorts(args).await?,
+        Command::Report(args) => report(args).await?,
         Command::Devices { store } => {
             let store = Store::open(&store, 2, SqliteSync::Full).await?;
             for d in store.device_statuses().await? {
@@ -451,6 +487,44 @@ async fn main() -> anyhow::Result<()> {
             }
             store.close().await;
         }
+    }
+    Ok(())
+}
+
+/// Writes a period's review report.
+async fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(p) => cloud_ingest::config::Config::from_file(p)
+            .with_context(|| format!("reading {}", p.display()))?,
+        None => cloud_ingest::config::Config::default(),
+    };
+    config
+        .cohorts
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // A bad period is refused before the store is opened.
+    cloud_ingest::tradein::routing::period_range(&args.period)
+        .map_err(|e| anyhow::anyhow!("--period: {e}"))?;
+    let base = args
+        .link_base
+        .or(config.desk.public_url.clone())
+        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
+    let store = Store::open(&args.store, 2, SqliteSync::Full).await?;
+    let made =
+        cloud_ingest::report::make(&store, &args.period, &config.cohorts, SystemClock.now().0)
+            .await;
+    store.close().await;
+    let text = args.format.render(&made?, &base);
+    match &args.out {
+        Some(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => print!("{text}"),
     }
     Ok(())
 }

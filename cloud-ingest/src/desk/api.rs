@@ -244,6 +244,21 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/action-items/:id",
         access: Access::WorkFleet,
     },
+    Route {
+        method: "GET",
+        path: "/api/v1/reports/:period",
+        access: Access::WorkFleet,
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/cohort-flags/:id/root-cause",
+        access: Access::WorkFleet,
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/cohort-flags/:id/root-cause",
+        access: Access::WorkFleet,
+    },
 ];
 
 fn handler(r: &Route) -> MethodRouter<DeskState> {
@@ -282,6 +297,9 @@ fn handler(r: &Route) -> MethodRouter<DeskState> {
         ("GET", "/api/v1/action-items") => on(f, super::fleet::actions),
         ("POST", "/api/v1/action-items") => on(f, super::fleet::add_action),
         ("POST", "/api/v1/action-items/:id") => on(f, super::fleet::move_action),
+        ("GET", "/api/v1/reports/:period") => on(f, super::reports::report),
+        ("GET", "/api/v1/cohort-flags/:id/root-cause") => on(f, super::reports::root_cause),
+        ("POST", "/api/v1/cohort-flags/:id/root-cause") => on(f, super::reports::set_root_cause),
         (m, p) => panic!("route {m} {p} has no handler"),
     }
 }
@@ -959,7 +977,8 @@ async fn audit(
         tradein_totals, get_tradein, act_tradein, certificate, list_skus, set_sku, list_users, add_user, audit,
         super::fleet::cohorts, super::fleet::run_watch, super::fleet::flags, super::fleet::propose,
         super::fleet::dismiss, super::fleet::campaigns, super::fleet::campaign, super::fleet::decide,
-        super::fleet::actions, super::fleet::add_action, super::fleet::move_action),
+        super::fleet::actions, super::fleet::add_action, super::fleet::move_action,
+        super::reports::report, super::reports::root_cause, super::reports::set_root_cause),
     components(schemas(ProblemDoc, Action, Outcome, PauseReason, Problem, TicketState, Tier, SlaState, Role, Day,
         TradeInState, TradeInAction)),
     modifiers(&Bearer)

@@ -286,21 +286,7 @@ pub async fn progress_link(
         other => other.map_err(ApiError::store)?,
     };
     let path = format!("/progress/{}", issued.token);
-    let base = match &s.links.public_url {
-        Some(u) => u.trim_end_matches('/').to_owned(),
-        None => {
-            let host = headers
-                .get(axum::http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("127.0.0.1:8080");
-            let scheme = if super::pages::over_tls(headers) {
-                "https"
-            } else {
-                "http"
-            };
-            format!("{scheme}://{host}")
-        }
-    };
+    let base = desk_base(s, headers);
     Ok(ProgressLink {
         url: format!("{base}{path}"),
         path,
@@ -414,4 +400,23 @@ pub async fn act(
     }
     let (item, log, clock) = load(s, id).await?;
     Ok(detail(item, log, clock, None, None))
+}
+
+/// The address the desk is reached at: `desk.public_url`, else the request's host.
+pub(crate) fn desk_base(s: &DeskState, headers: &axum::http::HeaderMap) -> String {
+    match &s.links.public_url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => {
+            let host = headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("127.0.0.1:8080");
+            let scheme = if super::pages::over_tls(headers) {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{host}")
+        }
+    }
 }

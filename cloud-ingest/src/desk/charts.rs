@@ -21,10 +21,10 @@ pub struct Chart {
 
 const W: u32 = 640;
 const H: u32 = 260;
-const FONT: &str = "sans-serif";
-const SCORED: RGBColor = RGBColor(200, 30, 30);
+pub(crate) const FONT: &str = "sans-serif";
+pub(crate) const SCORED: RGBColor = RGBColor(200, 30, 30);
 // Restart reasons' colours, in the order reasons are first met; more reasons reuse them.
-const PALETTE: [RGBColor; 6] = [
+pub(crate) const PALETTE: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -41,10 +41,13 @@ pub fn evidence(t: &Trend) -> Vec<Chart> {
 
 /// Draws with `f` on a fresh canvas; a drawing error (never expected: the backend writes
 /// to a string) leaves the chart's summary to speak for it.
-fn draw(f: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Result<(), String>) -> String {
+pub(crate) fn draw(
+    size: (u32, u32),
+    f: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Result<(), String>,
+) -> String {
     let mut svg = String::new();
     let drawn = {
-        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE)
             .map_err(|e| e.to_string())
             .and_then(|_| f(&root))
@@ -53,7 +56,7 @@ fn draw(f: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Result<(), String>) -
     match drawn {
         Ok(()) => svg,
         Err(e) => {
-            tracing::warn!(error = %e, "an evidence chart could not be drawn");
+            tracing::warn!(error = %e, "a chart could not be drawn");
             String::new()
         }
     }
@@ -72,7 +75,7 @@ fn scored_x(t: &Trend) -> Option<f64> {
         .map(|s| (s - t.start_ms()) as f64 / DAY_MS as f64)
 }
 
-type Ctx<'a, 'b> = ChartContext<
+pub(crate) type Ctx<'a, 'b> = ChartContext<
     'a,
     SVGBackend<'b>,
     Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
@@ -123,7 +126,7 @@ fn mark_scored(c: &mut Ctx<'_, '_>, t: &Trend, (y0, y1): (f64, f64)) -> Result<(
     Ok(())
 }
 
-fn legend<'a, 'b: 'a>(c: &mut Ctx<'a, 'b>) -> Result<(), String> {
+pub(crate) fn legend<'a, 'b: 'a>(c: &mut Ctx<'a, 'b>) -> Result<(), String> {
     c.configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.85))
@@ -139,7 +142,7 @@ fn bar(x: usize, from: f64, to: f64, color: RGBColor) -> Rectangle<(f64, f64)> {
     Rectangle::new([(x + 0.15, from), (x + 0.85, to)], color.filled())
 }
 
-fn upper(max: f64, floor: f64) -> f64 {
+pub(crate) fn upper(max: f64, floor: f64) -> f64 {
     // A little headroom above the highest figure, whole numbers for counts.
     (max * 1.15).max(floor).ceil()
 }
@@ -164,7 +167,7 @@ fn soh(t: &Trend) -> Chart {
         ),
         _ => "No state of health was reported in these days.".to_owned(),
     };
-    let svg = draw(|root| {
+    let svg = draw((W, H), |root| {
         let mut c = frame(root, t, "Battery state of health", "%", range)?;
         c.draw_series(LineSeries::new(
             points.iter().copied(),
@@ -190,7 +193,7 @@ fn drops(t: &Trend) -> Chart {
     let max = t.days.iter().map(|d| d.battery_drops).max().unwrap_or(0);
     let range = (0.0, upper(f64::from(max), 3.0));
     let color = RGBColor(230, 140, 20);
-    let svg = draw(|root| {
+    let svg = draw((W, H), |root| {
         let mut c = frame(root, t, "Battery drops per day", "drops", range)?;
         c.draw_series(
             t.days
@@ -241,7 +244,7 @@ fn restarts(t: &Trend) -> Chart {
     let reasons = reasons(&t.days);
     let max = t.days.iter().map(Day::restart_count).max().unwrap_or(0);
     let range = (0.0, upper(f64::from(max), 3.0));
-    let svg = draw(|root| {
+    let svg = draw((W, H), |root| {
         let mut c = frame(
             root,
             t,
@@ -316,7 +319,7 @@ fn temperature(t: &Trend) -> Chart {
     };
     let hot = RGBColor(210, 60, 40);
     let warm = RGBColor(240, 160, 60);
-    let svg = draw(|root| {
+    let svg = draw((W, H), |root| {
         let mut c = frame(root, t, "Temperature", "°C", range)?;
         c.draw_series(LineSeries::new(max.iter().copied(), hot.stroke_width(2)))
             .map_err(|e| e.to_string())?

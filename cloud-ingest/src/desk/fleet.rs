@@ -411,7 +411,7 @@ pub(crate) async fn add_action(
     let user = u.map(|u| u.0).expect("the guard signs every request in");
     let n: NewAction = serde_json::from_slice(&body).map_err(|e| {
         ApiError::unprocessable(format!(
-            "{e}; an action item is {{\"problem\", \"owner\", \"due\": \"YYYY-MM-DD\", \"kpi\", \"target\", \"source\"?}}"
+            "{e}; an action item is {{\"problem\", \"owner\", \"due\": \"YYYY-MM-DD\", \"kpi\", \"target\", \"source\"?, \"measure\"?}}"
         ))
     })?;
     let users = s.store.users().await.map_err(ApiError::store)?;

@@ -115,7 +115,7 @@ fn flags_section(flags: &[FlagRecord], works: bool, csrf: &str) -> Markup {
                         @let f = &r.flag;
                         @let e = &f.evidence;
                         tr id={"flag-" (r.id)} {
-                            td { strong { (f.cohort) } br; small { (f.kind.as_str().replace('_', " ")) @if let Some(w) = f.window_days { ", first " (w) " days" } } }
+                            td { strong { a href={"/desk/flags/" (r.id)} { (f.cohort) } } br; small { (f.kind.as_str().replace('_', " ")) @if let Some(w) = f.window_days { ", first " (w) " days" } } }
                             td { (f.problem.map_or("unexpected restarts", |p| p.as_str())) }
                             td.num { (e.devices) }
                             td.num { (e.observed) }
@@ -246,7 +246,10 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn form_of<T: serde::de::DeserializeOwned>(s: &DeskState, req: Request) -> Option<T> {
+pub(crate) async fn form_of<T: serde::de::DeserializeOwned>(
+    s: &DeskState,
+    req: Request,
+) -> Option<T> {
     let form: Result<Form<T>, _> = axum::extract::FromRequest::from_request(req, s).await;
     form.ok().map(|Form(f)| f)
 }
