@@ -79,6 +79,8 @@ impl Browser {
         let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../target/test-output")
             .join(name);
+        // Last run's screenshots would pass for this run's.
+        let _ = std::fs::remove_dir_all(&shots);
         std::fs::create_dir_all(&shots).expect("the screenshot directory");
         Browser {
             client,

@@ -127,8 +127,16 @@ fn mark_scored(c: &mut Ctx<'_, '_>, t: &Trend, (y0, y1): (f64, f64)) -> Result<(
 }
 
 pub(crate) fn legend<'a, 'b: 'a>(c: &mut Ctx<'a, 'b>) -> Result<(), String> {
+    legend_at(c, SeriesLabelPosition::UpperLeft)
+}
+
+/// The legend at `at`.
+pub(crate) fn legend_at<'a, 'b: 'a>(
+    c: &mut Ctx<'a, 'b>,
+    at: SeriesLabelPosition,
+) -> Result<(), String> {
     c.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(at)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .label_font((FONT, 14))

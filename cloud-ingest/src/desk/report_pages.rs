@@ -66,7 +66,7 @@ async fn index(
         Some(&csrf),
         html! {
             p.hint { "Each period's after-sales review: key figures against the period before, problem frequency, cohorts, the trend, notable cases, root causes, satisfaction and the action items under review." }
-            form.inline method="get" action="/desk/reports" {
+            form.inline #period-form method="get" action="/desk/reports" {
                 label for="period" { "Period " }
                 input #period name="period" placeholder="2026-11 or 2026-W48" required pattern="[0-9]{4}-(W[0-9]{2}|[0-9]{2})";
                 " "
@@ -167,7 +167,7 @@ async fn report_page(
     let works = user.role.may(Access::WorkFleet);
     page(
         StatusCode::OK,
-        &format!("Report {}", r.period),
+        &format!("After-sales review {}", r.period),
         Some(&user),
         Some(&csrf),
         html! {

@@ -5,9 +5,11 @@
 use plotters::prelude::*;
 
 use super::document::Report;
-use crate::desk::charts::{draw, legend, upper, Chart, FONT, PALETTE, SCORED};
+use crate::desk::charts::{draw, legend_at, upper, Chart, FONT, PALETTE, SCORED};
 
 const W: u32 = 720;
+/// A trend series' value and step-up mark of a period.
+type Pick = fn(&super::trend::TrendPoint) -> (f64, bool);
 const H: u32 = 300;
 
 /// Tickets opened and faults confirmed per problem category.
@@ -26,7 +28,7 @@ pub fn problems(r: &Report) -> Chart {
             .caption("Problems by category", (FONT, 20))
             .margin(8)
             .x_label_area_size(30)
-            .y_label_area_size(52)
+            .y_label_area_size(64)
             .build_cartesian_2d(0.0..n, 0.0..top)
             .map_err(|e| e.to_string())?;
         c.configure_mesh()
@@ -65,7 +67,7 @@ pub fn problems(r: &Report) -> Chart {
             .map_err(|e| e.to_string())?
             .label("faults confirmed")
             .legend(move |(x, y)| Rectangle::new([(x - 6, y - 6), (x + 6, y + 6)], b.filled()));
-        legend(&mut c)
+        legend_at(&mut c, SeriesLabelPosition::UpperRight)
     });
     let summary = r
         .problems
@@ -103,7 +105,7 @@ pub fn trend(r: &Report) -> Chart {
             .margin(8)
             .margin_right(28)
             .x_label_area_size(30)
-            .y_label_area_size(52)
+            .y_label_area_size(64)
             .build_cartesian_2d(0.0..n, 0.0..top)
             .map_err(|e| e.to_string())?;
         c.configure_mesh()
@@ -123,7 +125,7 @@ pub fn trend(r: &Report) -> Chart {
             .label_style((FONT, 14))
             .draw()
             .map_err(|e| e.to_string())?;
-        let series: [(&str, fn(&super::trend::TrendPoint) -> (f64, bool), RGBColor); 2] = [
+        let series: [(&str, Pick, RGBColor); 2] = [
             (
                 "tickets",
                 |p| (p.tickets_per_1000, p.tickets_step_up),
@@ -169,7 +171,7 @@ pub fn trend(r: &Report) -> Chart {
             .label("stepped up")
             .legend(|(x, y)| Circle::new((x, y), 6, SCORED.stroke_width(2)));
         }
-        legend(&mut c)
+        legend_at(&mut c, SeriesLabelPosition::UpperLeft)
     });
     let steps: Vec<String> = t
         .iter()

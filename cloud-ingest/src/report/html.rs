@@ -15,7 +15,7 @@ pub const STYLE: &str = r#"
 .report h1 { font-size: 1.6em; margin: 0 0 .2em; }
 .report h2 { font-size: 1.2em; margin: 1.4em 0 .5em; border-bottom: 1px solid #d0d7de; padding-bottom: .2em; }
 .report .meta { color: #57606a; margin: 0 0 1em; }
-.report .summary { font-size: 1.05em; background: #f6f8fa; border-left: 4px solid #0969da; padding: .6em .9em; }
+.report .report-summary { font-size: 1.05em; background: #f6f8fa; border-left: 4px solid #0969da; padding: .6em .9em; }
 .report table { border-collapse: collapse; width: 100%; margin: .3em 0 .8em; font-size: .92em; }
 .report th, .report td { text-align: left; padding: .25em .5em; border-bottom: 1px solid #eaeef2; vertical-align: top; }
 .report td.n, .report th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -73,7 +73,11 @@ pub fn change_text(k: &Kpi) -> (String, &'static str) {
     } else if d == 0.0 {
         "±0".to_owned()
     } else {
-        format!("{d:+.1}")
+        if d.fract() == 0.0 {
+            format!("{d:+.0}")
+        } else {
+            format!("{d:+.2}")
+        }
     };
     let class = match (k.better, d.partial_cmp(&0.0)) {
         (Better::Up, Some(std::cmp::Ordering::Greater))
@@ -106,15 +110,15 @@ fn figure(c: &Chart, id: &str) -> Markup {
     }
 }
 
-/// The report's sections, from its title to its action items.
+/// The report's sections, from its summary to its action items (the title is the
+/// file's or the page's).
 pub fn sections(r: &Report, base: &str) -> Markup {
     let link = |l: &str| link(base, l);
     let problems = figures::problems(r);
     let trend = figures::trend(r);
     html! {
-        h1 { "After-sales review " (r.period) }
         p.meta { "Compared with " (r.previous_period) ". Made " (super::document::day_time(r.generated_ms)) " UTC; schema " (r.schema) "." }
-        p.summary #summary { (r.summary) }
+        p.report-summary #summary { (r.summary) }
 
         section #kpis {
             h2 { "Key figures" }
@@ -305,7 +309,7 @@ pub fn document(r: &Report, base: &str) -> String {
                 title { "After-sales review " (r.period) }
                 style { (PreEscaped(STYLE)) "body { margin: 24px; }" }
             }
-            body { main.report { (sections(r, base)) } }
+            body { main.report { h1 { "After-sales review " (r.period) } (sections(r, base)) } }
         }
     }
     .into_string()
