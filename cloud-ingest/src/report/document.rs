@@ -646,3 +646,133 @@ fn action_rows(facts: &ReportFacts, kind: Period, from: u64, to: u64) -> Vec<Act
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cohorts::DeviceFacts;
+    use crate::report::kpis::RatingFact;
+    use crate::tickets::work::Outcome;
+    use crate::tickets::Tier;
+
+    const D: u64 = 86_400_000;
+
+    fn facts() -> ReportFacts {
+        let nov = period_range("2026-11").unwrap().0;
+        let devices: Vec<DeviceFacts> = (0..20)
+            .map(|i| DeviceFacts {
+                device_id: format!("d{i}"),
+                model: Some("S1".into()),
+                batch: Some(if i < 5 { "A12" } else { "A11" }.into()),
+                firmware: Some("3.2.0".into()),
+                purchased_ms: Some(nov - 200 * D),
+                from_ms: nov - 120 * D,
+                to_ms: nov + 25 * D,
+            })
+            .collect();
+        let tickets: Vec<TicketFact> = (0..4)
+            .map(|i| TicketFact {
+                id: i + 1,
+                ticket_ref: format!("T-{i}"),
+                device_id: format!("d{i}"),
+                model: Some("S1".into()),
+                problem: Problem::Battery,
+                tier: Tier::Medium,
+                opened_ms: nov + (2 + i as u64) * D,
+                closed_ms: Some(nov + (9 + i as u64) * D),
+                outcome: Some(Outcome::BatteryReplaced),
+                outcome_category: None,
+                breached_ms: None,
+                offered_ms: Some(nov + (2 + i as u64) * D + 60_000),
+                accepted_ms: (i % 2 == 0).then_some(nov + (3 + i as u64) * D),
+                scored_ms: Some(nov + (1 + i as u64) * D),
+                risk: 0.8,
+                model_version: "forest-7".into(),
+            })
+            .collect();
+        let fleet = FleetFacts {
+            devices,
+            failures: tickets
+                .iter()
+                .map(|t| crate::cohorts::Incident {
+                    device_id: t.device_id.clone(),
+                    problem: t.problem,
+                    at_ms: t.opened_ms,
+                })
+                .collect(),
+            ..FleetFacts::default()
+        };
+        ReportFacts {
+            service: ServiceFacts {
+                tickets,
+                ratings: vec![RatingFact {
+                    ticket_ref: "T-0".into(),
+                    stars: [5, 4, 5],
+                    comment: Some("Fixed before it broke.".into()),
+                    rated_ms: nov + 12 * D,
+                }],
+                tradeins: vec![],
+            },
+            fleet,
+            ..ReportFacts::default()
+        }
+    }
+
+    #[test]
+    fn a_report_is_built_from_its_period_alone() {
+        let f = facts();
+        let r = build("2026-11", &f, &WatchConfig::default(), 0).unwrap();
+        assert_eq!(r.schema, SCHEMA);
+        assert_eq!(r.previous_period, "2026-10");
+        assert_eq!(r.trend.len(), TREND_PERIODS);
+        let caught = r.kpis.iter().find(|k| k.key == "caught_early").unwrap();
+        assert_eq!((caught.value, caught.previous), (Some(4.0), Some(0.0)));
+        // The batch with every failure heads the table.
+        let top = r
+            .cohorts
+            .iter()
+            .find(|c| c.dimension == Dimension::Batch)
+            .unwrap();
+        assert_eq!((top.cohort.as_str(), top.failures), ("A12", 4));
+        assert_eq!(r.notable.len(), 2);
+        assert_eq!(r.notable[0].lead_days, Some(8.0));
+        assert_eq!(r.satisfaction.comments[0].text, "Fixed before it broke.");
+        assert!(
+            r.summary
+                .starts_with("In 2026-11 the service opened 4 tickets"),
+            "{}",
+            r.summary
+        );
+        // October knows nothing of November.
+        let oct = build("2026-10", &f, &WatchConfig::default(), 0).unwrap();
+        assert!(oct.cohorts.is_empty() && oct.notable.is_empty());
+        assert!(build("2026-13", &f, &WatchConfig::default(), 0).is_err());
+    }
+
+    #[test]
+    fn the_documented_report_reads_as_a_report() {
+        let doc = include_str!("../../../docs/reports.md");
+        let marker = "<!-- report example -->\n```json\n";
+        let start = doc
+            .find(marker)
+            .expect("docs/reports.md has a report example")
+            + marker.len();
+        let end = start + doc[start..].find("```").expect("the example ends");
+        let example: serde_json::Value =
+            serde_json::from_str(&doc[start..end]).expect("the example is JSON");
+        let r: Report = serde_json::from_value(example.clone()).expect("the example is a report");
+        assert_eq!(r.schema, SCHEMA);
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            example,
+            "every documented field, and no other"
+        );
+        // The documented figures are the ones a report has.
+        let made = build("2026-11", &facts(), &WatchConfig::default(), 0).unwrap();
+        let keys = |r: &Report| r.kpis.iter().map(|k| k.key.clone()).collect::<Vec<_>>();
+        assert_eq!(keys(&r), keys(&made));
+        for k in keys(&made) {
+            assert!(doc.contains(&format!("`{k}`")), "docs/reports.md names {k}");
+        }
+    }
+}
