@@ -140,6 +140,10 @@ pub struct Summary {
     pub cohorts_flagged: Vec<analysts::FlaggedCohort>,
     /// The campaigns the simulated analysts approved, with their progress at the end.
     pub campaigns: Vec<analysts::CampaignSummary>,
+    /// The last whole simulated month, whose after-sales review was written.
+    pub report_period: Option<String>,
+    /// That review as one HTML file (its JSON beside it).
+    pub report_path: Option<PathBuf>,
 }
 
 /// How a tier's tickets fared against their SLA.
@@ -440,6 +444,19 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
     let milestones = desk.store.tradein_milestones(0, i64::MAX as u64).await?;
     summary.campaigns =
         analysts::campaigns(&desk.store, &crate::policy::PolicyConfig::default()).await?;
+    let link_base = desk_addr.map_or_else(String::new, |a| format!("http://{a}"));
+    if let Some((period, path)) = write_review(
+        &desk.store,
+        &opts.data_dir,
+        fleet.start.0,
+        end.0,
+        &link_base,
+    )
+    .await?
+    {
+        summary.report_period = Some(period);
+        summary.report_path = Some(path);
+    }
     desk.store.close().await;
     desk_figures(&mut summary, &worked);
     tradein_figures(&mut summary, &milestones);
@@ -455,6 +472,40 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
             end,
         }),
     })
+}
+
+/// Writes the after-sales review of the last whole month between `start_ms` and
+/// `end_ms` (simulated time) to `dir` as `review-<period>.html` and `.json`; the period
+/// and the HTML file's path, or `None` when the run covered no whole month.
+async fn write_review(
+    store: &Store,
+    dir: &std::path::Path,
+    start_ms: u64,
+    end_ms: u64,
+    link_base: &str,
+) -> anyhow::Result<Option<(String, PathBuf)>> {
+    use crate::tradein::routing::{period_of, period_range, Period};
+    let this = period_of(end_ms, Period::Month);
+    let last = crate::report::trend::previous(&this).map_err(|e| anyhow::anyhow!(e))?;
+    let (from, _, _) = period_range(&last).map_err(|e| anyhow::anyhow!(e))?;
+    if from < start_ms {
+        return Ok(None);
+    }
+    let watch = crate::cohorts::watch::WatchConfig::default();
+    let report = crate::report::make(store, &last, &watch, end_ms).await?;
+    let html = dir.join(format!("review-{last}.html"));
+    std::fs::write(
+        &html,
+        crate::report::Format::Html.render(&report, link_base),
+    )
+    .with_context(|| format!("writing {}", html.display()))?;
+    let json = dir.join(format!("review-{last}.json"));
+    std::fs::write(
+        &json,
+        crate::report::Format::Json.render(&report, link_base),
+    )
+    .with_context(|| format!("writing {}", json.display()))?;
+    Ok(Some((last, html)))
 }
 
 /// The run's trade-in figures, from every trade-in's milestones.
@@ -721,6 +772,8 @@ pub fn summarise(fleet: &Fleet, tickets: &[TicketRow]) -> Summary {
         recycling: None,
         cohorts_flagged: Vec::new(),
         campaigns: Vec::new(),
+        report_period: None,
+        report_path: None,
     }
 }
 
@@ -825,6 +878,9 @@ pub fn print_summary(s: &Summary) {
             "note: the simulator skipped {} sample periods: lower --speedup for a faithful run",
             s.skipped_samples
         );
+    }
+    if let (Some(p), Some(path)) = (&s.report_period, &s.report_path) {
+        println!("after-sales review        {p}: {}", path.display());
     }
     println!("wall time                 {:.0} s", s.wall_seconds);
 }

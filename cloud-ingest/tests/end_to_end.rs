@@ -292,9 +292,45 @@ async fn a_simulated_fleet_through_the_in_process_broker_loses_nothing() {
         "quote_vs_settled",
         "cohorts_flagged",
         "campaigns",
+        "report_path",
     ] {
         assert!(json.get(key).is_some(), "summary lacks {key}");
     }
+    // The run's last whole month was reviewed: an HTML file, its JSON beside it, whose
+    // ticket count is the store's.
+    assert_eq!(s.report_period.as_deref(), Some("2026-02"), "{s:?}");
+    let html = std::fs::read_to_string(s.report_path.as_ref().unwrap()).unwrap();
+    assert!(html.contains("After-sales review 2026-02"));
+    let review: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("review-2026-02.json")).unwrap())
+            .unwrap();
+    let (from, to, _) = cloud_ingest::tradein::routing::period_range("2026-02").unwrap();
+    let desk_after = finished.desk.as_ref().expect("the desk was served");
+    let store = cloud_ingest::store::Store::open(
+        &desk_after.store_url,
+        1,
+        cloud_ingest::store::SqliteSync::Normal,
+    )
+    .await
+    .unwrap();
+    let february = store
+        .tickets()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|t| (from..to).contains(&(t.opened_ms as u64)))
+        .count();
+    store.close().await;
+    let tickets = review["kpis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key"] == "tickets")
+        .unwrap()["value"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(tickets, february as f64, "{}", review["kpis"]);
+
     // The simulated team worked through the desk, and customers answered on both sides.
     let team = s.desk.as_ref().expect("the desk was served");
     assert_eq!(team.errors, 0, "{team:?}");

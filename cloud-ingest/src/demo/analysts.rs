@@ -127,7 +127,43 @@ impl Analysts {
                 "campaign {} approved: {} ({} devices)",
                 c.id, c.title, c.proposal.devices
             );
+            self.raise_action(r.id, f, now).await?;
         }
+        Ok(())
+    }
+
+    /// Raises the action item a campaign answers to: the flagged problem's confirmed
+    /// faults down 30 % within sixty days, measured by the report.
+    async fn raise_action(&self, flag: i64, f: &Flag, now: u64) -> anyhow::Result<()> {
+        let Some(problem) = f.problem else {
+            return Ok(());
+        };
+        if !self.store.users().await?.iter().any(|u| u.name == ANALYST) {
+            self.store
+                .add_user(ANALYST, crate::desk::auth::Role::Analyst, "demo", now)
+                .await?;
+        }
+        let due = chrono::DateTime::from_timestamp_millis((now + 60 * DAY_MS) as i64)
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_default();
+        let item = crate::report::actions::NewAction {
+            problem: format!(
+                "{} {}: {} faults at {:.1} times the expected rate",
+                f.kind.as_str(),
+                f.cohort,
+                problem.as_str(),
+                f.evidence.rate / f.evidence.expected_rate.max(1e-9)
+            ),
+            owner: ANALYST.to_owned(),
+            due,
+            kpi: format!("{} faults confirmed in the fleet", problem.as_str()),
+            target: "down 30 % within two months".to_owned(),
+            source: Some(format!("flag:{flag}")),
+            measure: Some(format!("faults:{}", problem.as_str())),
+        };
+        let checked = crate::report::actions::check(&item, |u| u == ANALYST, now)
+            .map_err(|e| anyhow::anyhow!("the campaign's action item: {e}"))?;
+        self.store.add_action(&checked, ANALYST, now).await?;
         Ok(())
     }
 

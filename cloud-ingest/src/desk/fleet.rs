@@ -177,7 +177,8 @@ pub(crate) async fn flags(
     Ok(Json(FlagList { items }).into_response())
 }
 
-fn id_of(
+/// The id in a path, or a 400 that says what it should have been.
+pub(crate) fn id_of(
     what: &str,
     p: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<i64, ApiError> {

@@ -13,7 +13,7 @@ use utoipa::IntoParams;
 
 use super::api::{query, Answer, ApiError, DeskState, ProblemDoc};
 use super::auth::User;
-use super::fleet::{not_found, parse_id};
+use super::fleet::{id_of, not_found};
 use crate::report::document::Report;
 use crate::report::root_causes::{self, NewRootCause};
 use crate::report::{Format, ReportError};
@@ -86,13 +86,6 @@ pub(crate) async fn write_root_cause(
         .ok_or_else(|| not_found("cohort flag", id))
 }
 
-fn flag_id(
-    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<i64, ApiError> {
-    let Path(raw) = p.map_err(|e| ApiError::bad(e.body_text()))?;
-    parse_id("cohort flag", &raw)
-}
-
 /// A flag's root-cause record.
 #[utoipa::path(get, path = "/api/v1/cohort-flags/{id}/root-cause",
     params(("id" = i64, Path, description = "the flag's id")), security(("bearer" = [])),
@@ -103,7 +96,7 @@ pub(crate) async fn root_cause(
     State(s): State<DeskState>,
     p: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Answer {
-    let id = flag_id(p)?;
+    let id = id_of("cohort flag", p)?;
     let r = s
         .store
         .root_cause(id)
@@ -130,7 +123,7 @@ pub(crate) async fn set_root_cause(
     body: Bytes,
 ) -> Answer {
     let user = u.map(|u| u.0).expect("the guard signs every request in");
-    let id = flag_id(p)?;
+    let id = id_of("cohort flag", p)?;
     let n: NewRootCause = serde_json::from_slice(&body).map_err(|e| {
         ApiError::unprocessable(format!(
             "{e}; a record is {{\"whys\": [{{\"why\", \"answer\", \"evidence\"}}, …], \"conclusion\", \"version\"}}"

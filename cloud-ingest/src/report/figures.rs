@@ -2,19 +2,57 @@
 //! nothing else: problem frequency as bars, the trend as lines with its step-ups marked.
 //! Pure: the report's data in, SVG text out.
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::document::Report;
-use crate::desk::charts::{draw, legend_at, upper, Chart, FONT, PALETTE, SCORED};
+use crate::desk::charts::{draw, legend_at, upper, Chart, Ctx, FONT, PALETTE, SCORED};
 
 const W: u32 = 720;
 /// A trend series' value and step-up mark of a period.
 type Pick = fn(&super::trend::TrendPoint) -> (f64, bool);
 const H: u32 = 300;
 
+/// A chart's frame: one slot per name along x (labelled at its middle), y from 0 to
+/// `top` described by `desc` with `digits` decimals.
+fn frame<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+    names: &[&str],
+    top: f64,
+    (desc, digits): (&str, usize),
+) -> Result<Ctx<'a, 'b>, String> {
+    let n = names.len().max(1) as f64;
+    let mut c = ChartBuilder::on(root)
+        .caption(title, (FONT, 20))
+        .margin(8)
+        .margin_right(28)
+        .x_label_area_size(30)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..n, 0.0..top)
+        .map_err(|e| e.to_string())?;
+    c.configure_mesh()
+        .disable_x_mesh()
+        .x_labels(names.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - x.floor() - 0.5).abs() < 0.01 && i < names.len() {
+                names[i].to_owned()
+            } else {
+                String::new()
+            }
+        })
+        .y_labels(5)
+        .y_label_formatter(&|y| format!("{y:.digits$}"))
+        .y_desc(desc)
+        .label_style((FONT, 14))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
 /// Tickets opened and faults confirmed per problem category.
 pub fn problems(r: &Report) -> Chart {
-    let n = r.problems.len() as f64;
     let max = r
         .problems
         .iter()
@@ -24,30 +62,7 @@ pub fn problems(r: &Report) -> Chart {
     let top = upper(max as f64, 4.0);
     let names: Vec<&str> = r.problems.iter().map(|p| p.problem.as_str()).collect();
     let svg = draw((W, H), |root| {
-        let mut c = ChartBuilder::on(root)
-            .caption("Problems by category", (FONT, 20))
-            .margin(8)
-            .x_label_area_size(30)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0.0..n, 0.0..top)
-            .map_err(|e| e.to_string())?;
-        c.configure_mesh()
-            .disable_x_mesh()
-            .x_labels(names.len() * 2 + 1)
-            .x_label_formatter(&|x| {
-                let i = x.floor() as usize;
-                if (x - x.floor() - 0.5).abs() < 0.01 && i < names.len() {
-                    names[i].to_owned()
-                } else {
-                    String::new()
-                }
-            })
-            .y_labels(5)
-            .y_label_formatter(&|y| format!("{y:.0}"))
-            .y_desc("count")
-            .label_style((FONT, 14))
-            .draw()
-            .map_err(|e| e.to_string())?;
+        let mut c = frame(root, "Problems by category", &names, top, ("count", 0))?;
         let bars = |pick: fn(&super::kpis::ProblemCount) -> u64, off: f64, color: RGBColor| {
             r.problems
                 .iter()
@@ -92,7 +107,6 @@ pub fn problems(r: &Report) -> Chart {
 /// Tickets and faults per 1,000 devices over the trend's periods, step-ups circled.
 pub fn trend(r: &Report) -> Chart {
     let t = &r.trend;
-    let n = t.len().max(1) as f64;
     let max = t
         .iter()
         .map(|p| p.tickets_per_1000.max(p.faults_per_1000))
@@ -100,31 +114,13 @@ pub fn trend(r: &Report) -> Chart {
     let top = upper(max, 1.0);
     let names: Vec<&str> = t.iter().map(|p| p.period.as_str()).collect();
     let svg = draw((W, H), |root| {
-        let mut c = ChartBuilder::on(root)
-            .caption("Trend per 1,000 devices in service", (FONT, 20))
-            .margin(8)
-            .margin_right(28)
-            .x_label_area_size(30)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0.0..n, 0.0..top)
-            .map_err(|e| e.to_string())?;
-        c.configure_mesh()
-            .disable_x_mesh()
-            .x_labels(names.len() * 2 + 1)
-            .x_label_formatter(&|x| {
-                let i = x.floor() as usize;
-                if (x - x.floor() - 0.5).abs() < 0.01 && i < names.len() {
-                    names[i].to_owned()
-                } else {
-                    String::new()
-                }
-            })
-            .y_labels(5)
-            .y_label_formatter(&|y| format!("{y:.1}"))
-            .y_desc("per 1,000")
-            .label_style((FONT, 14))
-            .draw()
-            .map_err(|e| e.to_string())?;
+        let mut c = frame(
+            root,
+            "Trend per 1,000 devices in service",
+            &names,
+            top,
+            ("per 1,000", 1),
+        )?;
         let series: [(&str, Pick, RGBColor); 2] = [
             (
                 "tickets",
