@@ -225,7 +225,12 @@ pub fn run(facts: &FleetFacts, config: &WatchConfig, at_ms: u64) -> WatchReport 
             )
         })
         .collect();
-    let mut firmware = firmware::compare(&facts.firmware_days);
+    let purchased: std::collections::HashMap<&str, Option<u64>> = facts
+        .devices
+        .iter()
+        .map(|d| (d.device_id.as_str(), d.purchased_ms))
+        .collect();
+    let mut firmware = firmware::compare(&facts.firmware_days, &purchased);
     for c in cells.iter_mut().chain(early.iter_mut()) {
         c.p_value = share_upper_tail(c.observed, c.observed + c.rest_observed, c.null_share);
     }
@@ -257,7 +262,7 @@ pub fn run(facts: &FleetFacts, config: &WatchConfig, at_ms: u64) -> WatchReport 
             .iter()
             .filter(|f| {
                 f.q_value <= config.fdr
-                    && f.unexpected_restarts >= config.min_events
+                    && f.compared_restarts.unwrap_or(0) >= config.min_events
                     && f.ratio().is_some_and(|r| r > 1.0)
             })
             .map(regression_flag),
@@ -352,8 +357,11 @@ fn cell_flag(c: &Cell) -> Flag {
 }
 
 fn regression_flag(f: &FirmwareComparison) -> Flag {
-    let before = f.predecessor_restarts_per_device_day.unwrap_or(0.0);
     let (low, high) = super::poisson::mean_interval(f.unexpected_restarts, 0.95);
+    // Over the ages both versions ran at: the version's restarts against what the
+    // predecessor's rates at those ages predict.
+    let expected = f.expected_restarts.unwrap_or(0.0);
+    let days = f.compared_device_days.unwrap_or(0.0);
     Flag {
         kind: FlagKind::FirmwareRegression,
         cohort: f.firmware.clone(),
@@ -363,12 +371,12 @@ fn regression_flag(f: &FirmwareComparison) -> Flag {
         evidence: Evidence {
             devices: f.devices,
             exposure_days: f.device_days,
-            observed: f.unexpected_restarts,
-            expected: before * f.device_days,
+            observed: f.compared_restarts.unwrap_or(0),
+            expected,
             rate: f.restarts_per_device_day,
             rate_low: low / f.device_days,
             rate_high: high / f.device_days,
-            expected_rate: before,
+            expected_rate: if days > 0.0 { expected / days } else { 0.0 },
             shrunk_rate: f.restarts_per_device_day,
             p_value: f.p_value,
             q_value: f.q_value,
