@@ -254,7 +254,11 @@ pub struct ModelArtifact {
     pub model: Model,
     /// The prior correction.
     pub prior: Prior,
-    /// Scores at or above this raise an alarm.
+    /// The calibration applied last, fitted on out-of-fold scores (the identity in
+    /// artifacts trained before it).
+    #[serde(default)]
+    pub calibration: crate::calibration::Calibration,
+    /// Calibrated scores at or above this raise an alarm.
     pub threshold: f64,
     /// The training data.
     pub training: TrainingSummary,
@@ -295,8 +299,14 @@ pub struct Explanation {
 }
 
 impl ModelArtifact {
-    /// Estimated probability of failing within the horizon for one feature vector.
+    /// Estimated probability of failing within the horizon for one feature vector:
+    /// calibrated, so it reads as a probability.
     pub fn probability(&self, v: &FeatureVector) -> f64 {
+        self.calibration.apply(self.raw_probability(v))
+    }
+
+    /// The probability before calibration (what the reliability table compares).
+    pub fn raw_probability(&self, v: &FeatureVector) -> f64 {
         probability(&self.scaler, &self.model, &self.prior, &v.0)
     }
 

@@ -105,8 +105,20 @@ pub struct Evaluation {
     pub horizon_days: u32,
     /// Precision in the top of the fleet.
     pub top_k: Vec<TopK>,
-    /// Calibration.
+    /// Calibration: predicted against observed, ten bins.
     pub reliability: Vec<ReliabilityBin>,
+    /// Expected calibration error of the probabilities (ten bins).
+    #[serde(default)]
+    pub ece: f64,
+    /// The expected calibration error before calibration, when known.
+    #[serde(default)]
+    pub ece_uncalibrated: Option<f64>,
+    /// The Brier score before calibration, when known.
+    #[serde(default)]
+    pub brier_uncalibrated: Option<f64>,
+    /// The reliability table before calibration, when known.
+    #[serde(default)]
+    pub reliability_uncalibrated: Vec<ReliabilityBin>,
     /// Recall per failure mode, devices as units.
     pub recall_by_mode: BTreeMap<String, ModeRecall>,
 }
@@ -177,8 +189,22 @@ impl Evaluation {
                 })
                 .collect(),
             reliability: reliability(set, probability, 10),
+            ece: crate::calibration::ece(probability, &set.y, 10),
+            ece_uncalibrated: None,
+            brier_uncalibrated: None,
+            reliability_uncalibrated: Vec::new(),
             recall_by_mode,
         }
+    }
+
+    /// The same evaluation with the calibration's effect: `raw` are the probabilities
+    /// before calibration, one per row of `set`.
+    pub fn with_uncalibrated(mut self, set: &LabelledSet, raw: &[f64]) -> Self {
+        assert_eq!(raw.len(), set.len(), "one score per row");
+        self.ece_uncalibrated = Some(crate::calibration::ece(raw, &set.y, 10));
+        self.brier_uncalibrated = Some(crate::calibration::brier(raw, &set.y));
+        self.reliability_uncalibrated = reliability(set, raw, 10);
+        self
     }
 }
 
@@ -475,14 +501,29 @@ impl fmt::Display for Evaluation {
                 r.caught, r.devices, r.recall, r.baseline_recall
             )?;
         }
-        writeln!(f, "reliability (predicted → observed):")?;
-        for b in self.reliability.iter().filter(|b| b.rows > 0) {
-            writeln!(
+        match (self.ece_uncalibrated, self.brier_uncalibrated) {
+            (Some(e0), Some(b0)) => writeln!(
                 f,
-                "  {:.1}-{:.1}: {:>7} rows, predicted {:.3}, observed {:.3}",
-                b.from, b.to, b.rows, b.mean_predicted, b.observed
-            )?;
+                "calibration: expected calibration error {e0:.4} -> {:.4}, Brier {b0:.4} -> {:.4}",
+                self.ece, m.brier
+            )?,
+            _ => writeln!(f, "calibration: expected calibration error {:.4}", self.ece)?,
         }
+        let table = |f: &mut fmt::Formatter<'_>, name: &str, bins: &[ReliabilityBin]| {
+            writeln!(f, "reliability {name} (predicted → observed):")?;
+            for b in bins.iter().filter(|b| b.rows > 0) {
+                writeln!(
+                    f,
+                    "  {:.1}-{:.1}: {:>7} rows, predicted {:.3}, observed {:.3}",
+                    b.from, b.to, b.rows, b.mean_predicted, b.observed
+                )?;
+            }
+            Ok(())
+        };
+        if !self.reliability_uncalibrated.is_empty() {
+            table(f, "before calibration", &self.reliability_uncalibrated)?;
+        }
+        table(f, "as scored", &self.reliability)?;
         Ok(())
     }
 }

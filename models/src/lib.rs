@@ -22,6 +22,8 @@ pub mod schema;
 #[cfg(feature = "score")]
 pub mod artifact;
 #[cfg(feature = "score")]
+pub mod calibration;
+#[cfg(feature = "score")]
 pub mod evaluation;
 #[cfg(feature = "score")]
 pub mod forest;

@@ -101,6 +101,10 @@ struct TrainArgs {
     /// Keep the model fitted on the training split instead of refitting on all rows.
     #[arg(long)]
     no_refit: bool,
+    /// Leave the probabilities uncalibrated (by default a Platt scaling on the log-odds
+    /// is fitted on the out-of-fold scores, so a risk reads as a probability).
+    #[arg(long)]
+    no_calibration: bool,
     /// Device folds whose out-of-fold scores choose the threshold (below 2: the
     /// validation split chooses it).
     #[arg(long, default_value_t = 4)]
@@ -270,6 +274,7 @@ fn train(a: TrainArgs) -> Result<()> {
     };
     config.target_precision = a.target_precision;
     config.refit = !a.no_refit;
+    config.calibrate = !a.no_calibration;
     config.threshold_folds = a.threshold_folds;
     config.forest = ForestParams {
         trees: a.trees,
@@ -309,10 +314,12 @@ fn evaluate(a: EvaluateArgs) -> Result<()> {
         );
     }
     let threshold = a.threshold.unwrap_or(model.threshold);
-    let scores: Vec<f64> = (0..set.len())
-        .map(|i| model.probability(&set.row(i)))
+    let raw: Vec<f64> = (0..set.len())
+        .map(|i| model.raw_probability(&set.row(i)))
         .collect();
-    let evaluation = Evaluation::new(&set, &scores, threshold, &HandRule::default());
+    let scores: Vec<f64> = raw.iter().map(|&p| model.calibration.apply(p)).collect();
+    let evaluation = Evaluation::new(&set, &scores, threshold, &HandRule::default())
+        .with_uncalibrated(&set, &raw);
     if let Some(path) = &a.alarms {
         write_alarms(path, &model, &set, &scores, threshold)
             .with_context(|| format!("writing {}", path.display()))?;

@@ -1,5 +1,6 @@
-//! Training end to end: split, scale, fit, choose the threshold on held-out rows, refit on
-//! everything, and package the artifact with its validation metrics.
+//! Training end to end: split, scale, fit, calibrate and choose the threshold on
+//! out-of-fold rows, refit on everything, and package the artifact with its validation
+//! metrics.
 
 use serde::{Deserialize, Serialize};
 
@@ -7,6 +8,7 @@ use crate::artifact::{
     self, Model, ModelArtifact, Prior, Scaler, SchemaInfo, TrainingSummary, ValidationKind,
     ARTIFACT_FORMAT,
 };
+use crate::calibration::Calibration;
 use crate::evaluation::Evaluation;
 use crate::forest::{Forest, ForestParams};
 use crate::labels::LabelledSet;
@@ -48,6 +50,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// The hand rule reported beside the model.
     pub rule: HandRule,
+    /// Fit a calibration on the out-of-fold scores (else the identity).
+    pub calibrate: bool,
 }
 
 impl TrainConfig {
@@ -63,6 +67,7 @@ impl TrainConfig {
             threshold_folds: 4,
             seed,
             rule: HandRule::default(),
+            calibrate: true,
         }
     }
 }
@@ -101,23 +106,43 @@ pub fn train(
         None
     };
     let (scaler, model, prior) = fit(&train_set, config, progress)?;
-    let split_scores = score_all(&validation_set, &scaler, &model, &prior);
+    let raw_split = score_all(&validation_set, &scaler, &model, &prior);
+    // Calibration and threshold are both chosen on scores of rows the scoring model
+    // never saw: the out-of-fold scores, else (no folds) the validation split.
+    let (fit_scores, fit_labels) = match &oof {
+        Some(scores) => (scores.as_slice(), set.y.as_slice()),
+        None => (raw_split.as_slice(), validation_set.y.as_slice()),
+    };
+    let calibration = if config.calibrate {
+        Calibration::fit(fit_scores, fit_labels)
+    } else {
+        Calibration::IDENTITY
+    };
+    progress(&format!(
+        "calibration: slope {:.3}, intercept {:.3} on the log-odds",
+        calibration.a, calibration.b
+    ));
+    let calibrate = |v: &[f64]| v.iter().map(|&p| calibration.apply(p)).collect::<Vec<_>>();
+    let split_scores = calibrate(&raw_split);
+    let oof_raw = oof;
+    let oof = oof_raw.as_deref().map(calibrate);
     let threshold = match &oof {
         Some(scores) => choose_threshold(scores, &set.y, config.target_precision),
         // No folds: the validation split chooses (few failures there, so a rougher pick).
         None => choose_threshold(&split_scores, &validation_set.y, config.target_precision),
     };
     progress(&format!("threshold {threshold:.4}"));
-    let (validation, validation_kind) = match &oof {
-        Some(scores) if !split_usable => {
+    let (validation, validation_kind) = match (&oof, &oof_raw) {
+        (Some(scores), Some(raw)) if !split_usable => {
             progress("the validation split holds no failure: reporting out-of-fold scores instead");
             (
-                Evaluation::new(set, scores, threshold, &config.rule),
+                Evaluation::new(set, scores, threshold, &config.rule).with_uncalibrated(set, raw),
                 ValidationKind::OutOfFold,
             )
         }
         _ => (
-            Evaluation::new(&validation_set, &split_scores, threshold, &config.rule),
+            Evaluation::new(&validation_set, &split_scores, threshold, &config.rule)
+                .with_uncalibrated(&validation_set, &raw_split),
             ValidationKind::HeldOutDevicesLater,
         ),
     };
@@ -159,6 +184,7 @@ pub fn train(
         scaler,
         model,
         prior,
+        calibration,
         threshold,
         training,
         validation,
@@ -206,8 +232,15 @@ fn out_of_fold(
 /// `kind-YYYYMMDD-hash`, the hash over the model content (not the creation time), so
 /// the same data, settings and seed give the same version.
 fn version_of(a: &ModelArtifact) -> String {
-    let content = serde_json::to_string(&(&a.schema, &a.scaler, &a.model, &a.prior, a.threshold))
-        .unwrap_or_default();
+    let content = serde_json::to_string(&(
+        &a.schema,
+        &a.scaler,
+        &a.model,
+        &a.prior,
+        a.threshold,
+        (a.calibration != Calibration::IDENTITY).then_some(a.calibration),
+    ))
+    .unwrap_or_default();
     let hash = crate::schema::fingerprint(&content);
     let date: String = a
         .created_at

@@ -144,7 +144,8 @@ pub fn compare(
     purchased: &HashMap<&str, Option<u64>>,
 ) -> Vec<FirmwareComparison> {
     let mut sums: HashMap<&str, Sums> = HashMap::new();
-    for d in days {
+    // Days of a version nobody knows are no version to compare.
+    for d in days.iter().filter(|d| d.firmware != super::table::UNKNOWN) {
         let s = sums.entry(d.firmware.as_str()).or_insert_with(|| Sums {
             first_day_ms: d.day_ms,
             ..Sums::default()
@@ -284,5 +285,9 @@ mod tests {
         // Without purchase dates every device is in one stratum: the raw comparison.
         let blind = compare(&days, &HashMap::new());
         assert!(blind[1].p_value < 1e-3, "{}", blind[1].p_value);
+        // Days whose version is unknown are left out, not compared as a version.
+        days.push(day("d0", "unknown", 760, 9, 20));
+        let c = compare(&days, &bought);
+        assert_eq!(c.len(), 2);
     }
 }

@@ -277,6 +277,21 @@ pub fn day_time(ms: u64) -> String {
         .unwrap_or_default()
 }
 
+/// A q-value as people read it: three decimals, or a power of ten when smaller.
+pub fn q_text(q: f64) -> String {
+    if q < 1e-15 {
+        "< 1e-15".to_owned()
+    } else if q < 0.001 {
+        format!("{q:.1e}")
+    } else {
+        format!("{q:.3}")
+    }
+}
+
+fn plural(n: f64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1.0 { one } else { many })
+}
+
 fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
@@ -392,8 +407,10 @@ pub fn build(
             cohort: f.flag.cohort.clone(),
             problem: f.flag.problem,
             evidence: format!(
-                "{} observed against {:.1} expected (q = {:.3})",
-                f.flag.evidence.observed, f.flag.evidence.expected, f.flag.evidence.q_value
+                "{} observed against {:.1} expected (q = {})",
+                f.flag.evidence.observed,
+                f.flag.evidence.expected,
+                q_text(f.flag.evidence.q_value)
             ),
             first_flagged_ms: f.first_flagged_ms,
             new: f.first_flagged_ms >= from,
@@ -417,7 +434,11 @@ pub fn build(
         })
         .collect();
 
-    let trend = trend::trend(s, &fleet.devices, &trend::periods(period, TREND_PERIODS)?);
+    let mut trend = trend::trend(s, &fleet.devices, &trend::periods(period, TREND_PERIODS)?);
+    // Periods before any device was in service say nothing.
+    while trend.len() > 1 && trend[0].exposure_days == 0.0 && trend[0].tickets == 0 {
+        trend.remove(0);
+    }
     let notable = notable(s, from, to);
     let satisfaction = satisfaction(s, from, to);
     let actions = action_rows(facts, kind, from, to);
@@ -466,9 +487,9 @@ fn summary(
         .and_then(|x| x.value)
         .map_or_else(String::new, |d| format!(", a median {d:.1} days ahead"));
     let first = format!(
-        "In {period} the service opened {} tickets ({change}) and confirmed {} faults before the customer noticed{lead}.",
-        n("tickets"),
-        caught.and_then(|c| c.value).unwrap_or(0.0)
+        "In {period} the service opened {} ({change}) and confirmed {} before the customer noticed{lead}.",
+        plural(n("tickets"), "ticket", "tickets"),
+        plural(caught.and_then(|c| c.value).unwrap_or(0.0), "fault", "faults")
     );
     let new: Vec<&FlagRow> = flags.iter().filter(|f| f.new).collect();
     let watch = match new.first() {
@@ -724,7 +745,9 @@ mod tests {
         let r = build("2026-11", &f, &WatchConfig::default(), 0).unwrap();
         assert_eq!(r.schema, SCHEMA);
         assert_eq!(r.previous_period, "2026-10");
-        assert_eq!(r.trend.len(), TREND_PERIODS);
+        // Six periods but June, before any device was watched.
+        assert_eq!(r.trend.len(), TREND_PERIODS - 1);
+        assert_eq!(r.trend[0].period, "2026-07");
         let caught = r.kpis.iter().find(|k| k.key == "caught_early").unwrap();
         assert_eq!((caught.value, caught.previous), (Some(4.0), Some(0.0)));
         // The batch with every failure heads the table.

@@ -4,7 +4,7 @@
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use super::document::Report;
+use super::document::{q_text, Report};
 use super::figures;
 use super::kpis::{Better, Kpi};
 use crate::desk::charts::Chart;
@@ -28,6 +28,10 @@ pub const STYLE: &str = r#"
 .report blockquote { margin: .3em 0; padding-left: .8em; border-left: 3px solid #d0d7de; }
 .report .review-overdue, .report .met-no { color: #cf222e; font-weight: 600; }
 .report .review-done_on_time, .report .met-yes { color: #1a7f37; font-weight: 600; }
+@media (max-width: 48rem) {
+  .report table { display: block; overflow-x: auto; }
+  .report figure svg { width: 100%; }
+}
 @media print {
   .report { max-width: none; font-size: 11pt; }
   .report section, .report table, .report figure, .report .case { break-inside: avoid; }
@@ -91,14 +95,6 @@ pub fn change_text(k: &Kpi) -> (String, &'static str) {
 
 fn rate(v: f64) -> String {
     format!("{v:.3}")
-}
-
-fn q_text(q: f64) -> String {
-    if q < 0.001 {
-        format!("{q:.1e}")
-    } else {
-        format!("{q:.3}")
-    }
 }
 
 fn figure(c: &Chart, id: &str) -> Markup {

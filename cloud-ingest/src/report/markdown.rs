@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::document::{day_time, Report};
+use super::document::{day_time, q_text, Report};
 use super::figures;
 use super::html::{change_text, link, value_text};
 
@@ -85,7 +85,7 @@ pub fn document(r: &Report, base: &str) -> String {
             };
             let _ = writeln!(
                 m,
-                "| {} | {name} | {} | {} | {} | {:.1} | {:.3} | {:.3}–{:.3} | {:.3} | {:.3} |",
+                "| {} | {name} | {} | {} | {} | {:.1} | {:.3} | {:.3}–{:.3} | {:.3} | {} |",
                 c.dimension.as_str(),
                 c.problem.as_str(),
                 c.devices,
@@ -95,7 +95,7 @@ pub fn document(r: &Report, base: &str) -> String {
                 c.rate_low,
                 c.rate_high,
                 c.shrunk_rate,
-                c.q_value
+                q_text(c.q_value)
             );
         }
     }
@@ -115,7 +115,7 @@ pub fn document(r: &Report, base: &str) -> String {
                 opt(f.predecessor_restarts_per_device_day, 4),
                 f.crash_free_hours_per_device_day,
                 if f.predecessor.is_some() {
-                    format!("{:.3}", f.q_value)
+                    q_text(f.q_value)
                 } else {
                     "—".into()
                 }
