@@ -716,6 +716,20 @@ async fn the_report_says_what_the_store_holds_and_reviews_its_action_items() {
         .await
         .unwrap();
     phone.find("#summary").await;
+    phone.shot("phone").await;
+    // What sticks out past the screen's right edge, if anything.
+    let wide = phone
+        .client
+        .execute(
+            "const w = window.innerWidth; return [...document.querySelectorAll('body *')]
+               .filter(e => e.getBoundingClientRect().right > w + 1
+                 && ![...e.children].some(c => c.getBoundingClientRect().right > w + 1)
+                 && !e.closest('table'))
+               .map(e => e.tagName + (e.id ? '#' + e.id : '') + ' ' + Math.round(e.getBoundingClientRect().right));",
+            vec![],
+        )
+        .await
+        .unwrap();
     let overflow = phone
         .client
         .execute(
@@ -724,8 +738,10 @@ async fn the_report_says_what_the_store_holds_and_reviews_its_action_items() {
         )
         .await
         .unwrap();
-    assert!(overflow.as_i64().unwrap() <= 0, "{overflow} px too wide");
-    phone.shot("phone").await;
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "{overflow} px too wide: {wide}"
+    );
     phone.shot_of("#cohorts", "phone-cohorts").await;
     phone.close().await;
 
