@@ -89,8 +89,10 @@ pub struct Evaluation {
     /// The model's metrics.
     #[serde(flatten)]
     pub model: Metrics,
-    /// The hand rule's metrics on the same rows.
-    pub baseline: Metrics,
+    /// The hand rule's metrics on the same rows; absent where the data has none of its
+    /// inputs (an operator's CSV without state of health or restarts).
+    #[serde(default)]
+    pub baseline: Option<Metrics>,
     /// What the hand rule is.
     pub baseline_rule: String,
     /// Rows evaluated.
@@ -133,7 +135,11 @@ impl Evaluation {
             .map(|i| if rule.alarm(&set.row(i)) { 1.0 } else { 0.0 })
             .collect();
         let model = metrics(set, probability, threshold);
-        let baseline = metrics(set, &rule_scores, 0.5);
+        let reported = rule
+            .inputs()
+            .iter()
+            .any(|f| !set.absent_features.iter().any(|a| a == f));
+        let baseline = reported.then(|| metrics(set, &rule_scores, 0.5));
         let model_caught = caught_devices(set, probability, threshold);
         let rule_caught = caught_devices(set, &rule_scores, 0.5);
         let mut recall_by_mode: BTreeMap<String, ModeRecall> = BTreeMap::new();
@@ -170,7 +176,14 @@ impl Evaluation {
         Evaluation {
             model,
             baseline,
-            baseline_rule: rule.to_string(),
+            baseline_rule: if reported {
+                rule.to_string()
+            } else {
+                format!(
+                    "not reported: the data has none of its inputs ({})",
+                    rule.inputs().join(", ")
+                )
+            },
             rows: set.len(),
             positive_rows: set.positives(),
             devices: with_rows.iter().filter(|w| **w).count(),
@@ -408,7 +421,10 @@ impl fmt::Display for Evaluation {
             self.rows, self.positive_rows, self.horizon_days, self.devices, self.failed_devices
         )?;
         writeln!(f, "{:<28}{:>12}{:>12}", "", "model", "hand rule")?;
-        let (m, b) = (&self.model, &self.baseline);
+        let m = &self.model;
+        // The hand rule's column: a dash where the data has none of its inputs.
+        let bcol =
+            |g: &dyn Fn(&Metrics) -> String| self.baseline.as_ref().map_or("-".to_owned(), g);
         let row = |f: &mut fmt::Formatter<'_>, name: &str, a: String, c: String| {
             writeln!(f, "{name:<28}{a:>12}{c:>12}")
         };
@@ -416,67 +432,67 @@ impl fmt::Display for Evaluation {
             f,
             "ROC AUC",
             format!("{:.3}", m.roc_auc),
-            format!("{:.3}", b.roc_auc),
+            bcol(&|b| format!("{:.3}", b.roc_auc)),
         )?;
         row(
             f,
             "PR AUC",
             format!("{:.3}", m.pr_auc),
-            format!("{:.3}", b.pr_auc),
+            bcol(&|b| format!("{:.3}", b.pr_auc)),
         )?;
         row(
             f,
             "precision",
             format!("{:.3}", m.precision),
-            format!("{:.3}", b.precision),
+            bcol(&|b| format!("{:.3}", b.precision)),
         )?;
         row(
             f,
             "recall",
             format!("{:.3}", m.recall),
-            format!("{:.3}", b.recall),
+            bcol(&|b| format!("{:.3}", b.recall)),
         )?;
         row(
             f,
             "Brier score",
             format!("{:.4}", m.brier),
-            format!("{:.4}", b.brier),
+            bcol(&|b| format!("{:.4}", b.brier)),
         )?;
         row(
             f,
             "lead time median, days",
             opt(m.lead_time_days_median),
-            opt(b.lead_time_days_median),
+            bcol(&|b| opt(b.lead_time_days_median)),
         )?;
         row(
             f,
             "lead time quartiles, days",
             format!("{}-{}", opt(m.lead_time_days_q1), opt(m.lead_time_days_q3)),
-            format!("{}-{}", opt(b.lead_time_days_q1), opt(b.lead_time_days_q3)),
+            bcol(&|b| format!("{}-{}", opt(b.lead_time_days_q1), opt(b.lead_time_days_q3))),
         )?;
         row(
             f,
             "alarmed rows",
             m.alarms.to_string(),
-            b.alarms.to_string(),
+            bcol(&|b| b.alarms.to_string()),
         )?;
         row(
             f,
             "failing devices reached",
             format!("{}/{}", m.reached_before_failure, self.failed_devices),
-            format!("{}/{}", b.reached_before_failure, self.failed_devices),
+            bcol(&|b| format!("{}/{}", b.reached_before_failure, self.failed_devices)),
         )?;
         row(
             f,
             "caught within horizon",
             format!("{}/{}", m.caught_within_horizon, self.failed_devices),
-            format!("{}/{}", b.caught_within_horizon, self.failed_devices),
+            bcol(&|b| format!("{}/{}", b.caught_within_horizon, self.failed_devices)),
         )?;
         row(
             f,
             "healthy devices alarmed",
             m.false_alarm_devices.to_string(),
-            b.false_alarm_devices.to_string(),
+            bcol(&|b| b.false_alarm_devices.to_string()),
         )?;
         writeln!(
             f,

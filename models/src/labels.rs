@@ -360,13 +360,78 @@ pub fn parse_time(s: &str) -> Option<u64> {
         .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
 }
 
+/// What an operator's time column counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum TimeUnit {
+    /// A moment: ms since 1970, or RFC 3339.
+    #[default]
+    Epoch,
+    /// A counter of milliseconds from any origin.
+    Ms,
+    /// A counter of seconds.
+    S,
+    /// A counter of minutes.
+    Min,
+    /// A counter of hours.
+    H,
+    /// A counter of days.
+    D,
+    /// A counter of anything else (cycles, flights, charge cycles): one count stands
+    /// for one day of the horizon, so `--horizon 30` means 30 counts.
+    Count,
+}
+
+impl TimeUnit {
+    /// Milliseconds one unit stands for (a count stands for a day); `None` for moments.
+    pub fn ms_per_unit(self) -> Option<f64> {
+        Some(match self {
+            TimeUnit::Epoch => return None,
+            TimeUnit::Ms => 1.0,
+            TimeUnit::S => 1_000.0,
+            TimeUnit::Min => 60_000.0,
+            TimeUnit::H => 3_600_000.0,
+            TimeUnit::D | TimeUnit::Count => DAY_MS as f64,
+        })
+    }
+
+    /// Reads a time cell in this unit as ms.
+    pub fn parse(self, s: &str) -> Option<u64> {
+        match self.ms_per_unit() {
+            None => parse_time(s),
+            Some(ms) => s
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .map(|v| (v * ms).round() as u64),
+        }
+    }
+
+    /// A horizon of `n` of these units in whole days, or why it is not one.
+    pub fn horizon_days(self, n: f64) -> Result<u32, DataError> {
+        let ms = self.ms_per_unit().unwrap_or(DAY_MS as f64);
+        let days = n * ms / DAY_MS as f64;
+        if !(days >= 1.0 && days.fract().abs() < 1e-9 && days <= 10_000.0) {
+            return Err(DataError::Invalid(format!(
+                "--horizon {n} in this time unit is {days} days: the horizon is a whole number of days, at least one"
+            )));
+        }
+        Ok(days.round() as u32)
+    }
+}
+
 /// The columns of an operator's CSV.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CsvColumns {
     /// The device id column.
     pub id: String,
-    /// The row time column: ms since the epoch or RFC 3339.
+    /// The row time column, read as [`CsvColumns::time_unit`] says.
     pub time: String,
+    /// What the time column counts.
+    pub time_unit: TimeUnit,
+    /// The field delimiter (`,` unless told).
+    pub delimiter: u8,
     /// The label column: 1/0, true/false or yes/no.
     pub label: String,
     /// Schema feature → CSV column, for each feature the file provides. Features not
@@ -385,6 +450,8 @@ impl CsvColumns {
         CsvColumns {
             id: id.into(),
             time: time.into(),
+            time_unit: TimeUnit::Epoch,
+            delimiter: b',',
             label: label.into(),
             features: FEATURES
                 .iter()
@@ -426,20 +493,31 @@ pub fn from_csv(
         line,
         message,
     };
-    let mut reader = csv::Reader::from_path(path).map_err(|e| DataError::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e),
-    })?;
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(columns.delimiter)
+        .from_path(path)
+        .map_err(|e| DataError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e),
+        })?;
     let headers = reader
         .headers()
         .map_err(|e| csv_err(1, e.to_string()))?
         .clone();
     let find = |name: &str| {
         headers.iter().position(|h| h == name).ok_or_else(|| {
+            // One column holding the delimiters of another is a file split on the
+            // wrong character.
+            let hint = match (headers.len(), headers.get(0)) {
+                (1, Some(h)) if h.contains([';', '\t', '|']) => {
+                    "; the header is one column: give the file's delimiter with --delimiter"
+                }
+                _ => "",
+            };
             csv_err(
                 1,
                 format!(
-                    "no column `{name}`; the header has: {}",
+                    "no column `{name}`; the header has: {}{hint}",
                     headers.iter().collect::<Vec<_>>().join(", ")
                 ),
             )
@@ -481,14 +559,14 @@ pub fn from_csv(
                 format!("column {}: empty device id", columns.id),
             ));
         }
-        let t = parse_time(cell(time_col)).ok_or_else(|| {
+        let t = columns.time_unit.parse(cell(time_col)).ok_or_else(|| {
+            let what = match columns.time_unit {
+                TimeUnit::Epoch => "neither ms since 1970 nor RFC 3339 (a counter of cycles or hours is read with --time-unit)".to_owned(),
+                unit => format!("not a number of {unit:?} units at least 0"),
+            };
             csv_err(
                 line,
-                format!(
-                    "column {}: `{}` is neither ms since the epoch nor RFC 3339",
-                    columns.time,
-                    cell(time_col)
-                ),
+                format!("column {}: `{}` is {what}", columns.time, cell(time_col)),
             )
         })?;
         let label = match cell(label_col).to_ascii_lowercase().as_str() {
@@ -533,7 +611,7 @@ pub fn from_csv(
         let outcome = &mut devices[d];
         outcome.failed |= label;
         if let Some(c) = failed_col {
-            if let Some(f) = parse_time(cell(c)) {
+            if let Some(f) = columns.time_unit.parse(cell(c)) {
                 outcome.failed_at_ms = Some(f);
                 outcome.failed = true;
             }

@@ -52,6 +52,15 @@ pub enum TrainError {
     /// The split left one side without rows of both classes.
     #[error("the split left no usable {0} rows; use more devices or days, or a longer window")]
     EmptySplit(&'static str),
+    /// The rows span too little time for a split one horizon apart: usually a time
+    /// column that counts cycles or hours read as milliseconds since 1970.
+    #[error("the rows span {span} but the horizon is {horizon_days} days: the split needs training rows and validation rows one horizon apart, so several horizons of data. If the time column counts cycles, hours or seconds rather than ms since 1970, say so with --time-unit (and give --horizon in that unit)")]
+    ShortSpan {
+        /// The span, in words.
+        span: String,
+        /// The horizon.
+        horizon_days: u32,
+    },
     /// linfa refused the data or parameters.
     #[error("fitting failed: {0}")]
     Fit(String),

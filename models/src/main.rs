@@ -10,7 +10,7 @@ use models::artifact::ModelArtifact;
 use models::evaluation::Evaluation;
 use models::forest::ForestParams;
 use models::history::FeatureVector;
-use models::labels::{self, CsvColumns, LabelConfig, LabelledSet};
+use models::labels::{self, CsvColumns, LabelConfig, LabelledSet, TimeUnit};
 use models::logistic::LogisticParams;
 use models::rule::HandRule;
 use models::schema::FEATURES;
@@ -48,9 +48,18 @@ struct DataArgs {
     /// CSV: the device id column.
     #[arg(long, default_value = "device_id", requires = "csv")]
     id_col: String,
-    /// CSV: the time column (ms since the epoch or RFC 3339).
+    /// CSV: the time column (ms since 1970 or RFC 3339, unless --time-unit says it
+    /// counts something else).
     #[arg(long, default_value = "ts", requires = "csv")]
     time_col: String,
+    /// CSV: what the time column counts: `epoch` (a moment: ms since 1970 or RFC
+    /// 3339), a counter of `ms`, `s`, `min`, `h` or `d` from any origin, or `count`
+    /// (cycles or anything else; one count stands for one day of the horizon).
+    #[arg(long, value_enum, default_value = "epoch", requires = "csv")]
+    time_unit: TimeUnit,
+    /// CSV: the field delimiter: one character (`;`, `|`), or `tab`.
+    #[arg(long, default_value = ",", value_parser = delimiter, requires = "csv")]
+    delimiter: u8,
     /// CSV: the label column (1/0, true/false, yes/no): fails within the horizon.
     #[arg(long, default_value = "label", requires = "csv")]
     label_col: String,
@@ -65,9 +74,14 @@ struct DataArgs {
     /// CSV: an optional column with the failure mode (enables per-mode recall).
     #[arg(long, requires = "csv")]
     mode_col: Option<String>,
-    /// Simulated data: a row is failing when the device fails within this many days.
+    /// A row is failing when the device fails within this many days (simulated data:
+    /// how rows are labelled; CSV: what the label column means, stored with the model).
     #[arg(long, default_value_t = 14)]
     horizon_days: u32,
+    /// CSV: the horizon in the time column's unit (hours with `--time-unit h`, cycles
+    /// with `count`), instead of --horizon-days; it must come to whole days.
+    #[arg(long, requires = "csv", conflicts_with = "horizon_days")]
+    horizon: Option<f64>,
     /// Simulated data: rows start after this many days of the window.
     #[arg(long, default_value_t = 7)]
     min_history_days: u32,
@@ -201,6 +215,17 @@ fn device_progress() -> impl Fn(usize) + Sync {
     }
 }
 
+/// A delimiter flag: one ASCII character, or `tab`.
+fn delimiter(s: &str) -> std::result::Result<u8, String> {
+    match s {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        _ if s.len() == 1 && s.is_ascii() && s != "\"" => Ok(s.as_bytes()[0]),
+        _ => Err(format!(
+            "`{s}` is not a delimiter: one ASCII character such as `;` or `|`, or `tab`"
+        )),
+    }
+}
+
 fn load_rows(d: &DataArgs) -> Result<LabelledSet> {
     let started = Instant::now();
     let set = if let Some(dir) = &d.data {
@@ -218,7 +243,13 @@ fn load_rows(d: &DataArgs) -> Result<LabelledSet> {
         }
         columns.failed_at = d.failed_at_col.clone();
         columns.failure_mode = d.mode_col.clone();
-        labels::from_csv(path, &columns, d.horizon_days)
+        columns.time_unit = d.time_unit;
+        columns.delimiter = d.delimiter;
+        let horizon_days = match d.horizon {
+            Some(n) => d.time_unit.horizon_days(n)?,
+            None => d.horizon_days,
+        };
+        labels::from_csv(path, &columns, horizon_days)
             .with_context(|| format!("reading {}", path.display()))?
     } else {
         bail!("give --data DIR or --csv FILE");

@@ -27,6 +27,12 @@ impl Default for HandRule {
 }
 
 impl HandRule {
+    /// The features the rule reads: where a data set has none of them it cannot fire,
+    /// and is not reported.
+    pub fn inputs(&self) -> [&'static str; 2] {
+        ["soh_pct", "unexpected_reboots_per_day_1d"]
+    }
+
     /// Whether the rule alarms on a feature vector.
     pub fn alarm(&self, v: &FeatureVector) -> bool {
         let x = &v.0;

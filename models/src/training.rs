@@ -78,6 +78,23 @@ pub fn train(
     config: &TrainConfig,
     progress: &dyn Fn(&str),
 ) -> Result<ModelArtifact, TrainError> {
+    let (first, last) = set
+        .t_ms
+        .iter()
+        .fold((u64::MAX, 0), |(a, b), &t| (a.min(t), b.max(t)));
+    let span_ms = last.saturating_sub(first);
+    let horizon_ms = u64::from(set.horizon_days) * 86_400_000;
+    if span_ms < 2 * horizon_ms {
+        let span = if span_ms < 86_400_000 {
+            format!("{:.1} s", span_ms as f64 / 1000.0)
+        } else {
+            format!("{:.1} days", span_ms as f64 / 86_400_000.0)
+        };
+        return Err(TrainError::ShortSpan {
+            span,
+            horizon_days: set.horizon_days,
+        });
+    }
     let parts = split::split(set, &config.split);
     let train_set = set.subset(&parts.train);
     let validation_set = set.subset(&parts.validation);

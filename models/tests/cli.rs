@@ -185,3 +185,121 @@ fn every_command_answers_help() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
     }
 }
+
+/// A run-to-failure set as outside data sets come: semicolons, a cycle counter from 1
+/// per unit, a sensor the schema does not name mapped onto one it does, and no state of
+/// health or restarts (so no hand rule).
+fn write_cycles(path: &Path) {
+    let mut f = std::fs::File::create(path).unwrap();
+    writeln!(f, "unit;cycle;rul_le_10;vibration").unwrap();
+    for u in 0..60u64 {
+        let life = 60 + (u * 7) % 40;
+        for c in 1..=life {
+            let left = life - c;
+            let noise = ((u * 13 + c * 5) % 10) as f64 / 10.0;
+            let vib = if left <= 10 { 6.0 + noise } else { 1.0 + noise };
+            writeln!(f, "u{u};{c};{};{vib}", u8::from(left <= 10)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_run_to_failure_csv_with_cycles_and_semicolons_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("cycles.csv");
+    write_cycles(&csv);
+    let model = dir.path().join("model.json");
+    let (csv, model) = (csv.to_str().unwrap(), model.to_str().unwrap());
+    // `models CMD` on the set, with `extra` flags.
+    let run = |cmd: &str, extra: &[&str]| {
+        let base = [
+            cmd,
+            "--csv",
+            csv,
+            "--id-col",
+            "unit",
+            "--time-col",
+            "cycle",
+            "--label-col",
+            "rul_le_10",
+            "--feature-cols",
+            "temp_max_c_1d=vibration",
+        ];
+        let out = models(&[&base[..], extra].concat());
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out, err)
+    };
+
+    // Split on commas, the file is one column: the error says which flag fixes it.
+    let (out, err) = run("train", &["--out", model]);
+    assert!(!out.status.success());
+    assert!(err.contains("--delimiter"), "{err}");
+
+    // Read as ms since 1970, a hundred cycles span a tenth of a second: the error says so.
+    let (out, err) = run("train", &["--delimiter", ";", "--out", model]);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--time-unit") && err.contains("0.1 s"),
+        "{err}"
+    );
+
+    // A horizon that is no whole number of days is refused by name; so is a bad delimiter.
+    let (out, err) = run(
+        "train",
+        &[
+            "--delimiter",
+            ";",
+            "--time-unit",
+            "h",
+            "--horizon",
+            "10",
+            "--out",
+            model,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(err.contains("whole number of days"), "{err}");
+    let (out, err) = run("train", &["--delimiter", ";;", "--out", model]);
+    assert!(!out.status.success());
+    assert!(err.contains("not a delimiter"), "{err}");
+
+    // Counted in cycles with a ten-cycle horizon, it trains; the horizon is stored.
+    let good = [
+        "--delimiter",
+        ";",
+        "--time-unit",
+        "count",
+        "--horizon",
+        "10",
+    ];
+    let (out, err) = run(
+        "train",
+        &[&good[..], &["--out", model, "--trees", "20"]].concat(),
+    );
+    assert!(out.status.success(), "{err}");
+    let artifact: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model).unwrap()).unwrap();
+    assert_eq!(artifact["training"]["horizon_days"], 10);
+    let (out, err) = run(
+        "evaluate",
+        &[&good[..], &["--model", model, "--json"]].concat(),
+    );
+    assert!(out.status.success(), "{err}");
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(e["roc_auc"].as_f64().unwrap() > 0.9, "{e}");
+    // The hand rule reads state of health and restarts, which this data has not.
+    assert!(e["baseline"].is_null(), "{e}");
+    assert!(e["baseline_rule"]
+        .as_str()
+        .unwrap()
+        .starts_with("not reported"));
+    for key in ["ece", "brier", "brier_uncalibrated"] {
+        assert!(e[key].as_f64().is_some(), "{key}: {e}");
+    }
+    let (out, _) = run("evaluate", &[&good[..], &["--model", model]].concat());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("calibration: expected calibration error"),
+        "{text}"
+    );
+}

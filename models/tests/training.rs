@@ -321,7 +321,7 @@ fn evaluation_reports_lead_times_and_the_hand_rule() {
     assert!((1.0..=14.0).contains(&lead), "{lead}");
     assert_eq!(e.recall_by_mode["battery_wear"].devices, 12);
     // The rule (health below 80 %) fires on every warning row here, and on no other.
-    assert_eq!(e.baseline.recall, 1.0);
+    assert_eq!(e.baseline.as_ref().unwrap().recall, 1.0);
     assert_eq!(
         e.reliability.iter().map(|b| b.rows).sum::<usize>(),
         set.len()
