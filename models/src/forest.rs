@@ -132,8 +132,9 @@ impl Forest {
         // in hash order, which would make pruning, and so the forest, vary between runs
         // (pitfall 24).
         let neg_weight = (positives.len() as f64 / n_neg as f64 * (1.0 - 1e-4)) as f32;
-        let mut trees = Vec::with_capacity(params.trees);
-        for t in 0..params.trees {
+        // Each tree has its own seed, so trees grow on as many threads as the machine
+        // has and the forest is the same whatever the count: tree `t` lands in slot `t`.
+        let grow = |t: usize| -> Result<Tree, TrainError> {
             let mut rng =
                 Pcg64Mcg::seed_from_u64(seed ^ (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let mut rows = Vec::with_capacity(positives.len() + n_neg);
@@ -159,8 +160,44 @@ impl Forest {
                 .min_weight_split(2.0 * params.min_leaf_weight)
                 .fit(&data)
                 .map_err(|e| TrainError::Fit(e.to_string()))?;
-            trees.push(flatten(&fitted, &cols, &data));
-            progress(t + 1);
+            Ok(flatten(&fitted, &cols, &data))
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, params.trees.max(1));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let slots: std::sync::Mutex<Vec<Option<Result<Tree, TrainError>>>> =
+            std::sync::Mutex::new((0..params.trees).map(|_| None).collect());
+        // Takes trees off the shared counter until none is left; `report` is called
+        // with the count grown so far after each (only on the calling thread).
+        let work = |report: &dyn Fn(usize)| loop {
+            let t = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if t >= params.trees {
+                break;
+            }
+            let tree = grow(t);
+            slots.lock().unwrap_or_else(|e| e.into_inner())[t] = Some(tree);
+            report(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
+        };
+        let reported = std::cell::Cell::new(0);
+        std::thread::scope(|scope| {
+            for _ in 1..threads {
+                scope.spawn(|| work(&|_| {}));
+            }
+            work(&|n| {
+                reported.set(n);
+                progress(n);
+            });
+        });
+        let trees = slots
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .into_iter()
+            .map(|t| t.expect("every tree was grown"))
+            .collect::<Result<Vec<Tree>, TrainError>>()?;
+        if reported.get() < params.trees {
+            progress(params.trees);
         }
         Ok((Forest { trees }, 0.5))
     }

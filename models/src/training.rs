@@ -140,15 +140,21 @@ pub fn train(
         calibration.a, calibration.b
     ));
     let calibrate = |v: &[f64]| v.iter().map(|&p| calibration.apply(p)).collect::<Vec<_>>();
+    // The threshold is placed among the raw scores (halfway in log-odds between two of
+    // them) and carried through the calibration: the map is increasing, so the same
+    // rows alarm as without it, and the threshold reads as a probability.
+    let raw_threshold = match &oof {
+        Some(scores) => choose_threshold(scores, &set.y, config.target_precision),
+        // No folds: the validation split chooses (few failures there, so a rougher pick).
+        None => choose_threshold(&raw_split, &validation_set.y, config.target_precision),
+    };
+    let threshold = calibration.apply(raw_threshold);
     let split_scores = calibrate(&raw_split);
     let oof_raw = oof;
     let oof = oof_raw.as_deref().map(calibrate);
-    let threshold = match &oof {
-        Some(scores) => choose_threshold(scores, &set.y, config.target_precision),
-        // No folds: the validation split chooses (few failures there, so a rougher pick).
-        None => choose_threshold(&split_scores, &validation_set.y, config.target_precision),
-    };
-    progress(&format!("threshold {threshold:.4}"));
+    progress(&format!(
+        "threshold {threshold:.4} ({raw_threshold:.4} before calibration)"
+    ));
     let (validation, validation_kind) = match (&oof, &oof_raw) {
         (Some(scores), Some(raw)) if !split_usable => {
             progress("the validation split holds no failure: reporting out-of-fold scores instead");

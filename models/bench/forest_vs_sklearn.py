@@ -1,0 +1,40 @@
+"""Times scikit-learn's RandomForestClassifier(n_estimators=100, n_jobs=2) on the rows
+`cargo bench -p models --bench forest_fit -- ROWS_CSV` writes (features, then the label),
+with the forest's depth limit and class balancing, median of three fits.
+
+    python3 models/bench/forest_vs_sklearn.py ROWS_CSV
+"""
+
+import sys
+import time
+
+import numpy as np
+from sklearn.ensemble import RandomForestClassifier
+
+
+def main(path: str) -> None:
+    data = np.loadtxt(path, delimiter=",")
+    x, y = data[:, :-1], data[:, -1].astype(int)
+    times = []
+    for seed in range(3):
+        model = RandomForestClassifier(
+            n_estimators=100,
+            n_jobs=2,
+            max_depth=8,
+            max_features=0.5,
+            min_samples_leaf=3,
+            class_weight="balanced_subsample",
+            random_state=seed,
+        )
+        started = time.perf_counter()
+        model.fit(x, y)
+        times.append(time.perf_counter() - started)
+    times.sort()
+    print(
+        f"scikit-learn: 100 trees, depth <= 8, on {x.shape[0]} rows x {x.shape[1]} features, "
+        f"n_jobs=2: {times[1]:.3f} s (median of 3)"
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
