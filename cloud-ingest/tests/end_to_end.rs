@@ -249,7 +249,7 @@ async fn a_simulated_fleet_through_the_in_process_broker_loses_nothing() {
     let opts = DemoOptions {
         devices: 60,
         days: 60,
-        seed: 3,
+        seed: 6,
         speedup: 300_000.0,
         data_dir: dir.path().to_owned(),
         http: Some("127.0.0.1:0".parse().unwrap()),
@@ -334,7 +334,10 @@ async fn a_simulated_fleet_through_the_in_process_broker_loses_nothing() {
     // The simulated team worked through the desk, and customers answered on both sides.
     let team = s.desk.as_ref().expect("the desk was served");
     assert_eq!(team.errors, 0, "{team:?}");
-    assert!(s.tickets > 0, "seed 3's fleet opens tickets: {s:?}");
+    assert!(
+        s.tickets > 0,
+        "seed 6's fleet (five of its devices fail within the run) opens tickets: {s:?}"
+    );
     assert!(team.links > 0, "{team:?}");
     // A web customer answers 0.5-8 simulated hours after the link, if the offer is still
     // open then: with a few links some try (how many tickets open varies with the
