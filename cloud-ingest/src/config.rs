@@ -189,8 +189,11 @@ fn default_influx_batch() -> usize {
 pub struct ModelConfig {
     /// A model artifact from `models train`; the bundled model when unset.
     pub path: Option<PathBuf>,
-    /// How often the file is checked for a new model, seconds (SIGHUP reloads at once).
+    /// How often the file and the model registry are checked for a new model, seconds
+    /// (SIGHUP reloads the file at once).
     pub reload_check_s: u64,
+    /// `[model.gate]`: what a challenger must show before it is promoted.
+    pub gate: crate::registry::gate::GateConfig,
 }
 
 impl Default for ModelConfig {
@@ -198,6 +201,7 @@ impl Default for ModelConfig {
         ModelConfig {
             path: None,
             reload_check_s: 10,
+            gate: crate::registry::gate::GateConfig::default(),
         }
     }
 }

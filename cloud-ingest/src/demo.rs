@@ -616,10 +616,14 @@ pub fn desk_figures(s: &mut Summary, tickets: &[Worked]) {
 pub async fn keep_serving(after: DeskAfter, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     let store = Store::open(&after.store_url, 2, SqliteSync::Normal).await?;
     let (_up, mqtt) = watch::channel(false);
+    let model = Arc::new(crate::score::ModelSlot::load(None)?);
+    // The registry names the run's last champion and challenger.
+    crate::registry::sync(&store, &model).await?;
     let health = crate::ops::http::Health {
         mqtt,
         store: store.clone(),
-        model: Arc::new(crate::score::ModelSlot::load(None)?),
+        model,
+        gate: Arc::default(),
         metrics: Arc::new(crate::ops::metrics::Metrics::new()),
         clock: Arc::new(ManualClock::at(after.end)),
         links: crate::desk::api::LinkSettings::default(),

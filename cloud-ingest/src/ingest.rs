@@ -365,6 +365,7 @@ impl Pipeline {
         }
         let now = self.clock.now();
         let model = self.model.current();
+        let challenger = self.model.challenger();
         let mut tx = self.store.begin().await?;
         // The devices' rows first: they say which seqs the store may already hold.
         let snapshot = snapshot::devices(&mut tx, self.store.backend(), fresh, &self.cache).await?;
@@ -392,6 +393,7 @@ impl Pipeline {
             &epochs,
             &mut self.cache,
             &model,
+            challenger.as_deref(),
             &self.policy,
             &self.settings,
         );

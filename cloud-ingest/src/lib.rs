@@ -33,6 +33,7 @@ pub mod effects;
 pub mod ingest;
 pub mod ops;
 pub mod policy;
+pub mod registry;
 pub mod report;
 pub mod retention;
 pub mod score;

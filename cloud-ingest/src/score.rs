@@ -20,6 +20,8 @@ use protocol::{Channel, Limits, Message, Timestamp};
 #[derive(Debug)]
 pub struct ModelSlot {
     current: RwLock<Arc<ModelArtifact>>,
+    /// Scored in the champion's shadow, never acted on ([`crate::registry`]).
+    challenger: RwLock<Option<Arc<ModelArtifact>>>,
     path: Option<PathBuf>,
     loaded: RwLock<Option<SystemTime>>,
 }
@@ -33,6 +35,7 @@ impl ModelSlot {
         };
         Ok(ModelSlot {
             current: RwLock::new(Arc::new(artifact)),
+            challenger: RwLock::new(None),
             path: path.map(Path::to_owned),
             loaded: RwLock::new(mtime),
         })
@@ -41,6 +44,26 @@ impl ModelSlot {
     /// The model to score with now.
     pub fn current(&self) -> Arc<ModelArtifact> {
         self.current.read().expect("model lock").clone()
+    }
+
+    /// The challenger, when one is set.
+    pub fn challenger(&self) -> Option<Arc<ModelArtifact>> {
+        self.challenger.read().expect("model lock").clone()
+    }
+
+    /// Whether the model came from a file named in configuration (not the bundled one).
+    pub fn from_file(&self) -> bool {
+        self.path.is_some()
+    }
+
+    /// Puts `champion` in force.
+    pub fn put(&self, champion: Arc<ModelArtifact>) {
+        *self.current.write().expect("model lock") = champion;
+    }
+
+    /// Sets or clears the challenger.
+    pub fn put_challenger(&self, challenger: Option<Arc<ModelArtifact>>) {
+        *self.challenger.write().expect("model lock") = challenger;
     }
 
     /// Reloads the file if it changed since it was loaded. A bad file leaves the model
@@ -85,8 +108,8 @@ pub struct DeviceState {
     history: DeviceHistory,
     /// Messages the store held for the device when this state was last in step.
     count: u64,
-    /// The score last written to the store.
-    written: Option<(f64, bool)>,
+    /// The score last written to the store, and the challenger's beside it.
+    written: Option<(f64, bool, Option<(f64, bool, String)>)>,
 }
 
 /// A device's score with everything a decision needs.
@@ -187,21 +210,42 @@ impl FeatureCache {
             .map(|d| (d.count, d.history.to_snapshot()))
     }
 
-    /// Whether a score differs enough from the one last written to be written (its
-    /// alarm changed, or its risk moved by 0.005 or more); remembers it if so. Writing
-    /// every unchanged score would double the store's work for nothing.
-    pub fn score_moved(&mut self, device: &str, score: &models::artifact::Score) -> bool {
+    /// Whether a score (or the challenger's `shadow` beside it) differs enough from the
+    /// one last written to be written (its alarm changed, or its risk moved by 0.005 or
+    /// more, or the challenger came or went); remembers it if so. Writing every
+    /// unchanged score would double the store's work for nothing.
+    pub fn score_moved(
+        &mut self,
+        device: &str,
+        score: &models::artifact::Score,
+        shadow: Option<&crate::store::devices::ShadowScore>,
+    ) -> bool {
         let Some(d) = self.devices.get_mut(device) else {
             return true;
         };
-        let moved = match d.written {
-            Some((risk, alarm)) => {
-                alarm != score.alarm || (risk - score.probability).abs() >= 0.005
+        let apart = |(risk, alarm): (f64, bool), (r, a): (f64, bool)| {
+            alarm != a || (risk - r).abs() >= 0.005
+        };
+        let now = (score.probability, score.alarm);
+        let moved = match &d.written {
+            Some((risk, alarm, written_shadow)) => {
+                apart((*risk, *alarm), now)
+                    || match (written_shadow, shadow) {
+                        (Some((r, a, v)), Some(s)) => {
+                            *v != s.version || apart((*r, *a), (s.risk, s.alarm))
+                        }
+                        (None, None) => false,
+                        _ => true,
+                    }
             }
             None => true,
         };
         if moved {
-            d.written = Some((score.probability, score.alarm));
+            d.written = Some((
+                now.0,
+                now.1,
+                shadow.map(|s| (s.risk, s.alarm, s.version.clone())),
+            ));
         }
         moved
     }

@@ -105,7 +105,10 @@ pub async fn run(
     first_admin(&store, clock.now().0).await?;
     let model =
         Arc::new(ModelSlot::load(config.model.path.as_deref()).context("loading the risk model")?);
-    tracing::info!(model = %model.current().version, store = %redact(&config.store.url), "cloud-ingest starting");
+    crate::registry::start(&store, &model, clock.now().0)
+        .await
+        .context("registering the risk model")?;
+    tracing::info!(model = %model.current().version, challenger = ?model.challenger().map(|c| c.version.clone()), store = %redact(&config.store.url), "cloud-ingest starting");
     let metrics = observers.metrics.clone().unwrap_or_default();
     let settings = mqtt_settings(&config)?;
     let mut consumer = Consumer::start(&settings, metrics.clone());
@@ -151,6 +154,8 @@ pub async fn run(
         workers_stop.clone(),
     ));
     workers.spawn(watch_model(
+        store.clone(),
+        clock.clone(),
         model.clone(),
         Duration::from_secs(config.model.reload_check_s.max(1)),
         metrics.clone(),
@@ -161,6 +166,7 @@ pub async fn run(
             mqtt: consumer.connected.clone(),
             store: store.clone(),
             model: model.clone(),
+            gate: Arc::new(config.model.gate.clone()),
             metrics: metrics.clone(),
             clock: clock.clone(),
             links: config.link_settings(),
@@ -304,6 +310,8 @@ async fn consume(
 }
 
 async fn watch_model(
+    store: Store,
+    clock: Arc<dyn Clock>,
     model: Arc<ModelSlot>,
     every: Duration,
     metrics: Arc<Metrics>,
@@ -334,8 +342,24 @@ async fn watch_model(
             model.reload_if_changed()
         };
         match result {
-            Ok(Some(version)) => ModelReloaded { version: &version }.emit(&metrics),
+            Ok(Some(version)) => {
+                ModelReloaded { version: &version }.emit(&metrics);
+                if let Err(error) = crate::registry::adopt_file(&store, &model, clock.now().0).await
+                {
+                    ModelRefused { error: &error }.emit(&metrics);
+                }
+            }
             Ok(None) => {}
+            Err(error) => ModelRefused { error: &error }.emit(&metrics),
+        }
+        // Another replica (or the desk) may have promoted or rolled back.
+        let before = model.current().version.clone();
+        match crate::registry::sync(&store, &model).await {
+            Ok(true) if model.current().version != before => ModelReloaded {
+                version: &model.current().version,
+            }
+            .emit(&metrics),
+            Ok(_) => {}
             Err(error) => ModelRefused { error: &error }.emit(&metrics),
         }
     }

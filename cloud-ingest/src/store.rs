@@ -25,6 +25,7 @@ pub mod dead_letters;
 pub mod devices;
 pub mod features;
 pub mod messages;
+pub mod model_versions;
 pub mod outbox;
 pub mod progress;
 pub mod registry;

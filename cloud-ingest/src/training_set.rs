@@ -81,7 +81,7 @@ pub async fn export(
     let mut tally = Tally::default();
     let mut after = 0;
     loop {
-        let page = store.outcome_tickets(after, PAGE).await?;
+        let page = store.outcome_tickets(after, PAGE, 0).await?;
         for (id, t) in &page {
             after = *id;
             let row = labels::row_of(t, &schema);

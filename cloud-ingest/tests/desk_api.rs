@@ -559,6 +559,7 @@ async fn a_device_reads_with_its_score_history_tickets_and_days(url: &str) {
             scored_ms: at,
             model_version: "m1".into(),
             explanation: "[]".into(),
+            shadow: None,
         };
         devices::set_score(&mut tx, &s).await.unwrap();
     }

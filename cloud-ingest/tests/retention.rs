@@ -74,6 +74,7 @@ async fn prunes_old_rows_and_keeps_dedup(url: &str, with_dead_letters: bool) {
             scored_ms: at,
             model_version: "m".into(),
             explanation: "[]".into(),
+            shadow: None,
         };
         cloud_ingest::store::devices::set_score(&mut tx, &row)
             .await

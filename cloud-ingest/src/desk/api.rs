@@ -53,6 +53,10 @@ pub struct DeskState {
     pub metrics: Arc<crate::ops::metrics::Metrics>,
     /// The after-sales policy: campaigns' remedies and costs.
     pub policy: Arc<crate::policy::PolicyConfig>,
+    /// The models in force (champion and challenger), kept in step with the registry.
+    pub model: Arc<crate::score::ModelSlot>,
+    /// What a challenger must show before it is promoted.
+    pub gate: Arc<crate::registry::gate::GateConfig>,
 }
 
 impl DeskState {
@@ -68,6 +72,8 @@ impl DeskState {
             }),
             metrics: Arc::default(),
             policy: Arc::default(),
+            model: Arc::new(crate::score::ModelSlot::load(None).expect("the bundled model loads")),
+            gate: Arc::default(),
         }
     }
 }

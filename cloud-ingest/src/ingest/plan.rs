@@ -34,7 +34,9 @@ use crate::policy::{
 use crate::score::{decode_stored, rebuild_since, FeatureCache, Scored};
 use crate::store::cohorts::{Boot, FirmwareUsage};
 use crate::store::dead_letters::DeadLetter;
-use crate::store::devices::{Arrivals, DeviceRow, Identity, Liveness, NewEpoch, ScoreRow};
+use crate::store::devices::{
+    Arrivals, DeviceRow, Identity, Liveness, NewEpoch, ScoreRow, ShadowScore,
+};
 use crate::store::features::FeatureState;
 use crate::store::messages::{NewMessage, StoredMessage};
 use crate::store::outbox::{AnsweredCommand, NewCommand};
@@ -212,6 +214,7 @@ pub fn observe<'a>(
     epochs: &HashMap<String, DeviceEpochs>,
     cache: &mut FeatureCache,
     model: &ModelArtifact,
+    challenger: Option<&ModelArtifact>,
     policy: &PolicyConfig,
     settings: &PipelineSettings,
 ) -> BatchPlan<'a> {
@@ -243,7 +246,15 @@ pub fn observe<'a>(
         if group.iter().any(Accepted::is_telemetry) {
             if let Some(scored) = cache.score(device, model, settings.explain_top) {
                 let schema = group.last().map_or(1, |a| a.schema);
-                plan.score(cache, &group[0], scored, model, policy, schema);
+                let shadow = challenger.map(|c| {
+                    let score = c.score(&scored.features);
+                    ShadowScore {
+                        risk: score.probability,
+                        alarm: score.alarm,
+                        version: c.version.clone(),
+                    }
+                });
+                plan.score(cache, &group[0], scored, shadow, model, policy, schema);
             }
         }
     }
@@ -377,6 +388,7 @@ impl<'a> BatchPlan<'a> {
         cache: &mut FeatureCache,
         first: &Accepted<'_>,
         scored: Scored,
+        shadow: Option<ShadowScore>,
         model: &ModelArtifact,
         policy: &PolicyConfig,
         schema: u32,
@@ -386,7 +398,7 @@ impl<'a> BatchPlan<'a> {
         self.report.scored.push(DeviceScored {
             risk: score.probability,
         });
-        if cache.score_moved(device, &score) {
+        if cache.score_moved(device, &score, shadow.as_ref()) {
             self.scores.push(ScoreRow {
                 device_id: device.to_owned(),
                 risk: score.probability,
@@ -395,6 +407,7 @@ impl<'a> BatchPlan<'a> {
                 model_version: model.version.clone(),
                 explanation: serde_json::to_string(&evidence_features(&scored))
                     .expect("numbers and names serialise"),
+                shadow,
             });
         }
         // Most scores are far from any action: settle those without the device's terms.

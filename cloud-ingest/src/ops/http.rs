@@ -24,6 +24,8 @@ pub struct Health {
     pub store: Store,
     /// The model in force.
     pub model: Arc<ModelSlot>,
+    /// What a challenger must show before it is promoted.
+    pub gate: Arc<crate::registry::gate::GateConfig>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
     /// The service clock.
@@ -48,6 +50,8 @@ pub fn router(health: Health) -> Router {
         watch: health.watch.clone(),
         metrics: health.metrics.clone(),
         policy: health.policy.clone(),
+        model: health.model.clone(),
+        gate: health.gate.clone(),
     };
     let desk = crate::desk::router(state);
     Router::new()

@@ -250,13 +250,27 @@ pub struct ScoreRow {
     pub model_version: String,
     /// The top contributions, JSON.
     pub explanation: String,
+    /// The challenger's score of the same features, when one is set.
+    pub shadow: Option<ShadowScore>,
+}
+
+/// The challenger's score beside the champion's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowScore {
+    /// Its risk.
+    pub risk: f64,
+    /// Whether it reached the challenger's threshold.
+    pub alarm: bool,
+    /// The challenger's version.
+    pub version: String,
 }
 
 /// Records a device's latest score.
 pub async fn set_score(c: &mut AnyConnection, s: &ScoreRow) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE devices SET risk = $2, risk_alarm = $3, scored_ms = $4, model_version = $5,
-            explanation = $6 WHERE device_id = $1",
+            explanation = $6, shadow_risk = $7, shadow_alarm = $8, shadow_version = $9
+         WHERE device_id = $1",
     )
     .bind(s.device_id.as_str())
     .bind(s.risk)
@@ -264,14 +278,25 @@ pub async fn set_score(c: &mut AnyConnection, s: &ScoreRow) -> Result<(), StoreE
     .bind(s.scored_ms as i64)
     .bind(s.model_version.as_str())
     .bind(s.explanation.as_str())
+    .bind(s.shadow.as_ref().map(|x| x.risk))
+    .bind(s.shadow.as_ref().map(|x| i64::from(x.alarm)))
+    .bind(s.shadow.as_ref().map(|x| x.version.as_str()))
     .execute(&mut *c)
     .await?;
     // The day's row keeps its highest risk and, of its scores, the latest.
     let day_ms = s.scored_ms - s.scored_ms % DAY_MS;
     sqlx::query(
         "INSERT INTO score_days (device_id, day_ms, risk_max, risk_last, alarm, scored_ms,
-            model_version) VALUES ($1, $2, $3, $3, $4, $5, $6)
+            model_version, shadow_risk_max, shadow_alarm, shadow_version)
+         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (device_id, day_ms) DO UPDATE SET
+            shadow_risk_max = CASE WHEN score_days.shadow_risk_max IS NULL
+                OR excluded.shadow_risk_max > score_days.shadow_risk_max
+                THEN excluded.shadow_risk_max ELSE score_days.shadow_risk_max END,
+            shadow_alarm = CASE WHEN score_days.shadow_alarm IS NULL
+                OR excluded.shadow_alarm > score_days.shadow_alarm
+                THEN excluded.shadow_alarm ELSE score_days.shadow_alarm END,
+            shadow_version = COALESCE(excluded.shadow_version, score_days.shadow_version),
             risk_max = CASE WHEN excluded.risk_max > score_days.risk_max
                 THEN excluded.risk_max ELSE score_days.risk_max END,
             alarm = CASE WHEN excluded.alarm > score_days.alarm
@@ -289,6 +314,9 @@ pub async fn set_score(c: &mut AnyConnection, s: &ScoreRow) -> Result<(), StoreE
     .bind(i64::from(s.alarm))
     .bind(s.scored_ms as i64)
     .bind(s.model_version.as_str())
+    .bind(s.shadow.as_ref().map(|x| x.risk))
+    .bind(s.shadow.as_ref().map(|x| i64::from(x.alarm)))
+    .bind(s.shadow.as_ref().map(|x| x.version.as_str()))
     .execute(c)
     .await?;
     Ok(())

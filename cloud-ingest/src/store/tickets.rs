@@ -661,20 +661,23 @@ impl Store {
         row.as_ref().map(queue_item).transpose()
     }
 
-    /// Up to `limit` tickets with an outcome and an id above `after`, by id: the label
-    /// export's pages.
+    /// Up to `limit` tickets with an outcome and an id above `after`, closed at or after
+    /// `closed_since_ms`, by id: the label export's pages and the model gate's outcomes.
     pub async fn outcome_tickets(
         &self,
         after: i64,
         limit: u32,
+        closed_since_ms: u64,
     ) -> Result<Vec<(i64, crate::tickets::labels::OutcomeTicket)>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, ticket_ref, device_id, problem, outcome, outcome_category, closed_ms,
                 opened_ms, model_version, evidence, features FROM tickets
-             WHERE outcome IS NOT NULL AND id > $1 ORDER BY id LIMIT $2",
+             WHERE outcome IS NOT NULL AND id > $1 AND COALESCE(closed_ms, opened_ms) >= $3
+             ORDER BY id LIMIT $2",
         )
         .bind(after)
         .bind(i64::from(limit))
+        .bind(closed_since_ms as i64)
         .fetch_all(self.pool())
         .await?;
         rows.iter()

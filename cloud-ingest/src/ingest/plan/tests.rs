@@ -74,6 +74,7 @@ fn model(alarm: bool) -> ModelArtifact {
 struct Run {
     cache: FeatureCache,
     model: ModelArtifact,
+    challenger: Option<ModelArtifact>,
     policy: PolicyConfig,
     settings: PipelineSettings,
 }
@@ -88,6 +89,7 @@ impl Run {
         Run {
             cache: FeatureCache::new(100),
             model: model(alarm),
+            challenger: None,
             policy,
             settings: PipelineSettings {
                 webhooks: vec!["https://crm.example/hook".into()],
@@ -107,6 +109,7 @@ impl Run {
             &crate::ingest::epochs::judge_batch(fresh, &snapshot.devices, &snapshot.known_epochs),
             &mut self.cache,
             &self.model,
+            self.challenger.as_ref(),
             &self.policy,
             &self.settings,
         )
@@ -350,6 +353,50 @@ fn a_device_is_scored_once_per_batch_and_only_on_telemetry() {
         plan.scores.is_empty(),
         "an unchanged score is not rewritten"
     );
+}
+
+#[test]
+fn a_challenger_scores_in_the_shadow_and_decides_nothing() {
+    let batch = deliveries(&[hb("dev-a", 1, T0), hb("dev-b", 1, T0)]);
+    let (fresh, _) = accept(&batch);
+    let mut run = Run::new(false);
+    let mut challenger = model(true);
+    challenger.version = "challenger-1".into();
+    run.challenger = Some(challenger);
+    let plan = run.observe(&fresh, &Snapshot::default());
+    assert_eq!(plan.scores.len(), 2);
+    for s in &plan.scores {
+        assert!(!s.alarm, "the champion's own score");
+        let shadow = s.shadow.as_ref().expect("scored by the challenger too");
+        assert!(shadow.alarm, "the challenger alarms at threshold 0");
+        assert_eq!(shadow.version, "challenger-1");
+        assert!((shadow.risk - s.risk).abs() < 1e-12, "the same trees here");
+    }
+    assert!(
+        plan.candidates.is_empty(),
+        "the challenger's alarm opens nothing"
+    );
+    // The challenger goes: the scores are written again, without a shadow.
+    run.challenger = None;
+    let again = deliveries(&[hb("dev-a", 2, T0)]);
+    let (fresh2, _) = accept(&again);
+    let mut snapshot = Snapshot::default();
+    snapshot.devices.insert(
+        "dev-a".into(),
+        DeviceRow {
+            epoch: examples::EPOCH.0,
+            stats: SeqStats {
+                before_epoch: 0,
+                count: 1,
+                min_seq: 1,
+                max_seq: 1,
+            },
+            ..DeviceRow::default()
+        },
+    );
+    let plan = run.observe(&fresh2, &snapshot);
+    assert_eq!(plan.scores.len(), 1, "the shadow went: a write");
+    assert_eq!(plan.scores[0].shadow, None);
 }
 
 #[test]
@@ -727,6 +774,7 @@ fn a_payload_over_the_limit_is_kept_as_a_bounded_excerpt() {
         &HashMap::new(),
         &mut run.cache,
         &run.model,
+        None,
         &run.policy,
         &run.settings,
     );
