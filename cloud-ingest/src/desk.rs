@@ -4,7 +4,9 @@
 //! page; [`trend`] sums a device's last days and [`charts`] draws them. The recycling
 //! desk's casework is [`recycling`], its pages [`recycling_pages`]. [`fleet`] is the analysts'
 //! API: cohorts, flags, campaigns; [`fleet_pages`] its pages. [`reports`] serves the
-//! after-sales review and root-cause records; [`report_pages`] their pages.
+//! after-sales review and root-cause records; [`report_pages`] their pages. [`models`] is
+//! the model registry's API (champion, challenger, gate, promotion, rollback);
+//! [`model_pages`] its page.
 
 pub mod api;
 pub mod auth;
@@ -13,6 +15,8 @@ pub mod charts;
 pub mod device;
 pub mod fleet;
 pub mod fleet_pages;
+pub mod model_pages;
+pub mod models;
 pub mod pages;
 pub mod progress;
 pub mod recycling;
@@ -29,5 +33,6 @@ pub fn router(state: api::DeskState) -> axum::Router {
         .merge(recycling_pages::router(state.clone()))
         .merge(fleet_pages::router(state.clone()))
         .merge(report_pages::router(state.clone()))
+        .merge(model_pages::router(state.clone()))
         .merge(progress::router(state))
 }

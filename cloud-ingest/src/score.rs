@@ -108,8 +108,16 @@ pub struct DeviceState {
     history: DeviceHistory,
     /// Messages the store held for the device when this state was last in step.
     count: u64,
-    /// The score last written to the store, and the challenger's beside it.
-    written: Option<(f64, bool, Option<(f64, bool, String)>)>,
+    /// The score last written to the store.
+    written: Option<Written>,
+}
+
+/// A score as last written: the champion's risk and alarm, and the challenger's.
+#[derive(Debug)]
+struct Written {
+    risk: f64,
+    alarm: bool,
+    shadow: Option<crate::store::devices::ShadowScore>,
 }
 
 /// A device's score with everything a decision needs.
@@ -121,6 +129,8 @@ pub struct Scored {
     pub explanation: Explanation,
     /// Device time scored at.
     pub at: Timestamp,
+    /// The challenger's score of the same features, when one is set.
+    pub shadow: Option<crate::store::devices::ShadowScore>,
 }
 
 /// Every device's feature state, bounded in size. The store keeps each device's state
@@ -228,11 +238,11 @@ impl FeatureCache {
         };
         let now = (score.probability, score.alarm);
         let moved = match &d.written {
-            Some((risk, alarm, written_shadow)) => {
-                apart((*risk, *alarm), now)
-                    || match (written_shadow, shadow) {
-                        (Some((r, a, v)), Some(s)) => {
-                            *v != s.version || apart((*r, *a), (s.risk, s.alarm))
+            Some(w) => {
+                apart((w.risk, w.alarm), now)
+                    || match (&w.shadow, shadow) {
+                        (Some(a), Some(b)) => {
+                            a.version != b.version || apart((a.risk, a.alarm), (b.risk, b.alarm))
                         }
                         (None, None) => false,
                         _ => true,
@@ -241,11 +251,11 @@ impl FeatureCache {
             None => true,
         };
         if moved {
-            d.written = Some((
-                now.0,
-                now.1,
-                shadow.map(|s| (s.risk, s.alarm, s.version.clone())),
-            ));
+            d.written = Some(Written {
+                risk: now.0,
+                alarm: now.1,
+                shadow: shadow.cloned(),
+            });
         }
         moved
     }
@@ -265,6 +275,7 @@ impl FeatureCache {
             features,
             explanation,
             at,
+            shadow: None,
         })
     }
 

@@ -265,6 +265,36 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/cohort-flags/:id/root-cause",
         access: Access::WorkFleet,
     },
+    Route {
+        method: "GET",
+        path: "/api/v1/models",
+        access: Access::ReadAll,
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/models",
+        access: Access::Admin,
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/models/gate",
+        access: Access::ReadAll,
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/models/challenger",
+        access: Access::Admin,
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/models/promote",
+        access: Access::Admin,
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/models/rollback",
+        access: Access::Admin,
+    },
 ];
 
 fn handler(r: &Route) -> MethodRouter<DeskState> {
@@ -306,6 +336,14 @@ fn handler(r: &Route) -> MethodRouter<DeskState> {
         ("GET", "/api/v1/reports/:period") => on(f, super::reports::report),
         ("GET", "/api/v1/cohort-flags/:id/root-cause") => on(f, super::reports::root_cause),
         ("POST", "/api/v1/cohort-flags/:id/root-cause") => on(f, super::reports::set_root_cause),
+        ("GET", "/api/v1/models") => on(f, super::models::list),
+        // An artifact is JSON trees: bigger forests than the bundled one (0.5 MB) fit.
+        ("POST", "/api/v1/models") => on(f, super::models::register)
+            .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024)),
+        ("GET", "/api/v1/models/gate") => on(f, super::models::gate),
+        ("POST", "/api/v1/models/challenger") => on(f, super::models::set_challenger),
+        ("POST", "/api/v1/models/promote") => on(f, super::models::promote),
+        ("POST", "/api/v1/models/rollback") => on(f, super::models::rollback),
         (m, p) => panic!("route {m} {p} has no handler"),
     }
 }
@@ -380,7 +418,7 @@ async fn guard(
                     Access::WorkTradeIns => "work trade-ins",
                     Access::ReadAll => "read fleet-wide figures and the audit log",
                     Access::WorkFleet => "run the cohort watch or decide campaigns",
-                    Access::Admin => "manage users",
+                    Access::Admin => "manage users or models",
                 }
             ),
         )
@@ -984,7 +1022,9 @@ async fn audit(
         super::fleet::cohorts, super::fleet::run_watch, super::fleet::flags, super::fleet::propose,
         super::fleet::dismiss, super::fleet::campaigns, super::fleet::campaign, super::fleet::decide,
         super::fleet::actions, super::fleet::add_action, super::fleet::move_action,
-        super::reports::report, super::reports::root_cause, super::reports::set_root_cause),
+        super::reports::report, super::reports::root_cause, super::reports::set_root_cause,
+        super::models::list, super::models::register, super::models::gate,
+        super::models::set_challenger, super::models::promote, super::models::rollback),
     components(schemas(ProblemDoc, Action, Outcome, PauseReason, Problem, TicketState, Tier, SlaState, Role, Day,
         TradeInState, TradeInAction)),
     modifiers(&Bearer)

@@ -129,6 +129,7 @@ fn layout(title: &str, user: Option<&User>, csrf: Option<&str>, body: Markup) ->
                             @if u.role.may(Access::ReadTradeIns) { a href="/desk/tradeins" { "Trade-ins" } }
                             @if u.role.may(Access::ReadAll) { a href="/desk/fleet" { "Fleet" } }
                             @if u.role.may(Access::ReadAll) { a href="/desk/reports" { "Reports" } }
+                            @if u.role.may(Access::ReadAll) { a href="/desk/models" { "Models" } }
                         }
                         span.who { (u.name) " · " (u.role) }
                         @if let Some(c) = csrf {

@@ -449,7 +449,7 @@ async fn root_cause(
 }
 
 /// A refusal with the way back to the form.
-fn refused(user: &User, csrf: &str, e: ApiError, back: &str) -> Response {
+pub(crate) fn refused(user: &User, csrf: &str, e: ApiError, back: &str) -> Response {
     page(
         e.status(),
         e.title(),

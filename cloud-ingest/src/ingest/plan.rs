@@ -244,9 +244,9 @@ pub fn observe<'a>(
             .map_or(&[][..], Vec::as_slice);
         plan.follow(cache, group, &row, snapshot.states.get(device), stored);
         if group.iter().any(Accepted::is_telemetry) {
-            if let Some(scored) = cache.score(device, model, settings.explain_top) {
+            if let Some(mut scored) = cache.score(device, model, settings.explain_top) {
                 let schema = group.last().map_or(1, |a| a.schema);
-                let shadow = challenger.map(|c| {
+                scored.shadow = challenger.map(|c| {
                     let score = c.score(&scored.features);
                     ShadowScore {
                         risk: score.probability,
@@ -254,7 +254,7 @@ pub fn observe<'a>(
                         version: c.version.clone(),
                     }
                 });
-                plan.score(cache, &group[0], scored, shadow, model, policy, schema);
+                plan.score(cache, &group[0], scored, model, policy, schema);
             }
         }
     }
@@ -388,7 +388,6 @@ impl<'a> BatchPlan<'a> {
         cache: &mut FeatureCache,
         first: &Accepted<'_>,
         scored: Scored,
-        shadow: Option<ShadowScore>,
         model: &ModelArtifact,
         policy: &PolicyConfig,
         schema: u32,
@@ -398,7 +397,7 @@ impl<'a> BatchPlan<'a> {
         self.report.scored.push(DeviceScored {
             risk: score.probability,
         });
-        if cache.score_moved(device, &score, shadow.as_ref()) {
+        if cache.score_moved(device, &score, scored.shadow.as_ref()) {
             self.scores.push(ScoreRow {
                 device_id: device.to_owned(),
                 risk: score.probability,
@@ -407,7 +406,7 @@ impl<'a> BatchPlan<'a> {
                 model_version: model.version.clone(),
                 explanation: serde_json::to_string(&evidence_features(&scored))
                     .expect("numbers and names serialise"),
-                shadow,
+                shadow: scored.shadow.clone(),
             });
         }
         // Most scores are far from any action: settle those without the device's terms.

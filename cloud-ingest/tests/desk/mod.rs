@@ -30,9 +30,15 @@ pub struct Desk {
 
 impl Desk {
     pub async fn start(url: &str) -> Desk {
+        Desk::start_with(url, |_| {}).await
+    }
+
+    /// A desk whose state `adjust` changes first (its model slot, gate, rules).
+    pub async fn start_with(url: &str, adjust: impl FnOnce(&mut DeskState)) -> Desk {
         let store = Store::open(url, 4, SqliteSync::Normal).await.unwrap();
         let clock = Arc::new(ManualClock::at(Timestamp(T0)));
-        let state = DeskState::new(store.clone(), clock.clone() as Arc<dyn Clock>);
+        let mut state = DeskState::new(store.clone(), clock.clone() as Arc<dyn Clock>);
+        adjust(&mut state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, desk::router(state)).await });
