@@ -68,6 +68,21 @@ enum Command {
         )]
         store: String,
     },
+    /// The model registry (docs/features.md, "Champion and challenger"): register an
+    /// artifact `models train` wrote, optionally as the challenger; list the versions
+    /// and aliases. Promotion and rollback are the desk's (`/desk/models`).
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+        /// Store URL: sqlite://PATH or postgres://...
+        #[arg(
+            long,
+            global = true,
+            env = "FLEET_STORE_URL",
+            default_value = "sqlite://data/fleet.db"
+        )]
+        store: String,
+    },
     /// Write the training set the desk's outcomes make: DIR/labels.csv (every resolved
     /// ticket's feature vector as scored when it opened, labelled 1 when a fault was
     /// confirmed, 0 when none was found), DIR/tradeins.csv (every graded trade-in: the
@@ -163,6 +178,20 @@ struct ReportArgs {
     /// `desk.public_url`, else http://127.0.0.1:8080).
     #[arg(long)]
     link_base: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Register a model artifact (checked against this build's feature schema).
+    Register {
+        /// The artifact, as `models train --out` wrote it.
+        artifact: PathBuf,
+        /// Also make it the challenger: scored beside the champion from now on.
+        #[arg(long)]
+        challenger: bool,
+    },
+    /// Print the registry as JSON: aliases, versions and the latest changes.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -426,6 +455,61 @@ async fn main() -> anyhow::Result<()> {
                     for u in store.users().await? {
                         println!("{}", serde_json::to_string(&u)?);
                     }
+                }
+            }
+            store.close().await;
+        }
+        Command::Models { command, store } => {
+            let store = Store::open(&store, 2, SqliteSync::Full).await?;
+            let now = SystemClock.now().0;
+            match command {
+                ModelsCommand::Register {
+                    artifact,
+                    challenger,
+                } => {
+                    let bytes = std::fs::read(&artifact)
+                        .with_context(|| format!("reading {}", artifact.display()))?;
+                    let (a, new) = cloud_ingest::registry::register(&store, &bytes, "cli", now)
+                        .await
+                        .with_context(|| format!("registering {}", artifact.display()))?;
+                    eprintln!(
+                        "{} {} ({}, threshold {:.3})",
+                        if new {
+                            "registered"
+                        } else {
+                            "already registered:"
+                        },
+                        a.version,
+                        a.model.kind(),
+                        a.threshold
+                    );
+                    if challenger {
+                        // Serving replicas pick the challenger up at their next check.
+                        // A registry no service has started yet takes the bundled model
+                        // as champion first, as `serve` would.
+                        let slot = cloud_ingest::score::ModelSlot::load(None)?;
+                        cloud_ingest::registry::start(&store, &slot, now).await?;
+                        cloud_ingest::registry::sync(&store, &slot).await?;
+                        cloud_ingest::registry::set_challenger(
+                            &store,
+                            &slot,
+                            "cli",
+                            Some(&a.version),
+                            now,
+                        )
+                        .await
+                        .with_context(|| format!("making {} the challenger", a.version))?;
+                        eprintln!("{} is the challenger", a.version);
+                    }
+                    println!("{}", a.version);
+                }
+                ModelsCommand::List => {
+                    let out = serde_json::json!({
+                        "aliases": store.model_aliases().await?,
+                        "versions": store.model_versions().await?,
+                        "changes": store.model_changes(50).await?,
+                    });
+                    println!("{}", serde_json::to_string_pretty(&out)?);
                 }
             }
             store.close().await;

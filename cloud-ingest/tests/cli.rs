@@ -68,6 +68,8 @@ fn every_subcommand_answers_help() {
         &["export-labels", "--help"],
         &["users", "--help"],
         &["devices", "--help"],
+        &["models", "--help"],
+        &["models", "register", "--help"],
     ] {
         let (ok, text) = run(sub);
         assert!(ok && text.contains("Usage:"), "{sub:?}: {text}");
@@ -248,4 +250,74 @@ fn export_labels_writes_the_set_and_refuses_a_bad_store_by_name() {
         ]);
         assert!(!ok && text.contains("--battery-floor-pct"), "{bad}: {text}");
     }
+}
+
+#[test]
+fn models_register_adds_a_version_and_a_challenger_and_refuses_a_bad_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("fleet.db").display());
+    let mut a = models::artifact::ModelArtifact::bundled().unwrap();
+    a.version = "cli-variant".into();
+    let file = dir.path().join("variant.json");
+    std::fs::write(&file, serde_json::to_vec(&a).unwrap()).unwrap();
+
+    let (ok, text) = run(&[
+        "models",
+        "register",
+        file.to_str().unwrap(),
+        "--challenger",
+        "--store",
+        &store,
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("registered cli-variant"), "{text}");
+    assert!(text.contains("cli-variant is the challenger"), "{text}");
+
+    let (ok, text) = run(&["models", "list", "--store", &store]);
+    assert!(ok, "{text}");
+    let listed: serde_json::Value = serde_json::from_str(&text).expect("list prints JSON");
+    let aliases = listed["aliases"].to_string();
+    assert!(aliases.contains("cli-variant"), "{listed}");
+    let bundled = models::artifact::ModelArtifact::bundled().unwrap().version;
+    assert!(
+        aliases.contains(&bundled),
+        "the bundled model is champion: {listed}"
+    );
+
+    // Registering the same bytes again is no new version.
+    let (ok, text) = run(&[
+        "models",
+        "register",
+        file.to_str().unwrap(),
+        "--store",
+        &store,
+    ]);
+    assert!(ok && text.contains("already registered"), "{text}");
+
+    // A file that is no artifact is refused by name and changes nothing.
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, b"{\"version\": 3}").unwrap();
+    let (ok, text) = run(&[
+        "models",
+        "register",
+        junk.to_str().unwrap(),
+        "--store",
+        &store,
+    ]);
+    assert!(!ok && text.contains("junk.json"), "{text}");
+    let (_, after) = run(&["models", "list", "--store", &store]);
+    let after: serde_json::Value = serde_json::from_str(&after).unwrap();
+    assert_eq!(
+        after["versions"].as_array().unwrap().len(),
+        listed["versions"].as_array().unwrap().len(),
+        "{after}"
+    );
+    let (ok, text) = run(&[
+        "models",
+        "register",
+        "/nonexistent/m.json",
+        "--store",
+        &store,
+    ]);
+    assert!(!ok && text.contains("/nonexistent/m.json"), "{text}");
 }

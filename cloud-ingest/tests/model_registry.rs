@@ -539,7 +539,10 @@ async fn models_page(desk: &Desk, admin: &str) {
     b.shot("models-failing-gate").await;
     let text = b.text().await;
     assert!(text.contains("The challenger fails its gate"), "{text}");
-    assert!(text.contains("ROC-AUC 0.9"), "each version's validation: {text}");
+    assert!(
+        text.contains("ROC-AUC 0.9"),
+        "each version's validation: {text}"
+    );
     assert!(text.contains(&worse), "{text}");
     b.submit("#promote-form button").await;
     let text = b.text().await;
