@@ -51,7 +51,7 @@ fn main() {
     let mut first = None;
     for _ in 0..3 {
         let started = Instant::now();
-        let (forest, _) = Forest::fit(x.view(), &y, &params, 1, &|_| {}).expect("a forest");
+        let (forest, _) = Forest::fit(x.view(), &y, None, &params, 1, &|_| {}).expect("a forest");
         times.push(started.elapsed().as_secs_f64());
         // Every fit of the same rows and seed is the same forest, threads or not.
         match &first {

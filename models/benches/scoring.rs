@@ -38,6 +38,7 @@ fn synthetic(n: usize) -> LabelledSet {
         x,
         y,
         device,
+        weight: vec![1.0; t_ms.len()],
         t_ms,
         devices: (0..devices)
             .map(|d| DeviceOutcome {
@@ -45,6 +46,7 @@ fn synthetic(n: usize) -> LabelledSet {
                 failed_at_ms: None,
                 failure_mode: None,
                 failed: d % 50 == 0,
+                origin: 0,
             })
             .collect(),
         horizon_days: 14,
@@ -102,7 +104,7 @@ fn training_time(c: &mut Criterion) {
                 trees: 20,
                 ..ForestParams::default()
             };
-            b.iter(|| Forest::fit(set.x.view(), &y, &params, 1, &|_| {}).expect("fit"))
+            b.iter(|| Forest::fit(set.x.view(), &y, None, &params, 1, &|_| {}).expect("fit"))
         });
         group.bench_with_input(BenchmarkId::new("logistic", n), &set, |b, set| {
             let params = LogisticParams::default();

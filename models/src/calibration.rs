@@ -57,11 +57,13 @@ impl Calibration {
     /// Fits `a` and `b` by maximum likelihood (Newton's method) on `scores` and their
     /// `labels`, with Platt's smoothed targets so that a separable set keeps a finite
     /// slope. The identity when the data cannot fit a map (one class, no spread) or
-    /// when the fit would reverse the order.
-    pub fn fit(scores: &[f64], labels: &[bool]) -> Calibration {
+    /// when the fit would reverse the order. `weights` (one per row) make a row count
+    /// as that many.
+    pub fn fit(scores: &[f64], labels: &[bool], weights: Option<&[f64]>) -> Calibration {
         assert_eq!(scores.len(), labels.len(), "one label per score");
-        let pos = labels.iter().filter(|y| **y).count() as f64;
-        let neg = labels.len() as f64 - pos;
+        let weight = |i: usize| weights.map_or(1.0, |w| w[i]);
+        let pos: f64 = (0..labels.len()).filter(|&i| labels[i]).map(weight).sum();
+        let neg = (0..labels.len()).map(weight).sum::<f64>() - pos;
         if pos == 0.0 || neg == 0.0 {
             return Calibration::IDENTITY;
         }
@@ -71,13 +73,15 @@ impl Calibration {
             .iter()
             .map(|&y| if y { t_pos } else { t_neg })
             .collect();
+        let w: Vec<f64> = (0..labels.len()).map(weight).collect();
         let (mut a, mut b) = (1.0, 0.0);
         let loss = |a: f64, b: f64| -> f64 {
             x.iter()
                 .zip(&t)
-                .map(|(&x, &t)| {
+                .zip(&w)
+                .map(|((&x, &t), &w)| {
                     let p = sigmoid(a * x + b).clamp(1e-15, 1.0 - 1e-15);
-                    -(t * p.ln() + (1.0 - t) * (1.0 - p).ln())
+                    -w * (t * p.ln() + (1.0 - t) * (1.0 - p).ln())
                 })
                 .sum()
         };
@@ -85,11 +89,11 @@ impl Calibration {
         for _ in 0..100 {
             // Gradient and Hessian of the log-loss in (a, b).
             let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 0.0, 0.0, 0.0);
-            for (&x, &t) in x.iter().zip(&t) {
+            for ((&x, &t), &r) in x.iter().zip(&t).zip(&w) {
                 let p = sigmoid(a * x + b);
-                let w = (p * (1.0 - p)).max(1e-12);
-                ga += (p - t) * x;
-                gb += p - t;
+                let w = r * (p * (1.0 - p)).max(1e-12);
+                ga += r * (p - t) * x;
+                gb += r * (p - t);
                 haa += w * x * x;
                 hab += w * x;
                 hbb += w;
@@ -122,6 +126,22 @@ impl Calibration {
         }
         Calibration { a, b }
     }
+}
+
+/// Mean squared difference between probability and outcome, each row weighing its
+/// weight.
+pub fn weighted_brier(scores: &[f64], labels: &[bool], weights: &[f64]) -> f64 {
+    let total: f64 = weights.iter().sum();
+    if total <= 0.0 {
+        return 0.0;
+    }
+    scores
+        .iter()
+        .zip(labels)
+        .zip(weights)
+        .map(|((&p, &y), &w)| w * (p - f64::from(u8::from(y))).powi(2))
+        .sum::<f64>()
+        / total
 }
 
 /// Mean squared difference between probability and outcome.
@@ -175,7 +195,7 @@ mod tests {
     #[test]
     fn calibration_on_other_rows_improves_the_brier_score_and_keeps_the_order() {
         let (fit_s, fit_y) = rows(20_000, 1);
-        let c = Calibration::fit(&fit_s, &fit_y);
+        let c = Calibration::fit(&fit_s, &fit_y, None);
         // The true map inverts the distortion: slope 2.5, intercept 2.
         assert!((c.a - 2.5).abs() < 0.25, "{c:?}");
         assert!((c.b - 2.0).abs() < 0.4, "{c:?}");
@@ -198,12 +218,12 @@ mod tests {
     #[test]
     fn degenerate_data_leaves_scores_as_they_are() {
         assert_eq!(
-            Calibration::fit(&[0.1, 0.2], &[false, false]),
+            Calibration::fit(&[0.1, 0.2], &[false, false], None),
             Calibration::IDENTITY
         );
         assert_eq!(Calibration::IDENTITY.apply(0.37), 0.37);
         // Perfectly separable: a finite, increasing map all the same.
-        let c = Calibration::fit(&[0.1, 0.2, 0.8, 0.9], &[false, false, true, true]);
+        let c = Calibration::fit(&[0.1, 0.2, 0.8, 0.9], &[false, false, true, true], None);
         assert!(c.a.is_finite() && c.a > 0.0, "{c:?}");
         assert!(c.apply(0.9) > c.apply(0.1));
         assert!((ece(&[0.05, 0.95], &[false, true], 10) - 0.05).abs() < 1e-12);

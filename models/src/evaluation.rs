@@ -121,8 +121,117 @@ pub struct Evaluation {
     /// The reliability table before calibration, when known.
     #[serde(default)]
     pub reliability_uncalibrated: Vec<ReliabilityBin>,
+    /// The model's figures with each row weighing its weight, when rows are weighted
+    /// (a random inspection sample): estimates for the whole population, not only
+    /// the devices a model flagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weighted: Option<Weighted>,
     /// Recall per failure mode, devices as units.
     pub recall_by_mode: BTreeMap<String, ModeRecall>,
+}
+
+/// Figures under row weights (inverse-probability weighting).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Weighted {
+    /// The rows' weights summed: the population they stand for.
+    pub population: f64,
+    /// Weighted ROC AUC.
+    pub roc_auc: f64,
+    /// Weighted average precision.
+    pub pr_auc: f64,
+    /// Weighted precision at the threshold.
+    pub precision: f64,
+    /// Weighted recall at the threshold.
+    pub recall: f64,
+    /// Weighted Brier score.
+    pub brier: f64,
+}
+
+impl Weighted {
+    /// The figures of `scores` against `labels`, each row weighing its weight.
+    pub fn of(scores: &[f64], labels: &[bool], weights: &[f64], threshold: f64) -> Weighted {
+        let (mut tp, mut alarmed, mut positives) = (0.0, 0.0, 0.0);
+        for ((&s, &y), &w) in scores.iter().zip(labels).zip(weights) {
+            if s >= threshold {
+                alarmed += w;
+                if y {
+                    tp += w;
+                }
+            }
+            if y {
+                positives += w;
+            }
+        }
+        let share = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        Weighted {
+            population: weights.iter().sum(),
+            roc_auc: weighted_roc_auc(scores, labels, weights),
+            pr_auc: weighted_average_precision(scores, labels, weights),
+            precision: share(tp, alarmed),
+            recall: share(tp, positives),
+            brier: crate::calibration::weighted_brier(scores, labels, weights),
+        }
+    }
+}
+
+/// ROC AUC with weighted rows: the weighted chance a failing row outscores a healthy
+/// one, ties counting half.
+pub fn weighted_roc_auc(scores: &[f64], labels: &[bool], weights: &[f64]) -> f64 {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|a, b| scores[*a].total_cmp(&scores[*b]));
+    // Walking up the scores: each failing row beats the healthy weight below it.
+    let (mut below, mut pairs, mut pos, mut i) = (0.0, 0.0, 0.0, 0);
+    while i < order.len() {
+        let mut j = i;
+        let (mut p, mut n) = (0.0, 0.0);
+        while j < order.len() && scores[order[j]] == scores[order[i]] {
+            let w = weights[order[j]];
+            if labels[order[j]] {
+                p += w;
+            } else {
+                n += w;
+            }
+            j += 1;
+        }
+        pairs += p * (below + n / 2.0);
+        below += n;
+        pos += p;
+        i = j;
+    }
+    if pos == 0.0 || below == 0.0 {
+        return f64::NAN;
+    }
+    pairs / (pos * below)
+}
+
+/// Average precision with weighted rows.
+pub fn weighted_average_precision(scores: &[f64], labels: &[bool], weights: &[f64]) -> f64 {
+    let total: f64 = (0..labels.len())
+        .filter(|&i| labels[i])
+        .map(|i| weights[i])
+        .sum();
+    if total == 0.0 {
+        return f64::NAN;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
+    let (mut tp, mut seen, mut ap, mut i) = (0.0, 0.0, 0.0, 0);
+    while i < order.len() {
+        let mut j = i;
+        let mut gained = 0.0;
+        while j < order.len() && scores[order[j]] == scores[order[i]] {
+            let w = weights[order[j]];
+            if labels[order[j]] {
+                gained += w;
+            }
+            seen += w;
+            j += 1;
+        }
+        tp += gained;
+        ap += (gained / total) * (tp / seen);
+        i = j;
+    }
+    ap
 }
 
 #[cfg(feature = "train")]
@@ -206,6 +315,9 @@ impl Evaluation {
             ece_uncalibrated: None,
             brier_uncalibrated: None,
             reliability_uncalibrated: Vec::new(),
+            weighted: set
+                .is_weighted()
+                .then(|| Weighted::of(probability, &set.y, &set.weight, threshold)),
             recall_by_mode,
         }
     }
@@ -420,6 +532,14 @@ impl fmt::Display for Evaluation {
             "{} rows ({} failing within {} days), {} devices ({} failed)",
             self.rows, self.positive_rows, self.horizon_days, self.devices, self.failed_devices
         )?;
+        if let Some(w) = &self.weighted {
+            writeln!(
+                f,
+                "weighted rows (a random inspection sample) stand for {:.0}: ROC AUC {:.3}, \
+                 PR AUC {:.3}, precision {:.3}, recall {:.3}, Brier {:.4}",
+                w.population, w.roc_auc, w.pr_auc, w.precision, w.recall, w.brier
+            )?;
+        }
         writeln!(f, "{:<28}{:>12}{:>12}", "", "model", "hand rule")?;
         let m = &self.model;
         // The hand rule's column: a dash where the data has none of its inputs.

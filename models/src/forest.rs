@@ -14,6 +14,8 @@ use linfa_trees::{DecisionTree, SplitQuality, TreeNode};
 #[cfg(feature = "train")]
 use ndarray::{Array1, Array2, ArrayView2};
 #[cfg(feature = "train")]
+use rand::distr::{weighted::WeightedIndex, Distribution};
+#[cfg(feature = "train")]
 use rand::seq::index;
 #[cfg(feature = "train")]
 use rand::{RngExt, SeedableRng};
@@ -108,10 +110,13 @@ impl Forest {
     #[cfg(feature = "train")]
     /// Fits on rows `z` with labels `y`, deterministically for `seed`. `progress` is called
     /// after each tree with the number done. Returns the forest and the (balanced) prior
-    /// its leaf shares are relative to.
+    /// its leaf shares are relative to. With `weights` (one per row, above 0) each
+    /// tree's bootstrap draws rows in proportion to their weight within their class, so
+    /// a row of weight 50 counts as 50 rows would.
     pub fn fit(
         z: ArrayView2<'_, f64>,
         y: &[bool],
+        weights: Option<&[f64]>,
         params: &ForestParams,
         seed: u64,
         progress: &dyn Fn(usize),
@@ -132,16 +137,36 @@ impl Forest {
         // in hash order, which would make pruning, and so the forest, vary between runs
         // (pitfall 24).
         let neg_weight = (positives.len() as f64 / n_neg as f64 * (1.0 - 1e-4)) as f32;
+        // Unit weights keep the uniform draw, so an unweighted forest is as before.
+        let draw = |class: &[usize]| -> Result<Option<WeightedIndex<f64>>, TrainError> {
+            match weights {
+                Some(w) if class.iter().any(|&i| w[i] != 1.0) => {
+                    WeightedIndex::new(class.iter().map(|&i| w[i]))
+                        .map(Some)
+                        .map_err(|e| TrainError::Fit(format!("row weights: {e}")))
+                }
+                _ => Ok(None),
+            }
+        };
+        let (pos_draw, neg_draw) = (draw(&positives)?, draw(&negatives)?);
         // Each tree has its own seed, so trees grow on as many threads as the machine
         // has and the forest is the same whatever the count: tree `t` lands in slot `t`.
         let grow = |t: usize| -> Result<Tree, TrainError> {
             let mut rng =
                 Pcg64Mcg::seed_from_u64(seed ^ (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let mut rows = Vec::with_capacity(positives.len() + n_neg);
-            rows.extend(
-                (0..positives.len()).map(|_| positives[rng.random_range(0..positives.len())]),
-            );
-            rows.extend((0..n_neg).map(|_| negatives[rng.random_range(0..negatives.len())]));
+            let mut pick = |class: &[usize], by: &Option<WeightedIndex<f64>>| match by {
+                Some(d) => class[d.sample(&mut rng)],
+                None => class[rng.random_range(0..class.len())],
+            };
+            for _ in 0..positives.len() {
+                let r = pick(&positives, &pos_draw);
+                rows.push(r);
+            }
+            for _ in 0..n_neg {
+                let r = pick(&negatives, &neg_draw);
+                rows.push(r);
+            }
             let mut cols = index::sample(&mut rng, z.ncols(), n_features).into_vec();
             cols.sort_unstable();
             let x: Array2<f64> = z

@@ -68,6 +68,9 @@ pub struct DeviceOutcome {
     pub failure_mode: Option<String>,
     /// True when the device failed (also when the time is unknown).
     pub failed: bool,
+    /// Which source of a merged set it comes from (0 unless merged): each source's rows
+    /// are split on its own time span.
+    pub origin: u32,
 }
 
 /// Rows of features with labels, the devices they belong to and their times.
@@ -81,6 +84,9 @@ pub struct LabelledSet {
     pub device: Vec<u32>,
     /// Time of each row, ms since the epoch.
     pub t_ms: Vec<u64>,
+    /// How many rows of the population each row stands for (1 unless the source says:
+    /// a random inspection sample's rows weigh the inverse of the share drawn).
+    pub weight: Vec<f64>,
     /// The devices, sorted by id.
     pub devices: Vec<DeviceOutcome>,
     /// The label horizon, days.
@@ -114,11 +120,79 @@ impl LabelledSet {
             y: rows.iter().map(|&r| self.y[r]).collect(),
             device: rows.iter().map(|&r| self.device[r]).collect(),
             t_ms: rows.iter().map(|&r| self.t_ms[r]).collect(),
+            weight: rows.iter().map(|&r| self.weight[r]).collect(),
             devices: self.devices.clone(),
             horizon_days: self.horizon_days,
             source: self.source.clone(),
             absent_features: self.absent_features.clone(),
         }
+    }
+
+    /// True when some row weighs other than 1.
+    pub fn is_weighted(&self) -> bool {
+        self.weight.iter().any(|w| *w != 1.0)
+    }
+
+    /// This set and `other` as one: rows of both, each source's devices apart (an id
+    /// both use is suffixed `@N` in `other`, N its origin) and split on its own time
+    /// span. Both must have the same horizon.
+    pub fn merge(self, other: LabelledSet) -> Result<LabelledSet, DataError> {
+        if self.horizon_days != other.horizon_days {
+            return Err(DataError::Invalid(format!(
+                "{} labels a {}-day horizon and {} a {}-day one: merged rows must mean the same",
+                self.source, self.horizon_days, other.source, other.horizon_days
+            )));
+        }
+        let origin = self.devices.iter().map(|d| d.origin).max().unwrap_or(0) + 1;
+        let taken: HashSet<&str> = self.devices.iter().map(|d| d.id.as_str()).collect();
+        let mut devices = self.devices.clone();
+        devices.extend(other.devices.iter().map(|d| DeviceOutcome {
+            id: if taken.contains(d.id.as_str()) {
+                format!("{}@{origin}", d.id)
+            } else {
+                d.id.clone()
+            },
+            origin: origin + d.origin,
+            ..d.clone()
+        }));
+        let offset = self.devices.len() as u32;
+        let mut order: Vec<usize> = (0..devices.len()).collect();
+        order.sort_by(|a, b| devices[*a].id.cmp(&devices[*b].id));
+        let mut new_index = vec![0u32; devices.len()];
+        for (new, old) in order.iter().enumerate() {
+            new_index[*old] = new as u32;
+        }
+        let devices = order.iter().map(|i| devices[*i].clone()).collect();
+        let device = self
+            .device
+            .iter()
+            .map(|d| new_index[*d as usize])
+            .chain(
+                other
+                    .device
+                    .iter()
+                    .map(|d| new_index[(d + offset) as usize]),
+            )
+            .collect();
+        let x = ndarray::concatenate(ndarray::Axis(0), &[self.x.view(), other.x.view()])
+            .expect("both sets have the schema's columns");
+        let absent_features = self
+            .absent_features
+            .iter()
+            .filter(|f| other.absent_features.contains(f))
+            .cloned()
+            .collect();
+        Ok(LabelledSet {
+            x,
+            y: self.y.into_iter().chain(other.y).collect(),
+            device,
+            t_ms: self.t_ms.into_iter().chain(other.t_ms).collect(),
+            weight: self.weight.into_iter().chain(other.weight).collect(),
+            devices,
+            horizon_days: self.horizon_days,
+            source: format!("{} + {}", self.source, other.source),
+            absent_features,
+        })
     }
 
     /// Row `i` as a feature vector.
@@ -131,7 +205,7 @@ impl LabelledSet {
     }
 
     fn from_parts(
-        rows: Vec<(u32, u64, FeatureVector, bool)>,
+        rows: Vec<(u32, u64, FeatureVector, bool, f64)>,
         devices: Vec<DeviceOutcome>,
         horizon_days: u32,
         source: String,
@@ -142,19 +216,22 @@ impl LabelledSet {
         }
         let mut x = Array2::zeros((rows.len(), FEATURE_COUNT));
         let (mut y, mut device, mut t_ms) = (Vec::new(), Vec::new(), Vec::new());
-        for (i, (d, t, v, label)) in rows.into_iter().enumerate() {
+        let mut weight = Vec::with_capacity(rows.len());
+        for (i, (d, t, v, label, w)) in rows.into_iter().enumerate() {
             for (j, value) in v.0.iter().enumerate() {
                 x[(i, j)] = *value;
             }
             y.push(label);
             device.push(d);
             t_ms.push(t);
+            weight.push(w);
         }
         Ok(LabelledSet {
             x,
             y,
             device,
             t_ms,
+            weight,
             devices,
             horizon_days,
             source,
@@ -212,7 +289,7 @@ pub fn from_simulation(
     let mut devices = Vec::new();
     for (i, d) in per_device.into_iter().enumerate() {
         let i = u32::try_from(i).map_err(|_| DataError::Invalid("too many devices".into()))?;
-        rows.extend(d.rows.into_iter().map(|(t, v, y)| (i, t, v, y)));
+        rows.extend(d.rows.into_iter().map(|(t, v, y)| (i, t, v, y, 1.0)));
         devices.push(d.outcome);
     }
     LabelledSet::from_parts(
@@ -334,6 +411,7 @@ fn device_rows(
                 .map(|t| t.failure_mode.clone())
                 .filter(|m| !m.is_empty()),
             failed: failed_at.is_some(),
+            origin: 0,
         },
         rows,
     }
@@ -441,6 +519,9 @@ pub struct CsvColumns {
     pub failed_at: Option<String>,
     /// An optional column with the failure mode (for per-mode recall).
     pub failure_mode: Option<String>,
+    /// An optional column with each row's weight: how many rows of the population it
+    /// stands for (a random inspection sample's rows weigh 1 / the share drawn).
+    pub weight: Option<String>,
 }
 
 impl CsvColumns {
@@ -459,6 +540,7 @@ impl CsvColumns {
                 .collect(),
             failed_at: None,
             failure_mode: None,
+            weight: None,
         }
     }
 
@@ -528,6 +610,7 @@ pub fn from_csv(
     let label_col = find(&columns.label)?;
     let failed_col = columns.failed_at.as_deref().map(find).transpose()?;
     let mode_col = columns.failure_mode.as_deref().map(find).transpose()?;
+    let weight_col = columns.weight.as_deref().map(find).transpose()?;
     let mut feature_cols = Vec::new();
     for (name, column) in &columns.features {
         let j = FEATURES
@@ -605,6 +688,7 @@ pub fn from_csv(
                 failed_at_ms: None,
                 failure_mode: None,
                 failed: false,
+                origin: 0,
             });
             devices.len() - 1
         });
@@ -621,7 +705,24 @@ pub fn from_csv(
                 outcome.failure_mode = Some(cell(c).to_string());
             }
         }
-        raw.push((d, t, v, label));
+        let w = match weight_col {
+            None => 1.0,
+            Some(c) => cell(c)
+                .parse::<f64>()
+                .ok()
+                .filter(|w| w.is_finite() && *w > 0.0)
+                .ok_or_else(|| {
+                    csv_err(
+                        line,
+                        format!(
+                            "column {}: `{}` is not a weight (a number above 0)",
+                            columns.weight.as_deref().unwrap_or_default(),
+                            cell(c)
+                        ),
+                    )
+                })?,
+        };
+        raw.push((d, t, v, label, w));
     }
     // Devices sorted by id, as from a simulation, so reports list them stably.
     let mut order: Vec<usize> = (0..devices.len()).collect();
@@ -633,7 +734,7 @@ pub fn from_csv(
     let devices = order.iter().map(|i| devices[*i].clone()).collect();
     let rows = raw
         .into_iter()
-        .map(|(d, t, v, y)| (new_index[d], t, v, y))
+        .map(|(d, t, v, y, w)| (new_index[d], t, v, y, w))
         .collect();
     LabelledSet::from_parts(
         rows,

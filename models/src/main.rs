@@ -39,10 +39,12 @@ enum Cmd {
 /// Where labelled rows come from.
 #[derive(Args)]
 struct DataArgs {
-    /// A `firmware-sim generate` output directory.
-    #[arg(long, conflicts_with = "csv", required_unless_present = "csv")]
+    /// A `firmware-sim generate` output directory. With --csv too, both sets are
+    /// merged (each split on its own time span).
+    #[arg(long, required_unless_present = "csv")]
     data: Option<PathBuf>,
-    /// An operator's CSV: one row per device and time with features and a label.
+    /// An operator's CSV: one row per device and time with features and a label, such
+    /// as the `labels.csv` `cloud-ingest export-labels` writes.
     #[arg(long)]
     csv: Option<PathBuf>,
     /// CSV: the device id column.
@@ -74,6 +76,10 @@ struct DataArgs {
     /// CSV: an optional column with the failure mode (enables per-mode recall).
     #[arg(long, requires = "csv")]
     mode_col: Option<String>,
+    /// CSV: an optional column with each row's weight, the rows of the population it
+    /// stands for (`weight` in export-labels: 1 / the share drawn for a random check).
+    #[arg(long, requires = "csv")]
+    weight_col: Option<String>,
     /// A row is failing when the device fails within this many days (simulated data:
     /// how rows are labelled; CSV: what the label column means, stored with the model).
     #[arg(long, default_value_t = 14)]
@@ -228,31 +234,45 @@ fn delimiter(s: &str) -> std::result::Result<u8, String> {
 
 fn load_rows(d: &DataArgs) -> Result<LabelledSet> {
     let started = Instant::now();
-    let set = if let Some(dir) = &d.data {
-        eprintln!("reading {}", dir.display());
-        let config = LabelConfig {
-            horizon_days: d.horizon_days,
-            min_history_days: d.min_history_days,
-        };
-        labels::from_simulation(dir, &config, &device_progress())
-            .with_context(|| format!("reading the simulated data set {}", dir.display()))?
-    } else if let Some(path) = &d.csv {
+    let simulated = match &d.data {
+        Some(dir) => {
+            eprintln!("reading {}", dir.display());
+            let config = LabelConfig {
+                horizon_days: d.horizon_days,
+                min_history_days: d.min_history_days,
+            };
+            Some(
+                labels::from_simulation(dir, &config, &device_progress())
+                    .with_context(|| format!("reading the simulated data set {}", dir.display()))?,
+            )
+        }
+        None => None,
+    };
+    let operator = if let Some(path) = &d.csv {
         let mut columns = CsvColumns::schema_named(&d.id_col, &d.time_col, &d.label_col);
         if let Some(list) = &d.feature_cols {
             columns.features = CsvColumns::parse_features(list)?;
         }
         columns.failed_at = d.failed_at_col.clone();
         columns.failure_mode = d.mode_col.clone();
+        columns.weight = d.weight_col.clone();
         columns.time_unit = d.time_unit;
         columns.delimiter = d.delimiter;
         let horizon_days = match d.horizon {
             Some(n) => d.time_unit.horizon_days(n)?,
             None => d.horizon_days,
         };
-        labels::from_csv(path, &columns, horizon_days)
-            .with_context(|| format!("reading {}", path.display()))?
+        Some(
+            labels::from_csv(path, &columns, horizon_days)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )
     } else {
-        bail!("give --data DIR or --csv FILE");
+        None
+    };
+    let set = match (simulated, operator) {
+        (Some(s), Some(o)) => s.merge(o)?,
+        (Some(set), None) | (None, Some(set)) => set,
+        (None, None) => bail!("give --data DIR or --csv FILE (or both, to merge them)"),
     };
     eprintln!(
         "{} rows ({} failing within {} days) from {} devices in {:.1} s",

@@ -46,7 +46,7 @@ pub struct Split {
     pub train: Vec<usize>,
     /// Validation rows: held-out devices, from the split time plus the gap.
     pub validation: Vec<usize>,
-    /// The split time, ms since the epoch.
+    /// The split time of the first source, ms since the epoch.
     pub split_at_ms: u64,
     /// Whether each device (by index) is held out.
     pub held_out: Vec<bool>,
@@ -67,14 +67,31 @@ pub fn split(set: &LabelledSet, config: &SplitConfig) -> Split {
             held_out[d] = true;
         }
     }
-    let first = set.t_ms.iter().copied().min().unwrap_or(0);
-    let last = set.t_ms.iter().copied().max().unwrap_or(0);
-    let split_at_ms = first + ((last - first) as f64 * config.train_until) as u64;
+    // Each source of a merged set is split on its own span: a simulated fleet's months
+    // and the field's need not overlap.
+    let origins = set.devices.iter().map(|d| d.origin).max().unwrap_or(0) as usize + 1;
+    let mut span = vec![(u64::MAX, 0u64); origins];
+    for (t, d) in set.t_ms.iter().zip(&set.device) {
+        let s = &mut span[set.devices[*d as usize].origin as usize];
+        *s = (s.0.min(*t), s.1.max(*t));
+    }
+    let split_of: Vec<u64> = span
+        .iter()
+        .map(|&(first, last)| {
+            if first > last {
+                0
+            } else {
+                first + ((last - first) as f64 * config.train_until) as u64
+            }
+        })
+        .collect();
+    let split_at_ms = split_of[0];
     let gap = u64::from(config.gap_days.max(set.horizon_days)) * DAY_MS;
     let mut train = Vec::new();
     let mut validation = Vec::new();
     for i in 0..set.len() {
         let t = set.t_ms[i];
+        let split_at_ms = split_of[set.devices[set.device[i] as usize].origin as usize];
         if held_out[set.device[i] as usize] {
             if t >= split_at_ms + gap {
                 validation.push(i);

@@ -126,12 +126,16 @@ pub fn train(
     let raw_split = score_all(&validation_set, &scaler, &model, &prior);
     // Calibration and threshold are both chosen on scores of rows the scoring model
     // never saw: the out-of-fold scores, else (no folds) the validation split.
-    let (fit_scores, fit_labels) = match &oof {
-        Some(scores) => (scores.as_slice(), set.y.as_slice()),
-        None => (raw_split.as_slice(), validation_set.y.as_slice()),
+    let (fit_scores, fit_labels, fit_weights) = match &oof {
+        Some(scores) => (scores.as_slice(), set.y.as_slice(), &set.weight),
+        None => (
+            raw_split.as_slice(),
+            validation_set.y.as_slice(),
+            &validation_set.weight,
+        ),
     };
     let calibration = if config.calibrate {
-        Calibration::fit(fit_scores, fit_labels)
+        Calibration::fit(fit_scores, fit_labels, Some(fit_weights))
     } else {
         Calibration::IDENTITY
     };
@@ -144,9 +148,16 @@ pub fn train(
     // them) and carried through the calibration: the map is increasing, so the same
     // rows alarm as without it, and the threshold reads as a probability.
     let raw_threshold = match &oof {
-        Some(scores) => choose_threshold(scores, &set.y, config.target_precision),
+        Some(scores) => {
+            choose_threshold(scores, &set.y, Some(&set.weight), config.target_precision)
+        }
         // No folds: the validation split chooses (few failures there, so a rougher pick).
-        None => choose_threshold(&raw_split, &validation_set.y, config.target_precision),
+        None => choose_threshold(
+            &raw_split,
+            &validation_set.y,
+            Some(&validation_set.weight),
+            config.target_precision,
+        ),
     };
     let threshold = calibration.apply(raw_threshold);
     let split_scores = calibrate(&raw_split);
@@ -281,8 +292,24 @@ fn fit(
 ) -> Result<(Scaler, Model, Prior), TrainError> {
     let scaler = Scaler::fit(set.x.view());
     let z = scaler.apply_all(set.x.view());
-    let population = set.positives() as f64 / set.len().max(1) as f64;
+    // The population's failing share: weighted, a sampled row stands for many.
+    let total: f64 = set.weight.iter().sum();
+    let failing: f64 = set
+        .y
+        .iter()
+        .zip(&set.weight)
+        .filter(|(y, _)| **y)
+        .map(|(_, w)| w)
+        .sum();
+    let population = if total > 0.0 { failing / total } else { 0.0 };
     let (model, fitted) = match config.kind {
+        Kind::Logistic if set.is_weighted() => {
+            return Err(TrainError::Fit(
+                "the rows are weighted (a random inspection sample): train the forest \
+                 (--kind forest), which draws rows by weight"
+                    .into(),
+            ))
+        }
         Kind::Logistic => {
             progress(&format!(
                 "fitting logistic regression on {} rows",
@@ -298,11 +325,19 @@ fn fit(
                 set.len()
             ));
             let step = (n / 10).max(1);
-            let (f, p) = Forest::fit(z.view(), &set.y, &config.forest, config.seed, &|done| {
-                if done % step == 0 || done == n {
-                    progress(&format!("  {done}/{n} trees"));
-                }
-            })?;
+            let weights = set.is_weighted().then_some(set.weight.as_slice());
+            let (f, p) = Forest::fit(
+                z.view(),
+                &set.y,
+                weights,
+                &config.forest,
+                config.seed,
+                &|done| {
+                    if done % step == 0 || done == n {
+                        progress(&format!("  {done}/{n} trees"));
+                    }
+                },
+            )?;
             (Model::Forest(f), p)
         }
     };
@@ -313,26 +348,38 @@ fn fit(
 /// least a handful of alarms; failing that, the threshold of the best F1. The threshold
 /// sits halfway, in log-odds, between the last score alarmed and the next one below, so
 /// a refitted model whose scores shift a little keeps the same side of the gap.
-pub fn choose_threshold(scores: &[f64], labels: &[bool], target: f64) -> f64 {
+/// `weights` (one per row) make precision and recall count a row as that many.
+pub fn choose_threshold(
+    scores: &[f64],
+    labels: &[bool],
+    weights: Option<&[f64]>,
+    target: f64,
+) -> f64 {
     const MIN_ALARMS: usize = 10;
+    let weight = |i: usize| weights.map_or(1.0, |w| w[i]);
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
-    let positives = labels.iter().filter(|l| **l).count().max(1);
-    let (mut tp, mut best_f1, mut f1_cut, mut target_cut) = (0usize, -1.0, 0, None);
+    let positives: f64 = (0..labels.len()).filter(|&i| labels[i]).map(weight).sum();
+    let positives = if positives > 0.0 { positives } else { 1.0 };
+    let (mut tp, mut alarmed, mut best_f1, mut f1_cut, mut target_cut) =
+        (0.0f64, 0.0f64, -1.0, 0, None);
     let mut i = 0;
     while i < order.len() {
         let s = scores[order[i]];
         // Rows with equal scores stand or fall together.
         while i < order.len() && scores[order[i]] == s {
-            tp += usize::from(labels[order[i]]);
+            if labels[order[i]] {
+                tp += weight(order[i]);
+            }
+            alarmed += weight(order[i]);
             i += 1;
         }
-        let precision = tp as f64 / i as f64;
-        let recall = tp as f64 / positives as f64;
+        let precision = tp / alarmed;
+        let recall = tp / positives;
         if i >= MIN_ALARMS && precision >= target {
             target_cut = Some(i);
         }
-        let f1 = if tp == 0 {
+        let f1 = if tp == 0.0 {
             0.0
         } else {
             2.0 * precision * recall / (precision + recall)

@@ -29,6 +29,7 @@ fn fleet() -> LabelledSet {
             failed_at_ms: failed_at,
             failure_mode: failed_at.map(|_| "battery_wear".to_string()),
             failed: failed_at.is_some(),
+            origin: 0,
         });
         for day in 1..=90u64 {
             let t = T0 + day * DAY;
@@ -64,6 +65,7 @@ fn fleet() -> LabelledSet {
         y: rows.iter().map(|r| r.3).collect(),
         device: rows.iter().map(|r| r.0).collect(),
         t_ms: rows.iter().map(|r| r.1).collect(),
+        weight: vec![1.0; rows.len()],
         devices,
         horizon_days: 14,
         source: "test fleet".into(),
@@ -285,7 +287,7 @@ fn ranking_metrics_on_hand_computed_examples() {
     // 20 rows: the top 10 hold 9 failing rows, then only healthy ones.
     let scores: Vec<f64> = (0..20).map(|i| 1.0 - i as f64 / 20.0).collect();
     let labels: Vec<bool> = (0..20).map(|i| i < 10 && i != 4).collect();
-    let t = choose_threshold(&scores, &labels, 0.85);
+    let t = choose_threshold(&scores, &labels, None, 0.85);
     // Lowest cut with precision >= 0.85 over at least 10 alarms: after the 10th row
     // (0.55), halfway in log-odds to the 11th (0.5).
     let logit = |p: f64| (p / (1.0 - p)).ln();
@@ -326,4 +328,138 @@ fn evaluation_reports_lead_times_and_the_hand_rule() {
         e.reliability.iter().map(|b| b.rows).sum::<usize>(),
         set.len()
     );
+}
+
+/// `set` with row `i` written `times` times, for comparing a weight with duplicates.
+fn duplicated(scores: &[f64], labels: &[bool], weights: &[u32]) -> (Vec<f64>, Vec<bool>) {
+    let mut s = Vec::new();
+    let mut l = Vec::new();
+    for i in 0..scores.len() {
+        for _ in 0..weights[i] {
+            s.push(scores[i]);
+            l.push(labels[i]);
+        }
+    }
+    (s, l)
+}
+
+#[test]
+fn a_rows_weight_counts_as_that_many_rows() {
+    use models::calibration::{brier, weighted_brier, Calibration};
+    use models::evaluation::{weighted_average_precision, weighted_roc_auc, Weighted};
+    let scores = [
+        0.05, 0.1, 0.1, 0.2, 0.35, 0.4, 0.6, 0.62, 0.8, 0.9, 0.3, 0.15,
+    ];
+    let labels = [
+        false, false, true, false, false, true, false, true, true, true, false, false,
+    ];
+    let whole = [3, 1, 2, 1, 4, 1, 1, 1, 2, 1, 5, 1];
+    let w: Vec<f64> = whole.iter().map(|&n| f64::from(n)).collect();
+    let (ds, dl) = duplicated(&scores, &labels, &whole);
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    assert!(close(
+        weighted_roc_auc(&scores, &labels, &w),
+        roc_auc(&ds, &dl)
+    ));
+    assert!(close(
+        weighted_average_precision(&scores, &labels, &w),
+        average_precision(&ds, &dl)
+    ));
+    assert!(close(weighted_brier(&scores, &labels, &w), brier(&ds, &dl)));
+    // Unit weights give the plain figures, and weights change them.
+    let ones = vec![1.0; scores.len()];
+    assert!(close(
+        weighted_roc_auc(&scores, &labels, &ones),
+        roc_auc(&scores, &labels)
+    ));
+    assert!(!close(
+        weighted_roc_auc(&scores, &labels, &w),
+        roc_auc(&scores, &labels)
+    ));
+    let c = Calibration::fit(&scores, &labels, Some(&w));
+    let d = Calibration::fit(&ds, &dl, None);
+    assert!(close(c.a, d.a) && close(c.b, d.b), "{c:?} vs {d:?}");
+    assert_eq!(
+        choose_threshold(&scores, &labels, Some(&w), 0.6),
+        choose_threshold(&ds, &dl, None, 0.6)
+    );
+    let at = Weighted::of(&scores, &labels, &w, 0.5);
+    // Alarms at 0.6, 0.62, 0.8 (twice), 0.9: four of five weight fail.
+    assert!(close(at.precision, 4.0 / 5.0), "{at:?}");
+    assert!(close(at.population, 23.0), "{at:?}");
+}
+
+#[test]
+fn a_weight_column_is_read_and_a_bad_weight_refused_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("labels.csv");
+    std::fs::write(
+        &path,
+        "device_id,ts,label,weight\na,1767312000000,1,1\nb,1767312000000,0,50\n",
+    )
+    .unwrap();
+    let mut columns = CsvColumns::schema_named("device_id", "ts", "label");
+    columns.features = Vec::new();
+    columns.weight = Some("weight".into());
+    let set = labels::from_csv(&path, &columns, 14).unwrap();
+    assert_eq!(set.weight, vec![1.0, 50.0]);
+    assert!(set.is_weighted());
+    for bad in ["0", "-2", "x", ""] {
+        std::fs::write(
+            &path,
+            format!("device_id,ts,label,weight\na,1767312000000,1,1\nb,1767312000000,0,{bad}\n"),
+        )
+        .unwrap();
+        let err = labels::from_csv(&path, &columns, 14)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":3:") && err.contains("weight"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn merged_sets_keep_their_devices_apart_and_split_on_their_own_spans() {
+    let sim = fleet();
+    // A second source a year later, reusing some ids.
+    let mut field = fleet();
+    field.t_ms.iter_mut().for_each(|t| *t += 365 * DAY);
+    field.weight.iter_mut().step_by(3).for_each(|w| *w = 20.0);
+    field.source = "field".into();
+    let (n_sim, n_field) = (sim.len(), field.len());
+    let merged = sim.merge(field).unwrap();
+    assert_eq!(merged.len(), n_sim + n_field);
+    assert_eq!(merged.devices.len(), 120, "same ids, different devices");
+    assert!(merged.devices.iter().any(|d| d.id == "dev-000@1"));
+    assert!(merged.is_weighted());
+    let mut sorted = merged.devices.clone();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(sorted, merged.devices, "devices stay sorted by id");
+    let parts = split(&merged, &SplitConfig::for_horizon(14, 1));
+    for origin in [0, 1] {
+        let of = |rows: &[usize]| {
+            rows.iter()
+                .filter(|&&r| merged.devices[merged.device[r] as usize].origin == origin)
+                .count()
+        };
+        assert!(
+            of(&parts.train) > 0 && of(&parts.validation) > 0,
+            "source {origin} trains and validates: {} / {}",
+            of(&parts.train),
+            of(&parts.validation)
+        );
+    }
+    // A weighted set trains the forest, and the logistic model says it cannot.
+    let config = TrainConfig::new(Kind::Forest, 14, 1);
+    let a = training::train(&merged, &config, &|_| {}).unwrap();
+    assert!(a.validation.weighted.is_some(), "weighted figures reported");
+    let err = training::train(&merged, &TrainConfig::new(Kind::Logistic, 14, 1), &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("weighted"), "{err}");
+    let mut other = fleet();
+    other.horizon_days = 7;
+    assert!(fleet().merge(other).is_err(), "horizons must agree");
 }
