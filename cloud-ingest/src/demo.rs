@@ -235,6 +235,9 @@ pub async fn run(opts: &DemoOptions, stop: watch::Receiver<bool>) -> anyhow::Res
     config.store.url = store_url.clone();
     config.store.sqlite_synchronous = SqliteSync::Normal;
     config.http.listen = opts.http;
+    // A small random inspection sample, so the run's labels also cover devices the model
+    // did not flag (docs/features.md, "Training from the field").
+    config.policy.random_check_share = 0.001;
     let metrics = Arc::new(crate::ops::metrics::Metrics::new());
     let (ingest_stop_tx, ingest_stop) = watch::channel(false);
     let (ready_tx, mut ready) = watch::channel(false);

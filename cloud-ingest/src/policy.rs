@@ -13,6 +13,7 @@ use crate::tickets::Tier;
 use crate::tradein;
 
 pub mod offer;
+pub mod sample;
 
 /// The kind of problem a ticket is about: one open ticket per device and problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -158,6 +159,10 @@ pub struct PolicyConfig {
     /// A self-service tip is sent when risk is at least this share of the model's
     /// alarm threshold (and below it). 0 disables tips.
     pub tip_share_of_threshold: f64,
+    /// Share of the devices below the alarm threshold drawn each day for a free check
+    /// (the random inspection sample: outcomes of devices no model flagged, weighed
+    /// `1 / share` in training). 0, the default, draws none.
+    pub random_check_share: f64,
     /// Hours to answer a high-tier ticket.
     pub high_due_hours: u32,
     /// Hours to answer a medium-tier ticket.
@@ -288,6 +293,7 @@ impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
             tip_share_of_threshold: 0.7,
+            random_check_share: 0.0,
             high_due_hours: 4,
             medium_due_hours: 24,
             low_due_hours: 72,
@@ -320,6 +326,7 @@ impl PolicyConfig {
         };
         share("tip_share_of_threshold", self.tip_share_of_threshold)?;
         share("residual_floor", self.residual_floor)?;
+        share("random_check_share", self.random_check_share)?;
         if self.useful_life_months == 0 {
             return Err(PolicyError::Zero("useful_life_months"));
         }
@@ -410,6 +417,9 @@ pub struct PolicyInput<'a> {
     pub contacts: ContactHistory,
     /// Now, ms since the epoch.
     pub now_ms: u64,
+    /// The device's draw for today in [0, 1) ([`sample::draw`]): below
+    /// `random_check_share`, a device under the threshold gets a free check.
+    pub draw: f64,
 }
 
 /// A ticket the policy wants opened.
@@ -433,6 +443,8 @@ pub struct Plan {
     pub safety: Vec<String>,
     /// The considerations, in words, for the evidence.
     pub reasoning: Vec<String>,
+    /// For a random check: how many devices below the threshold it stands for.
+    pub sample_weight: Option<f64>,
 }
 
 /// Why the policy chose to do nothing.
@@ -517,16 +529,30 @@ pub fn decide(input: &PolicyInput<'_>, cfg: &PolicyConfig) -> Decision {
     let tip = !score.alarm
         && cfg.tip_share_of_threshold > 0.0
         && score.probability >= cfg.tip_share_of_threshold * input.threshold;
-    if safety.is_empty() && !score.alarm && !tip {
+    let sampled = safety.is_empty()
+        && !score.alarm
+        && cfg.random_check_share > 0.0
+        && input.draw < cfg.random_check_share;
+    if safety.is_empty() && !score.alarm && !tip && !sampled {
         return Decision::Hold(Hold::LowRisk);
     }
     if let Some(h) = contact_hold(&input.contacts, !safety.is_empty(), input.now_ms, cfg) {
         return Decision::Hold(h);
     }
     let (offer, quote, extra, tier);
+    let mut sample_weight = None;
     if !safety.is_empty() {
         reasoning.extend(safety.iter().cloned());
         (offer, quote, extra, tier) = (OfferKind::Inspection, None, None, Tier::High);
+    } else if sampled {
+        let w = sample::weight(cfg.random_check_share);
+        reasoning.push(format!(
+            "below the alarm threshold and drawn for the random inspection sample \
+             ({:.2} % of such devices a day): a free check, whose outcome stands for {w:.0} devices",
+            cfg.random_check_share * 100.0
+        ));
+        sample_weight = Some(w);
+        (offer, quote, extra, tier) = (OfferKind::Inspection, None, None, Tier::Low);
     } else if tip {
         reasoning.push("below the alarm threshold: a self-service tip first".into());
         (offer, quote, extra, tier) = (OfferKind::SelfServiceTip, None, None, Tier::Low);
@@ -544,6 +570,7 @@ pub fn decide(input: &PolicyInput<'_>, cfg: &PolicyConfig) -> Decision {
         due_ms: input.now_ms + u64::from(cfg.due_hours(tier)) * HOUR_MS,
         safety,
         reasoning,
+        sample_weight,
     })
 }
 
@@ -760,6 +787,7 @@ mod tests {
             terms,
             contacts,
             now_ms: 100 * DAY_MS,
+            draw: 0.5,
         };
         decide(&input, &PolicyConfig::default())
     }
@@ -769,6 +797,88 @@ mod tests {
             Decision::Open(p) => p,
             Decision::Hold(h) => panic!("expected a ticket, got {h:?}"),
         }
+    }
+
+    #[test]
+    fn a_device_drawn_below_the_threshold_gets_a_free_check_and_the_rest_do_not() {
+        let f = FeatureVector::missing();
+        let t = young_in_warranty();
+        let low = explanation(0.01, false, &[("crashes_per_day_7d", 0.01)]);
+        let cfg = PolicyConfig {
+            random_check_share: 0.01,
+            ..PolicyConfig::default()
+        };
+        let at = |e: &Explanation, draw: f64, contacts: ContactHistory| {
+            decide(
+                &PolicyInput {
+                    explanation: e,
+                    threshold: 0.2,
+                    features: &f,
+                    terms: &t,
+                    contacts,
+                    now_ms: 100 * DAY_MS,
+                    draw,
+                },
+                &cfg,
+            )
+        };
+        let p = plan(at(&low, 0.004, ContactHistory::default()));
+        assert_eq!(
+            (p.offer, p.tier, p.quote_minor),
+            (OfferKind::Inspection, Tier::Low, None)
+        );
+        assert_eq!(p.sample_weight, Some(100.0));
+        assert_eq!(
+            at(&low, 0.02, ContactHistory::default()),
+            Decision::Hold(Hold::LowRisk)
+        );
+        // In the tip band, the draw wins: the check's outcome is what the sample needs.
+        let near = explanation(0.15, false, &[("drain_pct_per_active_h_7d", 0.2)]);
+        assert_eq!(
+            plan(at(&near, 0.004, ContactHistory::default())).sample_weight,
+            Some(100.0)
+        );
+        assert_eq!(
+            plan(at(&near, 0.5, ContactHistory::default())).offer,
+            OfferKind::SelfServiceTip
+        );
+        // An alarm is no sample: its own remedy, unweighted.
+        let high = explanation(0.5, true, &[("storage_errors_7d", 0.3)]);
+        assert_eq!(
+            plan(at(&high, 0.004, ContactHistory::default())).sample_weight,
+            None
+        );
+        // A customer contacted enough lately is not drawn in.
+        let busy = ContactHistory {
+            last_closed_ms: None,
+            contacts_in_window: 3,
+        };
+        assert_eq!(at(&low, 0.004, busy), Decision::Hold(Hold::ContactCap));
+        // Off by default.
+        assert_eq!(
+            decide(
+                &PolicyInput {
+                    explanation: &low,
+                    threshold: 0.2,
+                    features: &f,
+                    terms: &t,
+                    contacts: ContactHistory::default(),
+                    now_ms: 100 * DAY_MS,
+                    draw: 0.0,
+                },
+                &PolicyConfig::default()
+            ),
+            Decision::Hold(Hold::LowRisk)
+        );
+        let bad = PolicyConfig {
+            random_check_share: 1.5,
+            ..PolicyConfig::default()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("random_check_share"));
     }
 
     #[test]

@@ -107,7 +107,7 @@ pub async fn export(
         tradeins,
         exported_ms: now_ms,
         train: format!(
-            "models train --csv {} --mode-col mode --out model.json",
+            "models train --csv {} --mode-col mode --weight-col weight --out model.json",
             csv.display()
         ),
     };

@@ -330,6 +330,7 @@ async fn a_simulated_fleet_through_the_in_process_broker_loses_nothing() {
         .as_f64()
         .unwrap();
     assert_eq!(tickets, february as f64, "{}", review["kpis"]);
+    train_on_the_desks_outcomes(&desk_after.store_url, dir.path()).await;
 
     // The simulated team worked through the desk, and customers answered on both sides.
     let team = s.desk.as_ref().expect("the desk was served");
@@ -381,4 +382,136 @@ async fn a_simulated_fleet_through_the_in_process_broker_loses_nothing() {
     assert!(up, "the desk answers after the run");
     keep.send(true).unwrap();
     serving.await.unwrap().unwrap();
+}
+
+/// The desk's outcomes become a model in force and back: `export-labels`, merged with a
+/// simulated fleet and trained, registered as the challenger, promoted over a gate that
+/// has no outcomes of its own yet (recorded with the reason), rolled back.
+async fn train_on_the_desks_outcomes(store_url: &str, dir: &std::path::Path) {
+    use cloud_ingest::registry::{self, gate::GateConfig, Promotion};
+    use cloud_ingest::score::ModelSlot;
+    use models::labels::{self, CsvColumns, LabelConfig};
+    use models::training::{self, Kind, TrainConfig};
+
+    let store = Store::open(store_url, 1, SqliteSync::Normal).await.unwrap();
+    let out = dir.join("labels");
+    let manifest = cloud_ingest::training_set::export(&store, &out, 0, 80)
+        .await
+        .unwrap();
+    assert!(manifest.tally.rows > 0, "the team's verdicts: {manifest:?}");
+    assert!(
+        manifest.train.contains("--weight-col weight"),
+        "{}",
+        manifest.train
+    );
+    let field = labels::from_csv(
+        &out.join(cloud_ingest::training_set::CSV),
+        &CsvColumns {
+            failure_mode: Some("mode".into()),
+            weight: Some("weight".into()),
+            ..CsvColumns::schema_named("device_id", "ts", "label")
+        },
+        14,
+    )
+    .unwrap();
+    assert_eq!(field.len() as u64, manifest.tally.rows);
+    // A random check (the demo draws 0.1 % of the devices below the threshold a day)
+    // stands for the thousand devices it was drawn from; a scored ticket for itself.
+    let checks = store
+        .tickets()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|t| t.evidence.contains("random inspection sample"))
+        .count();
+    eprintln!(
+        "{} labelled rows, {checks} random checks opened, weights {:?}",
+        field.len(),
+        field.weight
+    );
+    assert!(
+        field
+            .weight
+            .iter()
+            .all(|w| *w == 1.0 || (w - 1000.0).abs() < 1e-6),
+        "{:?}",
+        field.weight
+    );
+
+    let sim = dir.join("sim");
+    let fleet =
+        firmware_sim::fleet::Fleet::generate(2, 100, 100, firmware_sim::fleet::DEFAULT_START);
+    firmware_sim::dataset::generate(
+        &fleet,
+        2,
+        &firmware_sim::offline::SimSettings::default(),
+        &protocol::ids::TenantId::new("acme").unwrap(),
+        &sim,
+        2,
+        &|_, _| {},
+    )
+    .unwrap();
+    let simulated = labels::from_simulation(&sim, &LabelConfig::default(), &|_| {}).unwrap();
+    let (n_sim, n_field) = (simulated.len(), field.len());
+    let merged = simulated.merge(field).unwrap();
+    assert_eq!(merged.len(), n_sim + n_field);
+    let mut config = TrainConfig::new(Kind::Forest, 14, 1);
+    config.forest.trees = 30;
+    let trained = training::train(&merged, &config, &|_| {}).unwrap();
+    assert!(
+        trained.training.source.contains("labels.csv"),
+        "{}",
+        trained.training.source
+    );
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let slot = ModelSlot::load(None).unwrap();
+    registry::sync(&store, &slot).await.unwrap();
+    let champion = slot.current().version.clone();
+    let bytes = serde_json::to_vec(&trained).unwrap();
+    let (a, new) = registry::register(&store, &bytes, "analyst", now)
+        .await
+        .unwrap();
+    assert!(new && a.version == trained.version);
+    registry::set_challenger(&store, &slot, "analyst", Some(&a.version), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        slot.challenger().map(|c| c.version.clone()),
+        Some(a.version.clone())
+    );
+    let gate = GateConfig::default();
+    let measured = registry::measure_gate(&store, &slot, &gate, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !measured.passed,
+        "no outcome labelled since it started: {measured:?}"
+    );
+    let ask = |override_gate: bool| Promotion {
+        challenger: a.version.clone(),
+        override_gate,
+        reason: override_gate.then(|| "trained on the desk's outcomes".into()),
+    };
+    let refused = registry::promote(&store, &slot, &gate, "admin", &ask(false), now).await;
+    assert!(refused.is_err(), "a failed gate needs an override");
+    registry::promote(&store, &slot, &gate, "admin", &ask(true), now)
+        .await
+        .unwrap();
+    assert_eq!(slot.current().version, a.version);
+    registry::rollback(&store, &slot, "admin", &champion, None, now)
+        .await
+        .unwrap();
+    assert_eq!(slot.current().version, champion);
+    let changes = store.model_changes(10).await.unwrap();
+    let promoted = changes
+        .iter()
+        .find(|c| c.action == "promote" && c.version.as_deref() == Some(a.version.as_str()))
+        .expect("the promotion is recorded");
+    assert!(promoted.overridden, "{promoted:?}");
+    store.close().await;
 }

@@ -34,6 +34,7 @@ async fn resolved_tickets_become_training_rows(url: &str) {
             let f = ScoredFeatures {
                 schema: (*schema).into(),
                 values,
+                sample_weight: None,
             };
             let mut tx = desk.store.begin().await.unwrap();
             sqlx::query("UPDATE tickets SET features = $2 WHERE id = $1")

@@ -124,6 +124,7 @@ async fn label_outcomes(desk: &Desk, agent: &str, round: usize) {
         let f = ScoredFeatures {
             schema: schema_fingerprint(),
             values: values.to_vec(),
+            sample_weight: None,
         };
         let mut tx = desk.store.begin().await.unwrap();
         sqlx::query("UPDATE tickets SET features = $2 WHERE id = $1")

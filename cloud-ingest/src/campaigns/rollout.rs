@@ -85,6 +85,7 @@ impl Rollout {
                             due_ms: now.0 + u64::from(self.policy.due_hours(r.tier)) * 3_600_000,
                             safety: Vec::new(),
                             reasoning,
+                            sample_weight: None,
                         };
                         let evidence = Evidence {
                             risk: 0.0,

@@ -418,6 +418,7 @@ impl<'a> BatchPlan<'a> {
             terms: &unknown,
             contacts: ContactHistory::default(),
             now_ms: self.now.0,
+            draw: policy::sample::draw(device, self.now.0),
         };
         if let Decision::Open(p) = policy::decide(&first_look, policy) {
             self.candidates.push(Candidate {
@@ -718,6 +719,7 @@ pub fn decide(
             terms: &terms,
             contacts: ctx.contacts,
             now_ms: now.0,
+            draw: policy::sample::draw(&c.device, now.0),
         };
         let p = match policy::decide(&input, policy) {
             Decision::Open(p) => p,
@@ -833,6 +835,7 @@ fn opening(
     let features = serde_json::to_string(&crate::store::tickets::ScoredFeatures {
         schema: models::schema::schema_fingerprint(),
         values: c.scored.features.0.to_vec(),
+        sample_weight: p.sample_weight,
     })
     .expect("numbers serialise");
     let target = Target {

@@ -56,6 +56,10 @@ pub struct ScoredFeatures {
     pub schema: String,
     /// One value per feature, in schema order.
     pub values: Vec<f64>,
+    /// For a random check: how many devices below the threshold it stands for (the
+    /// training row's weight); absent for a ticket a score or a campaign opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_weight: Option<f64>,
 }
 
 /// Opens a ticket unless one is open for the device and problem; its id, or `None`.

@@ -70,6 +70,8 @@ pub struct LabelRow {
     pub model_version: String,
     /// The features, in schema order.
     pub values: [f64; FEATURE_COUNT],
+    /// The devices the row stands for: 1, or 1 / the share drawn for a random check.
+    pub weight: f64,
 }
 
 /// The row ticket `t` gives under the schema with fingerprint `schema`, or why none.
@@ -82,7 +84,7 @@ pub fn row_of(t: &OutcomeTicket, schema: &str) -> Result<LabelRow, Skip> {
     ) {
         return Err(Skip::NoVerdict);
     }
-    let values = vector(t.features.as_deref(), schema)?;
+    let (values, weight) = vector(t.features.as_deref(), schema)?;
     let label = outcome.confirms_fault();
     Ok(LabelRow {
         device_id: t.device_id.clone(),
@@ -98,11 +100,13 @@ pub fn row_of(t: &OutcomeTicket, schema: &str) -> Result<LabelRow, Skip> {
         resolved_ms: t.closed_ms,
         model_version: t.model_version.clone(),
         values,
+        weight,
     })
 }
 
-/// A stored feature vector under the schema `schema`, or why it cannot be used.
-fn vector(stored: Option<&str>, schema: &str) -> Result<[f64; FEATURE_COUNT], Skip> {
+/// A stored feature vector under the schema `schema` and its row's weight, or why it
+/// cannot be used.
+fn vector(stored: Option<&str>, schema: &str) -> Result<([f64; FEATURE_COUNT], f64), Skip> {
     let stored = stored.ok_or(Skip::NoFeatures)?;
     let f: ScoredFeatures = serde_json::from_str(stored).map_err(|_| Skip::Unreadable)?;
     if f.schema != schema {
@@ -112,7 +116,11 @@ fn vector(stored: Option<&str>, schema: &str) -> Result<[f64; FEATURE_COUNT], Sk
     if values.iter().any(|v| !v.is_finite()) {
         return Err(Skip::Unreadable);
     }
-    Ok(values)
+    let weight = f.sample_weight.unwrap_or(1.0);
+    if !(weight.is_finite() && weight > 0.0) {
+        return Err(Skip::Unreadable);
+    }
+    Ok((values, weight))
 }
 
 /// A graded trade-in, as the store gives it to the export: its ticket's features as
@@ -152,7 +160,7 @@ pub fn bench_row_of(
     schema: &str,
     battery_floor_pct: u8,
 ) -> Result<BenchRow, Skip> {
-    let values = vector(t.ticket.features.as_deref(), schema)?;
+    let (values, weight) = vector(t.ticket.features.as_deref(), schema)?;
     let g = &t.graded.grade;
     let battery_failed = g.battery_pct.is_some_and(|b| b < battery_floor_pct);
     let label = g.functional.get() >= 3 || battery_failed;
@@ -173,6 +181,7 @@ pub fn bench_row_of(
             resolved_ms: Some(t.graded.at_ms),
             model_version: t.ticket.model_version.clone(),
             values,
+            weight,
         },
         bench_battery_pct: g.battery_pct,
         quoted_soh_pct: t.quoted_soh,
@@ -234,7 +243,7 @@ impl Tally {
 }
 
 /// The columns before the features.
-const LEAD: [&str; 7] = [
+const LEAD: [&str; 8] = [
     "device_id",
     "ts",
     "label",
@@ -242,6 +251,7 @@ const LEAD: [&str; 7] = [
     "ticket_ref",
     "outcome",
     "resolved_ms",
+    "weight",
 ];
 
 /// The CSV header line: [`LEAD`], then `model_version`, then every feature by name.
@@ -271,6 +281,7 @@ pub fn line(r: &LabelRow) -> String {
         field(&r.ticket_ref),
         field(&r.outcome),
         r.resolved_ms.map(|t| t.to_string()).unwrap_or_default(),
+        r.weight.to_string(),
         field(&r.model_version),
     ];
     // `{}` on f64 prints the shortest text that reads back as the same number.
@@ -352,6 +363,7 @@ mod tests {
         serde_json::to_string(&ScoredFeatures {
             schema: schema.into(),
             values: vec![fill; FEATURE_COUNT],
+            sample_weight: None,
         })
         .unwrap()
     }
@@ -372,6 +384,27 @@ mod tests {
         );
         let no = row_of(&ticket("no_fault_found", v.clone()), &fp).unwrap();
         assert!(!no.label && no.mode.is_none());
+        assert_eq!(no.weight, 1.0, "a scored ticket stands for itself");
+        let sampled = |w: f64| {
+            serde_json::to_string(&ScoredFeatures {
+                schema: fp.clone(),
+                values: vec![0.25; FEATURE_COUNT],
+                sample_weight: Some(w),
+            })
+            .ok()
+        };
+        let drawn = row_of(&ticket("no_fault_found", sampled(500.0)), &fp).unwrap();
+        assert_eq!(
+            drawn.weight, 500.0,
+            "a random check stands for the devices it was drawn from"
+        );
+        let cells: Vec<String> = line(&drawn).split(',').map(str::to_owned).collect();
+        let at = header().split(',').position(|c| c == "weight").unwrap();
+        assert_eq!(cells[at], "500");
+        assert_eq!(
+            row_of(&ticket("no_fault_found", sampled(0.0)), &fp),
+            Err(Skip::Unreadable)
+        );
         for o in ["customer_declined", "traded_in"] {
             assert_eq!(
                 row_of(&ticket(o, v.clone()), &fp),
@@ -390,6 +423,7 @@ mod tests {
         let short = serde_json::to_string(&ScoredFeatures {
             schema: fp.clone(),
             values: vec![1.0; 3],
+            sample_weight: None,
         })
         .unwrap();
         assert_eq!(
@@ -414,8 +448,10 @@ mod tests {
         t.ticket_ref = "T-1,\"x\"".into();
         let row = row_of(&t, &fp).unwrap();
         let l = line(&row);
-        assert!(l.starts_with("dev-1,1000,1,battery,\"T-1,\"\"x\"\"\",repaired,5000,forest-1,0.1,"));
-        assert_eq!(header().split(',').count(), 8 + FEATURE_COUNT);
+        assert!(
+            l.starts_with("dev-1,1000,1,battery,\"T-1,\"\"x\"\"\",repaired,5000,1,forest-1,0.1,")
+        );
+        assert_eq!(header().split(',').count(), 9 + FEATURE_COUNT);
         assert!(header().starts_with("device_id,ts,label,mode,"));
         assert!(header().ends_with(FEATURES[FEATURE_COUNT - 1].name));
         // The plain line has exactly as many cells as the header.

@@ -439,6 +439,7 @@ impl Desk {
             serde_json::to_string(&tickets::ScoredFeatures {
                 schema: models::schema::schema_fingerprint(),
                 values,
+                sample_weight: None,
             })
             .unwrap()
         });

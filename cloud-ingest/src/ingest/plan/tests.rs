@@ -12,6 +12,7 @@ use crate::ingest::decode::{self, Delivery};
 use crate::ingest::{dedup, epochs};
 use crate::policy::Hold;
 use crate::store::devices::SeqStats;
+use crate::store::tickets::ScoredFeatures;
 
 /// 2026-11-23T08:00:00Z, the examples' epoch.
 const T0: u64 = 1_795_334_400_000;
@@ -551,6 +552,43 @@ fn an_alarm_opens_one_ticket_with_its_offer_command_and_announcement() {
     let mut plan = run.observe(&fresh, &Snapshot::default());
     run.decide(&mut plan, &HashMap::new());
     assert!(plan.openings[0].announced.is_none());
+}
+
+#[test]
+fn a_device_drawn_for_the_random_sample_gets_a_free_check_that_carries_its_weight() {
+    let now = T0 + 10_000 * MIN;
+    let share = 0.05;
+    let drawn = |yes: bool| {
+        (0..)
+            .map(|i| format!("dev-{i}"))
+            .find(|d| (crate::policy::sample::draw(d, now) < share) == yes)
+            .unwrap()
+    };
+    let (lucky, other) = (drawn(true), drawn(false));
+    let batch = deliveries(&[hb(&lucky, 1, T0), hb(&other, 1, T0)]);
+    let (fresh, _) = accept(&batch);
+    let mut run = Run::new(false);
+    let mut plan = run.observe(&fresh, &Snapshot::default());
+    assert!(plan.candidates.is_empty(), "off by default");
+    run.policy.random_check_share = share;
+    plan = run.observe(&fresh, &Snapshot::default());
+    run.decide(&mut plan, &HashMap::new());
+    assert_eq!(plan.openings.len(), 1, "only the drawn device");
+    let t = &plan.openings[0].ticket;
+    assert_eq!(t.device_id, lucky);
+    assert_eq!((t.offer, t.tier), (OfferKind::Inspection, Tier::Low));
+    assert_eq!(t.quote_minor, None, "the check is free");
+    let f: ScoredFeatures = serde_json::from_str(t.features.as_deref().unwrap()).unwrap();
+    assert_eq!(f.sample_weight, Some(20.0));
+    let evidence: Evidence = serde_json::from_str(&t.evidence).unwrap();
+    assert!(
+        evidence
+            .reasoning
+            .iter()
+            .any(|r| r.contains("random inspection sample")),
+        "{:?}",
+        evidence.reasoning
+    );
 }
 
 #[test]
