@@ -303,3 +303,89 @@ fn a_run_to_failure_csv_with_cycles_and_semicolons_trains() {
         "{text}"
     );
 }
+
+#[test]
+fn a_weight_column_trains_and_evaluates_weighted() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("fleet.csv");
+    write_csv(&plain);
+    // Every healthy device `d7`, `d15`, ... was a random check standing for 40 devices.
+    let text = std::fs::read_to_string(&plain).unwrap();
+    let mut lines = text.lines();
+    let mut weighted = format!("{},weight\n", lines.next().unwrap());
+    for l in lines {
+        let id: u64 = l[1..l.find(',').unwrap()].parse().unwrap();
+        let w = if id % 8 == 7 { 40 } else { 1 };
+        weighted.push_str(&format!("{l},{w}\n"));
+    }
+    let csv = dir.path().join("weighted.csv");
+    std::fs::write(&csv, weighted).unwrap();
+    let model = dir.path().join("model.json");
+    let cols = [
+        "--csv",
+        csv.to_str().unwrap(),
+        "--id-col",
+        "device",
+        "--time-col",
+        "day",
+        "--label-col",
+        "fails_14d",
+        "--feature-cols",
+        "soh_pct=soh,unexpected_reboots_per_day_1d=reboots",
+        "--weight-col",
+        "weight",
+    ];
+    let mut args = vec!["train", "--out", model.to_str().unwrap(), "--trees", "10"];
+    args.extend(cols);
+    let out = models(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let mut args = vec!["evaluate", "--model", model.to_str().unwrap(), "--json"];
+    args.extend(cols);
+    let out = models(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let w = &json["weighted"];
+    let rows = json["rows"].as_f64().unwrap();
+    assert!(w["population"].as_f64().unwrap() > rows * 2.0, "{w}");
+    assert!(w["roc_auc"].as_f64().unwrap() > 0.8, "{w}");
+    // Unweighted, the figures carry no `weighted` block.
+    let out = models(&[
+        "evaluate",
+        "--model",
+        model.to_str().unwrap(),
+        "--json",
+        "--csv",
+        plain.to_str().unwrap(),
+        "--id-col",
+        "device",
+        "--time-col",
+        "day",
+        "--label-col",
+        "fails_14d",
+        "--feature-cols",
+        "soh_pct=soh,unexpected_reboots_per_day_1d=reboots",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json.get("weighted").is_none(), "{json}");
+    // The logistic model refuses weighted rows by name; a missing column is named.
+    let mut args = vec!["train", "--out", "x.json", "--kind", "logistic"];
+    args.extend(cols);
+    let out = models(&args);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("weighted"));
+    let mut args = vec!["train", "--out", "x.json"];
+    args.extend(&cols[..10]);
+    args.extend(["--weight-col", "w"]);
+    let out = models(&args);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no column `w`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
