@@ -129,6 +129,10 @@ struct TrainArgs {
     /// validation split chooses it).
     #[arg(long, default_value_t = 4)]
     threshold_folds: usize,
+    /// Fit the threshold folds one after another instead of side by side: slower,
+    /// but holding one fold's copy of the rows in memory instead of all of them.
+    #[arg(long)]
+    sequential_folds: bool,
     /// Forest: number of trees.
     #[arg(long, default_value_t = ForestParams::default().trees)]
     trees: usize,
@@ -327,6 +331,7 @@ fn train(a: TrainArgs) -> Result<()> {
     config.refit = !a.no_refit;
     config.calibrate = !a.no_calibration;
     config.threshold_folds = a.threshold_folds;
+    config.parallel_folds = !a.sequential_folds;
     config.forest = ForestParams {
         trees: a.trees,
         max_depth: a.max_depth,

@@ -52,6 +52,9 @@ pub struct TrainConfig {
     pub rule: HandRule,
     /// Fit a calibration on the out-of-fold scores (else the identity).
     pub calibrate: bool,
+    /// Fit the threshold folds side by side (else one after another, holding one
+    /// fold's copy of the rows at a time instead of all of them).
+    pub parallel_folds: bool,
 }
 
 impl TrainConfig {
@@ -68,6 +71,7 @@ impl TrainConfig {
             seed,
             rule: HandRule::default(),
             calibrate: true,
+            parallel_folds: true,
         }
     }
 }
@@ -237,6 +241,8 @@ fn score_all(set: &LabelledSet, scaler: &Scaler, model: &Model, prior: &Prior) -
 /// `threshold_folds` groups (failing and healthy separately), and each group is scored
 /// by a model fitted on the others. The threshold is chosen on these scores, which
 /// cover every failure in the data rather than the few in the validation split.
+/// The folds are fitted at the same time, each on its own thread (a fold's forest
+/// grows its trees on every core as well; the folds overlap what a forest does not).
 fn out_of_fold(
     set: &LabelledSet,
     config: &TrainConfig,
@@ -244,19 +250,39 @@ fn out_of_fold(
 ) -> Result<Vec<f64>, TrainError> {
     let k = config.threshold_folds;
     let fold = split::device_folds(set, k, config.seed);
-    let mut scores = vec![0.0; set.len()];
-    for f in 0..k {
+    progress(&format!(
+        "fitting {k} threshold folds {}",
+        if config.parallel_folds {
+            "side by side"
+        } else {
+            "one after another"
+        }
+    ));
+    let one = |f: usize| -> Result<(Vec<usize>, Vec<f64>), TrainError> {
         let (inside, outside): (Vec<usize>, Vec<usize>) =
             (0..set.len()).partition(|&i| fold[set.device[i] as usize] != f);
-        progress(&format!("threshold fold {}/{k}", f + 1));
         let part = set.subset(&inside);
-        let quiet = |_: &str| {};
-        let (scaler, model, prior) = fit(&part, config, &quiet)?;
+        let (scaler, model, prior) = fit(&part, config, &|_| {})?;
+        drop(part);
         let held = set.subset(&outside);
-        for (i, s) in outside
-            .iter()
-            .zip(score_all(&held, &scaler, &model, &prior))
-        {
+        let scores = score_all(&held, &scaler, &model, &prior);
+        Ok((outside, scores))
+    };
+    let folds: Vec<Result<(Vec<usize>, Vec<f64>), TrainError>> = if config.parallel_folds {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..k).map(|f| scope.spawn(move || one(f))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    } else {
+        (0..k).map(one).collect()
+    };
+    let mut scores = vec![0.0; set.len()];
+    for r in folds {
+        let (rows, s) = r?;
+        for (i, s) in rows.iter().zip(s) {
             scores[*i] = s;
         }
     }
