@@ -237,6 +237,9 @@ fn score_all(set: &LabelledSet, scaler: &Scaler, model: &Model, prior: &Prior) -
         .collect()
 }
 
+/// A fold's held-out rows and their scores.
+type FoldScores = (Vec<usize>, Vec<f64>);
+
 /// Scores every row with a model fitted without its device: devices are dealt into
 /// `threshold_folds` groups (failing and healthy separately), and each group is scored
 /// by a model fitted on the others. The threshold is chosen on these scores, which
@@ -258,7 +261,7 @@ fn out_of_fold(
             "one after another"
         }
     ));
-    let one = |f: usize| -> Result<(Vec<usize>, Vec<f64>), TrainError> {
+    let one = |f: usize| -> Result<FoldScores, TrainError> {
         let (inside, outside): (Vec<usize>, Vec<usize>) =
             (0..set.len()).partition(|&i| fold[set.device[i] as usize] != f);
         let part = set.subset(&inside);
@@ -268,7 +271,7 @@ fn out_of_fold(
         let scores = score_all(&held, &scaler, &model, &prior);
         Ok((outside, scores))
     };
-    let folds: Vec<Result<(Vec<usize>, Vec<f64>), TrainError>> = if config.parallel_folds {
+    let folds: Vec<Result<FoldScores, TrainError>> = if config.parallel_folds {
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..k).map(|f| scope.spawn(move || one(f))).collect();
             handles
