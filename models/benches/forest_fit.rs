@@ -92,7 +92,7 @@ fn main() {
 /// The rows as a labelled set: 200 devices, a row a day each.
 fn fleet(x: &Array2<f64>, y: &[bool]) -> LabelledSet {
     const DEVICES: usize = 200;
-    let mut failed = vec![false; DEVICES];
+    let mut failed = [false; DEVICES];
     for (i, label) in y.iter().enumerate() {
         failed[i % DEVICES] |= *label;
     }
