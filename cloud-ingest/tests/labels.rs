@@ -125,12 +125,14 @@ async fn resolved_tickets_become_training_rows(url: &str) {
     );
     let fault = ours.iter().find(|l| l.starts_with("lab-fault")).unwrap();
     let cells: Vec<&str> = fault.split(',').collect();
-    assert_eq!(cells.len(), 8 + FEATURE_COUNT);
+    // device_id..resolved_ms, weight, model_version, then the features.
+    assert_eq!(cells.len(), 9 + FEATURE_COUNT);
     assert_eq!(
         (cells[2], cells[3], cells[5]),
         ("1", "battery", "battery_replaced")
     );
-    assert_eq!(cells[8], "0.5", "the stored vector, in schema order");
+    assert_eq!(cells[7], "1", "a scored ticket stands for itself");
+    assert_eq!(cells[9], "0.5", "the stored vector, in schema order");
     let fine = ours.iter().find(|l| l.starts_with("lab-fine")).unwrap();
     assert!(fine.contains(",0,,"), "no fault, no mode: {fine}");
     assert!(m.tally.rows >= 2 && m.tally.positives >= 1, "{m:?}");

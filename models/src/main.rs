@@ -39,10 +39,11 @@ enum Cmd {
 /// Where labelled rows come from.
 #[derive(Args)]
 struct DataArgs {
-    /// A `firmware-sim generate` output directory. With --csv too, both sets are
-    /// merged (each split on its own time span).
+    /// A `firmware-sim generate` output directory; give it more than once to merge
+    /// several fleets, and with --csv to merge the field's rows too (each source split
+    /// on its own time span).
     #[arg(long, required_unless_present = "csv")]
-    data: Option<PathBuf>,
+    data: Vec<PathBuf>,
     /// An operator's CSV: one row per device and time with features and a label, such
     /// as the `labels.csv` `cloud-ingest export-labels` writes.
     #[arg(long)]
@@ -238,20 +239,20 @@ fn delimiter(s: &str) -> std::result::Result<u8, String> {
 
 fn load_rows(d: &DataArgs) -> Result<LabelledSet> {
     let started = Instant::now();
-    let simulated = match &d.data {
-        Some(dir) => {
-            eprintln!("reading {}", dir.display());
-            let config = LabelConfig {
-                horizon_days: d.horizon_days,
-                min_history_days: d.min_history_days,
-            };
-            Some(
-                labels::from_simulation(dir, &config, &device_progress())
-                    .with_context(|| format!("reading the simulated data set {}", dir.display()))?,
-            )
-        }
-        None => None,
-    };
+    let mut simulated: Option<LabelledSet> = None;
+    for dir in &d.data {
+        eprintln!("reading {}", dir.display());
+        let config = LabelConfig {
+            horizon_days: d.horizon_days,
+            min_history_days: d.min_history_days,
+        };
+        let set = labels::from_simulation(dir, &config, &device_progress())
+            .with_context(|| format!("reading the simulated data set {}", dir.display()))?;
+        simulated = Some(match simulated {
+            None => set,
+            Some(before) => before.merge(set)?,
+        });
+    }
     let operator = if let Some(path) = &d.csv {
         let mut columns = CsvColumns::schema_named(&d.id_col, &d.time_col, &d.label_col);
         if let Some(list) = &d.feature_cols {

@@ -60,6 +60,25 @@ pub fn postgres_url() -> String {
     var("FLEET_TEST_PG_URL", "PostgreSQL")
 }
 
+/// A new, empty database of its own in the shared PostgreSQL server, for a test whose
+/// figures range over the whole store (a model gate, a report) and so must not see other
+/// tests' rows. Returns its connection URL.
+pub async fn postgres_database(prefix: &str) -> String {
+    use sqlx::Connection;
+    let url = postgres_url();
+    let name = crate::unique(prefix).replace('-', "_").to_lowercase();
+    let mut admin = sqlx::PgConnection::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to PostgreSQL at FLEET_TEST_PG_URL: {e}"));
+    // The name is ours: letters, digits and underscores from `unique`.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("creating database {name}: {e}"));
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+    format!("{base}/{name}")
+}
+
 /// An InfluxDB v2 write-API server (VictoriaMetrics in the test command).
 #[derive(Debug, Clone)]
 pub struct Influx {
