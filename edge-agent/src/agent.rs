@@ -239,6 +239,9 @@ impl Agent {
             .state
             .sampler
             .sample(now, &readings, &self.state.settings);
+        self.state
+            .sampler
+            .sample_metrics(&platform.custom_metrics());
         let mut out: Vec<Message> = events.into_iter().map(|e| self.event(now, e)).collect();
         if self.state.sampler.interval_due(now, &self.state.settings) {
             let dropped = self.state.spool_dropped;

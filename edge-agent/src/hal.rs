@@ -100,4 +100,12 @@ pub trait Platform {
     fn storage_self_test(&mut self) -> Result<(), HalError>;
     /// A few bits of entropy for boot ids (hardware RNG, OS randomness, a seeded RNG).
     fn entropy(&mut self) -> u32;
+    /// The device maker's own signals at this sample, by name: a count is occurrences
+    /// since the last sample, a gauge a reading now, a timer seconds in the state since
+    /// the last sample. The agent sums counts and timers and averages gauges over the
+    /// heartbeat interval. None by default.
+    fn custom_metrics(&mut self) -> Vec<(String, Metric)> {
+        Vec::new()
+    }
 }
+use protocol::heartbeat::Metric;

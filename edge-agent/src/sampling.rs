@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, VecDeque};
 use models::features::{self, DAY_MS, HOUR_MS};
 use protocol::event::{BatteryDropEvent, Event, OverTemperatureEvent};
 use protocol::heartbeat::{
-    BatteryReport, ConnectivityReport, EdgeFeatures, Heartbeat, ThermalReport,
+    self, BatteryReport, ConnectivityReport, EdgeFeatures, Heartbeat, Metric, ThermalReport,
+    MAX_METRICS,
 };
 use protocol::reboot::RebootReason;
 use protocol::Timestamp;
@@ -53,6 +54,17 @@ pub struct Interval {
     thermal: Option<ThermalAgg>,
     connected_s: u64,
     disconnects: u32,
+    /// The maker's own metrics so far this interval, by name.
+    #[serde(default)]
+    metrics: BTreeMap<String, MetricAgg>,
+}
+
+/// One custom metric over the interval so far.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+enum MetricAgg {
+    Count(u64),
+    Gauge { sum: f64, n: u32 },
+    Timer(u64),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +102,7 @@ impl Interval {
             thermal: None,
             connected_s: 0,
             disconnects: 0,
+            metrics: BTreeMap::new(),
         }
     }
 }
@@ -190,6 +203,37 @@ impl Sampler {
             events.extend(self.thermal_sample(dt, t, settings));
         }
         events
+    }
+
+    /// Folds the maker's own metrics of one sample in. A name the protocol would refuse,
+    /// one past [`MAX_METRICS`] or one whose type changed within the interval is dropped
+    /// (and logged), so the heartbeat stays one the cloud accepts.
+    pub fn sample_metrics(&mut self, metrics: &[(String, Metric)]) {
+        let held = &mut self.interval.metrics;
+        for (name, metric) in metrics {
+            if !heartbeat::is_metric_name(name) {
+                tracing::warn!(metric = ?name, "custom metric name refused");
+                continue;
+            }
+            if !held.contains_key(name) && held.len() >= MAX_METRICS {
+                tracing::warn!(metric = %name, "more than {MAX_METRICS} custom metrics");
+                continue;
+            }
+            let agg = held.entry(name.clone()).or_insert(match metric {
+                Metric::Count(_) => MetricAgg::Count(0),
+                Metric::Gauge(_) => MetricAgg::Gauge { sum: 0.0, n: 0 },
+                Metric::Timer(_) => MetricAgg::Timer(0),
+            });
+            match (agg, *metric) {
+                (MetricAgg::Count(c), Metric::Count(n)) => *c += u64::from(n),
+                (MetricAgg::Timer(t), Metric::Timer(s)) => *t += u64::from(s),
+                (MetricAgg::Gauge { sum, n }, Metric::Gauge(g)) if g.is_finite() => {
+                    *sum += g;
+                    *n += 1;
+                }
+                _ => tracing::warn!(metric = %name, "custom metric changed type or is not finite"),
+            }
+        }
     }
 
     fn battery_sample(
@@ -391,6 +435,25 @@ impl Sampler {
             },
             features: Some(features),
             spool_dropped,
+            metrics: iv
+                .metrics
+                .into_iter()
+                .filter_map(|(name, agg)| {
+                    let m = match agg {
+                        MetricAgg::Count(c) => Metric::Count(
+                            u32::try_from(c)
+                                .unwrap_or(u32::MAX)
+                                .min(heartbeat::MAX_COUNT),
+                        ),
+                        MetricAgg::Timer(t) => Metric::Timer(clamp_u32(t).min(interval_s)),
+                        MetricAgg::Gauge { n: 0, .. } => return None,
+                        MetricAgg::Gauge { sum, n } => Metric::Gauge(
+                            (sum / f64::from(n)).clamp(-heartbeat::MAX_GAUGE, heartbeat::MAX_GAUGE),
+                        ),
+                    };
+                    Some((name, m))
+                })
+                .collect(),
         }
     }
 }
@@ -463,6 +526,42 @@ mod tests {
         let f = hb.features.unwrap();
         assert_eq!(f.soc_drain_pct_per_active_h, Some(30.0));
         assert_eq!(f.unexpected_reboots_24h, Some(0));
+    }
+
+    #[test]
+    fn custom_metrics_are_summed_averaged_and_kept_within_the_protocol() {
+        let settings = Settings::default();
+        let mut s = Sampler::new(at(0));
+        let m = |pairs: &[(&str, Metric)]| -> Vec<(String, Metric)> {
+            pairs.iter().map(|(n, v)| (n.to_string(), *v)).collect()
+        };
+        for i in 0..=60u64 {
+            s.sample(at(i * 60), &readings(80.0, 30.0, true), &settings);
+            s.sample_metrics(&m(&[
+                ("modem_resets", Metric::Count(u32::from(i % 20 == 0))),
+                ("fan_rpm", Metric::Gauge(3000.0 + i as f64 * 10.0)),
+                ("gps_on_s", Metric::Timer(120)),
+                ("Bad Name", Metric::Count(1)),
+            ]));
+        }
+        // A type change within the interval is dropped, not mixed in.
+        s.sample_metrics(&m(&[("fan_rpm", Metric::Count(9))]));
+        let hb = s.close_interval(at(3600), &RebootLog::default(), 0);
+        hb.validate_for_test();
+        assert_eq!(hb.metrics.get("modem_resets"), Some(&Metric::Count(4)));
+        assert_eq!(hb.metrics.get("fan_rpm"), Some(&Metric::Gauge(3300.0)));
+        // 61 samples of 120 s is more than the hour: capped at the interval.
+        assert_eq!(hb.metrics.get("gps_on_s"), Some(&Metric::Timer(3600)));
+        assert_eq!(hb.metrics.len(), 3, "{:?}", hb.metrics);
+        // The next interval starts empty; at most 32 names are kept.
+        let many: Vec<(String, Metric)> = (0..40)
+            .map(|i| (format!("m{i}"), Metric::Count(1)))
+            .collect();
+        s.sample_metrics(&many);
+        let hb = s.close_interval(at(7200), &RebootLog::default(), 0);
+        hb.validate_for_test();
+        assert_eq!(hb.metrics.len(), MAX_METRICS);
+        assert!(!hb.metrics.contains_key("fan_rpm"));
     }
 
     #[test]

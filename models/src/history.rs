@@ -604,6 +604,7 @@ mod tests {
                 },
                 features: None,
                 spool_dropped: 0,
+                metrics: Default::default(),
             },
         ))
     }

@@ -83,6 +83,11 @@ pub fn heartbeat() -> Envelope<Heartbeat> {
                 soh_slope_pct_per_30d: Some(-1.9),
             }),
             spool_dropped: 0,
+            metrics: BTreeMap::from([
+                ("gps_on_s".to_owned(), Metric::Timer(540)),
+                ("modem_resets".to_owned(), Metric::Count(1)),
+                ("touch_latency_ms".to_owned(), Metric::Gauge(18.5)),
+            ]),
         },
     )
 }

@@ -45,6 +45,108 @@ pub struct Heartbeat {
     /// started: a running count, so a lost heartbeat loses none of it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub spool_dropped: u32,
+    /// The device maker's own signals over the interval, by name (a fan's speed, a
+    /// modem's resets): at most [`MAX_METRICS`], each typed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, Metric>,
+}
+
+/// The most custom metrics one heartbeat carries.
+pub const MAX_METRICS: usize = 32;
+/// The longest custom metric name, bytes.
+pub const MAX_METRIC_NAME: usize = 32;
+/// The largest magnitude of a gauge: beyond it a reading is a fault, not a signal.
+pub const MAX_GAUGE: f64 = 1e12;
+
+/// One custom metric's value over the interval, typed as the device maker declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Occurrences during the interval (a modem's resets): at most [`MAX_COUNT`].
+    Count(u32),
+    /// A reading over the interval (a fan's mean speed): a finite number.
+    Gauge(f64),
+    /// Time spent in a state during the interval (GPS on), seconds: at most the interval.
+    Timer(u32),
+}
+
+impl Metric {
+    /// The value as a number, whatever its type.
+    pub fn value(&self) -> f64 {
+        match *self {
+            Metric::Count(n) | Metric::Timer(n) => n.into(),
+            Metric::Gauge(g) => g,
+        }
+    }
+}
+
+/// Whether `name` may name a custom metric: 1 to [`MAX_METRIC_NAME`] bytes of lowercase
+/// ASCII letters, digits and `_`, starting with a letter.
+pub fn is_metric_name(name: &str) -> bool {
+    name.len() <= MAX_METRIC_NAME
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn validate_metrics(metrics: &BTreeMap<String, Metric>, interval: u64) -> Checked {
+    if metrics.len() > MAX_METRICS {
+        return Err(FieldError::new(
+            "body.metrics",
+            Problem::Invalid(format!(
+                "{} metrics; at most {MAX_METRICS} are allowed",
+                metrics.len()
+            )),
+        ));
+    }
+    for (name, metric) in metrics {
+        if !is_metric_name(name) {
+            return Err(FieldError::new(
+                "body.metrics",
+                Problem::Invalid(format!(
+                    "metric name {name:?} must be 1 to {MAX_METRIC_NAME} lowercase letters, \
+                     digits or `_`, starting with a letter"
+                )),
+            ));
+        }
+        let field = format!("body.metrics.{name}");
+        match *metric {
+            Metric::Count(n) if n > MAX_COUNT => {
+                return Err(FieldError::new(
+                    field,
+                    Problem::OutOfRange {
+                        value: n.into(),
+                        min: 0.0,
+                        max: MAX_COUNT.into(),
+                        unit: "occurrences",
+                    },
+                ))
+            }
+            Metric::Gauge(g) if !g.is_finite() => {
+                return Err(FieldError::new(field, Problem::NotFinite))
+            }
+            Metric::Gauge(g) if g.abs() > MAX_GAUGE => {
+                return Err(FieldError::new(
+                    field,
+                    Problem::OutOfRange {
+                        value: g,
+                        min: -MAX_GAUGE,
+                        max: MAX_GAUGE,
+                        unit: "units",
+                    },
+                ))
+            }
+            Metric::Timer(s) if u64::from(s) > interval => {
+                return Err(FieldError::new(
+                    field,
+                    Problem::Inconsistent("the timer exceeds the interval"),
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -171,7 +273,7 @@ impl Validate for Heartbeat {
         if let Some(f) = &self.features {
             f.validate(limits)?;
         }
-        Ok(())
+        validate_metrics(&self.metrics, interval)
     }
 }
 

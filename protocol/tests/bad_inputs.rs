@@ -614,3 +614,81 @@ fn a_command_published_on_a_device_channel_is_read_as_that_channel() {
     let e = reject(HB_TOPIC, &bytes(&example_json("cmd-config")));
     assert_eq!(e.reason(), "missing_field", "{e}");
 }
+
+#[test]
+fn custom_metrics_are_typed_named_and_bounded() {
+    let hb = |metrics: Value| with(heartbeat(), "/body/metrics", metrics);
+    // Each type's rule, at the metric's own path.
+    let cases = [
+        (
+            json!({"modem_resets": {"count": 100_001}}),
+            "body.metrics.modem_resets",
+            "out_of_range",
+        ),
+        (
+            json!({"fan_rpm": {"gauge": 2e12}}),
+            "body.metrics.fan_rpm",
+            "out_of_range",
+        ),
+        (
+            json!({"gps_on_s": {"timer": 3601}}),
+            "body.metrics.gps_on_s",
+            "invalid_value",
+        ),
+        (
+            json!({"Fan RPM": {"gauge": 1.0}}),
+            "body.metrics",
+            "invalid_value",
+        ),
+        (
+            json!({"9lives": {"count": 1}}),
+            "body.metrics",
+            "invalid_value",
+        ),
+        (json!({"": {"count": 1}}), "body.metrics", "invalid_value"),
+        (
+            json!({"a_name_that_is_far_too_long_for_it": {"count": 1}}),
+            "body.metrics",
+            "invalid_value",
+        ),
+    ];
+    for (metrics, field, reason) in cases {
+        let e = reject(HB_TOPIC, &bytes(&hb(metrics.clone())));
+        assert_field(e, field, reason, |_| true);
+    }
+    // A bare number or an unknown type says what it expected.
+    for bad in [json!({"fan_rpm": 3150}), json!({"fan_rpm": {"level": 3}})] {
+        let e = reject(HB_TOPIC, &bytes(&hb(bad.clone())));
+        assert!(e.to_string().contains("body.metrics"), "{bad}: {e}");
+    }
+    // At most 32 of them.
+    let many: serde_json::Map<String, Value> = (0..33)
+        .map(|i| (format!("m{i}"), json!({"count": 1})))
+        .collect();
+    let e = reject(HB_TOPIC, &bytes(&hb(Value::Object(many.clone()))));
+    assert_field(
+        e,
+        "body.metrics",
+        "invalid_value",
+        |p| matches!(p, Problem::Invalid(m) if m.contains("at most 32")),
+    );
+    let mut fewer = many;
+    fewer.remove("m0");
+    let ok = decode(
+        HB_TOPIC,
+        &bytes(&hb(Value::Object(fewer))),
+        &Limits::default(),
+    )
+    .unwrap();
+    match ok.message {
+        Message::Heartbeat(h) => assert_eq!(h.body.metrics.len(), 32),
+        other => panic!("{other:?}"),
+    }
+    // The encoder refuses what the decoder would.
+    let mut hb = examples::heartbeat();
+    hb.body.metrics.insert(
+        "fan_rpm".into(),
+        protocol::heartbeat::Metric::Gauge(f64::NAN),
+    );
+    assert!(matches!(encode(&hb), Err(EncodeError::Field(f)) if f.field == "body.metrics.fan_rpm"));
+}

@@ -152,6 +152,7 @@ fn heartbeat() -> impl Strategy<Value = Heartbeat> {
                 },
                 features,
                 spool_dropped: dropped,
+                metrics: Default::default(),
             },
         )
 }

@@ -211,6 +211,7 @@ mod tests {
             },
             features: None,
             spool_dropped: 0,
+            metrics: Default::default(),
         };
         stored("heartbeat", ts, seq, hb)
     }
