@@ -219,11 +219,18 @@ impl Sampler {
                 tracing::warn!(metric = %name, "more than {MAX_METRICS} custom metrics");
                 continue;
             }
-            let agg = held.entry(name.clone()).or_insert(match metric {
-                Metric::Count(_) => MetricAgg::Count(0),
-                Metric::Gauge(_) => MetricAgg::Gauge { sum: 0.0, n: 0 },
-                Metric::Timer(_) => MetricAgg::Timer(0),
-            });
+            // The name is copied once per interval, not once per sample.
+            if !held.contains_key(name) {
+                let empty = match metric {
+                    Metric::Count(_) => MetricAgg::Count(0),
+                    Metric::Gauge(_) => MetricAgg::Gauge { sum: 0.0, n: 0 },
+                    Metric::Timer(_) => MetricAgg::Timer(0),
+                };
+                held.insert(name.clone(), empty);
+            }
+            let Some(agg) = held.get_mut(name) else {
+                continue;
+            };
             match (agg, *metric) {
                 (MetricAgg::Count(c), Metric::Count(n)) => *c += u64::from(n),
                 (MetricAgg::Timer(t), Metric::Timer(s)) => *t += u64::from(s),
